@@ -1,0 +1,238 @@
+"""Settings from the environment and `.env`; every problem reported at once.
+
+Values in the process environment win over `.env`. Secrets (api hash, bot
+token) never appear in an error message or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from dotenv import dotenv_values
+
+Mode = Literal["live", "poll"]
+PREFIX = "CHANWATCH_"
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+
+_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
+_LINK = re.compile(r"^(?:https?://)?(?:www\.)?(?:t|telegram)\.(?:me|dog)/(?:s/)?([^/?#]+)/?$")
+_TOKEN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{10,}$")
+_API_HASH = re.compile(r"^[0-9a-fA-F]{32}$")
+_BACKFILL = re.compile(r"^(\d+)\s*([dD]?)$")
+
+
+class ConfigError(Exception):
+    """Every problem found in the settings, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid settings:\n" + "\n".join("  - " + p for p in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    """A configured channel: a username (lower case, no @) or a numeric id."""
+
+    ref: str | int
+    mode: Mode = "live"
+
+    @property
+    def label(self) -> str:
+        return "@" + self.ref if isinstance(self.ref, str) else str(self.ref)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAddress:
+    dc_id: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """How far back a channel seen for the first time is fetched."""
+
+    posts: int = 100
+    days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    api_id: int | None = None
+    api_hash: str | None = field(default=None, repr=False)
+    session_path: Path = Path("data/user.session")
+    bot_token: str | None = field(default=None, repr=False)
+    admin_ids: frozenset[int] = frozenset()
+    db_path: Path = Path("data/chanwatch.db")
+    media_dir: Path = Path("data/media")
+    channels: tuple[ChannelSpec, ...] = ()
+    log_level: str = "INFO"
+    server: ServerAddress | None = None
+    server_key: str | None = field(default=None, repr=False)
+    backfill: Backfill = Backfill()
+    flood_sleep_threshold: int = 60
+
+
+def parse_channel(text: str) -> ChannelSpec:
+    """Parse `@name`, `name`, a t.me link or a numeric id, with optional `:live`/`:poll`."""
+    raw = text.strip()
+    mode: Mode = "live"
+    head, sep, tail = raw.rpartition(":")
+    if sep and tail.strip().lower() in ("live", "poll"):
+        raw, mode = head.strip(), tail.strip().lower()  # type: ignore[assignment]
+    if re.fullmatch(r"-?\d+", raw):
+        number = int(raw)
+        if number < 0:  # bot-API style -100<id>
+            digits = str(-number)
+            number = int(digits[3:]) if digits.startswith("100") and len(digits) > 3 else -number
+        if number <= 0:
+            raise ValueError(f"{text!r} is not a valid channel id")
+        return ChannelSpec(number, mode)
+    link = _LINK.match(raw)
+    name = link.group(1) if link else raw.removeprefix("@")
+    if name.startswith("+") or name.lower() == "joinchat":
+        raise ValueError(f"{text!r} is an invite link; give the channel's username or id")
+    if not _USERNAME.match(name):
+        raise ValueError(f"{text!r} is not a channel username, t.me link or numeric id")
+    return ChannelSpec(name.lower(), mode)
+
+
+def _parse_server(text: str) -> ServerAddress:
+    parts = text.strip().rsplit(":", 2)
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit() or not parts[1]:
+        raise ValueError("must be DC_ID:HOST:PORT, e.g. 2:149.154.167.40:443")
+    port = int(parts[2])
+    if not 0 < port < 65536:
+        raise ValueError("port must be between 1 and 65535")
+    return ServerAddress(int(parts[0]), parts[1], port)
+
+
+def _read_server_key(path: Path) -> str:
+    import rsa  # Telethon's own dependency; validates the PEM the way Telethon will load it
+
+    try:
+        pem = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {exc.__class__.__name__}") from None
+    try:
+        rsa.PublicKey.load_pkcs1(pem.encode())
+    except Exception:  # rsa raises several unrelated types for bad input
+        raise ValueError(f"{path} is not a PEM RSA public key (PKCS#1)") from None
+    return pem
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: str | Path | None = ".env",
+    need: frozenset[str] = frozenset(),
+) -> Settings:
+    """Build Settings; `need` may hold "user" (api id/hash) and "bot" (token, admins)."""
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+
+    def get(name: str) -> str | None:
+        value = values.get(PREFIX + name)
+        return value.strip() if value is not None and value.strip() != "" else None
+
+    problems: list[str] = []
+    kw: dict[str, object] = {}
+
+    if (api_id := get("API_ID")) is not None:
+        if api_id.isdigit() and int(api_id) > 0:
+            kw["api_id"] = int(api_id)
+        else:
+            problems.append("CHANWATCH_API_ID must be a positive number (from my.telegram.org)")
+    elif "user" in need:
+        problems.append("CHANWATCH_API_ID is missing (from my.telegram.org)")
+
+    if (api_hash := get("API_HASH")) is not None:
+        if _API_HASH.match(api_hash):
+            kw["api_hash"] = api_hash
+        else:
+            problems.append("CHANWATCH_API_HASH must be 32 hexadecimal characters")
+    elif "user" in need:
+        problems.append("CHANWATCH_API_HASH is missing (from my.telegram.org)")
+
+    if (token := get("BOT_TOKEN")) is not None:
+        if _TOKEN.match(token):
+            kw["bot_token"] = token
+        else:
+            problems.append("CHANWATCH_BOT_TOKEN is not a bot token (123456:ABC... from BotFather)")
+    elif "bot" in need:
+        problems.append("CHANWATCH_BOT_TOKEN is missing (create a bot with BotFather)")
+
+    if (admins := get("ADMINS")) is not None:
+        ids: set[int] = set()
+        for item in re.split(r"[,\s]+", admins):
+            if not item:
+                continue
+            if item.isdigit() and int(item) > 0:
+                ids.add(int(item))
+            else:
+                problems.append(f"CHANWATCH_ADMINS: {item!r} is not a numeric Telegram user id")
+        kw["admin_ids"] = frozenset(ids)
+    elif "bot" in need:
+        problems.append("CHANWATCH_ADMINS is missing (numeric user ids of the admins)")
+
+    for name, key in (("SESSION", "session_path"), ("DB", "db_path"), ("MEDIA_DIR", "media_dir")):
+        if (path := get(name)) is not None:
+            kw[key] = Path(path).expanduser()
+
+    if (channels := get("CHANNELS")) is not None:
+        specs: list[ChannelSpec] = []
+        for item in re.split(r"[,\s]+", channels):
+            if not item:
+                continue
+            try:
+                spec = parse_channel(item)
+            except ValueError as exc:
+                problems.append(f"CHANWATCH_CHANNELS: {exc}")
+                continue
+            if spec.ref not in {s.ref for s in specs}:
+                specs.append(spec)
+        kw["channels"] = tuple(specs)
+
+    if (level := get("LOG_LEVEL")) is not None:
+        if level.upper() in LOG_LEVELS:
+            kw["log_level"] = level.upper()
+        else:
+            problems.append(f"CHANWATCH_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+
+    if (server := get("SERVER")) is not None:
+        try:
+            kw["server"] = _parse_server(server)
+        except ValueError as exc:
+            problems.append(f"CHANWATCH_SERVER {exc}")
+    if (key_file := get("SERVER_KEY")) is not None:
+        try:
+            kw["server_key"] = _read_server_key(Path(key_file).expanduser())
+        except ValueError as exc:
+            problems.append(f"CHANWATCH_SERVER_KEY: {exc}")
+        if server is None:
+            problems.append("CHANWATCH_SERVER_KEY is set but CHANWATCH_SERVER is not")
+
+    if (backfill := get("BACKFILL")) is not None:
+        match = _BACKFILL.match(backfill)
+        if match is None:
+            problems.append("CHANWATCH_BACKFILL must be a number of posts (200) or of days (7d)")
+        elif match.group(2):
+            kw["backfill"] = Backfill(posts=1_000_000, days=int(match.group(1)))
+        else:
+            kw["backfill"] = Backfill(posts=int(match.group(1)))
+
+    if (flood := get("FLOOD_SLEEP_THRESHOLD")) is not None:
+        if flood.isdigit():
+            kw["flood_sleep_threshold"] = int(flood)
+        else:
+            problems.append("CHANWATCH_FLOOD_SLEEP_THRESHOLD must be a number of seconds")
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(**kw)  # type: ignore[arg-type]

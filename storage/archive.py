@@ -1,0 +1,425 @@
+"""Channels, posts, revisions, deletions, media and metrics.
+
+Functions that take `conn` run inside the caller's transaction, so the
+pipeline can archive a post and plan its alerts atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import aiosqlite
+
+from storage.db import Database
+from storage.models import Channel, Media, Post, canonical_json, iso, utcnow
+
+Status = Literal["new", "edited", "unchanged", "stale"]
+_CHUNK = 500
+_KEY_BITS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    """What archiving one post did."""
+
+    post_id: int
+    status: Status
+    post: Post
+    previous_text: str | None = None
+
+
+def post_key(date: datetime, channel_id: int, msg_id: int) -> int:
+    """A rowid that sorts by post time: seconds since epoch, then a 10-bit spread."""
+    spread = (channel_id * 7919 + msg_id) & ((1 << _KEY_BITS) - 1)
+    return (int(date.timestamp()) << _KEY_BITS) | spread
+
+
+# --- channels -----------------------------------------------------------------
+
+
+def _channel(row: sqlite3.Row) -> Channel:
+    return Channel(
+        id=row["id"],
+        access_hash=row["access_hash"],
+        username=row["username"],
+        title=row["title"],
+        mode=row["mode"],
+        last_msg_id=row["last_msg_id"],
+        active=bool(row["active"]),
+    )
+
+
+async def save_channel(db: Database, channel: Channel) -> None:
+    """Insert or refresh a resolved channel; its archive position is kept."""
+    now = iso(utcnow())
+    async with db.transaction() as conn:
+        if channel.username:  # a username moved to another channel id
+            await conn.execute(
+                "UPDATE channels SET username = NULL WHERE username = ? AND id != ?",
+                (channel.username, channel.id),
+            )
+        await conn.execute(
+            """INSERT INTO channels (id, access_hash, username, title, mode, active,
+                                     added_at, resolved_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (id) DO UPDATE SET
+                 access_hash = excluded.access_hash, username = excluded.username,
+                 title = excluded.title, mode = excluded.mode, active = excluded.active,
+                 resolved_at = excluded.resolved_at, last_error = NULL""",
+            (
+                channel.id,
+                channel.access_hash,
+                channel.username,
+                channel.title,
+                channel.mode,
+                int(channel.active),
+                now,
+                now,
+            ),
+        )
+
+
+async def find_channel(db: Database, ref: str | int) -> Channel | None:
+    """A known channel by numeric id or username (case-insensitive, no @)."""
+    if isinstance(ref, int):
+        row = await db.fetchone("SELECT * FROM channels WHERE id = ?", (ref,))
+    else:
+        row = await db.fetchone(
+            "SELECT * FROM channels WHERE username = ?", (ref.removeprefix("@"),)
+        )
+    return _channel(row) if row else None
+
+
+async def list_channels(db: Database, *, active_only: bool = False) -> list[Channel]:
+    sql = "SELECT * FROM channels" + (" WHERE active = 1" if active_only else "")
+    return [_channel(row) for row in await db.fetchall(sql + " ORDER BY id")]
+
+
+async def set_channel_active(db: Database, channel_id: int, active: bool) -> None:
+    await db.execute("UPDATE channels SET active = ? WHERE id = ?", (int(active), channel_id))
+
+
+async def set_channel_error(db: Database, channel_id: int, error: str | None) -> None:
+    await db.execute("UPDATE channels SET last_error = ? WHERE id = ?", (error, channel_id))
+
+
+async def record_unresolved(db: Database, ref: str, error: str) -> None:
+    await db.execute(
+        """INSERT INTO unresolved_channels (ref, error, checked_at) VALUES (?, ?, ?)
+           ON CONFLICT (ref) DO UPDATE SET error = excluded.error,
+                                           checked_at = excluded.checked_at""",
+        (ref, error, iso(utcnow())),
+    )
+
+
+async def unresolved_error(db: Database, ref: str) -> str | None:
+    row = await db.fetchone("SELECT error FROM unresolved_channels WHERE ref = ?", (ref,))
+    return row["error"] if row else None
+
+
+async def forget_unresolved(db: Database, ref: str) -> None:
+    await db.execute("DELETE FROM unresolved_channels WHERE ref = ?", (ref,))
+
+
+# --- posts --------------------------------------------------------------------
+
+
+def _entities_json(post: Post) -> str | None:
+    return canonical_json(list(post.entities)) if post.entities else None
+
+
+def _post_row(post: Post, post_id: int, lemmas: str, now: str) -> tuple[object, ...]:
+    fwd = post.fwd_from
+    return (
+        post_id,
+        post.channel_id,
+        post.msg_id,
+        iso(post.date),
+        iso(post.edit_date) if post.edit_date else None,
+        post.text,
+        lemmas,
+        _entities_json(post),
+        post.grouped_id,
+        canonical_json(_forward_dict(post)) if fwd else None,
+        fwd.key if fwd else None,
+        post.reply_to,
+        post.post_author,
+        post.views,
+        post.forwards,
+        post.replies,
+        canonical_json(post.reactions) if post.reactions else None,
+        post.raw_json(),
+        post.raw_sha256(),
+        now,
+        now,
+    )
+
+
+def _forward_dict(post: Post) -> dict[str, object]:
+    fwd = post.fwd_from
+    assert fwd is not None
+    return {
+        "channel_id": fwd.channel_id,
+        "msg_id": fwd.msg_id,
+        "from_name": fwd.from_name,
+        "user_id": fwd.user_id,
+        "date": iso(fwd.date) if fwd.date else None,
+    }
+
+
+_INSERT_POST = """INSERT INTO posts (id, channel_id, msg_id, date, edit_date, text, lemmas,
+    entities, grouped_id, fwd_from, fwd_key, reply_to, post_author, views, forwards, replies,
+    reactions, raw, raw_sha256, captured_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+_INSERT_MEDIA = """INSERT INTO media (post_id, idx, kind, mime, size, width, height, duration,
+    file_name, tg_id, access_hash, dc_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (post_id, idx) DO UPDATE SET kind = excluded.kind, mime = excluded.mime,
+      size = excluded.size, width = excluded.width, height = excluded.height,
+      duration = excluded.duration, file_name = excluded.file_name, tg_id = excluded.tg_id,
+      access_hash = excluded.access_hash, dc_id = excluded.dc_id"""
+
+
+def _media_rows(post_id: int, media: Sequence[Media]) -> list[tuple[object, ...]]:
+    return [
+        (
+            post_id,
+            idx,
+            m.kind,
+            m.mime,
+            m.size,
+            m.width,
+            m.height,
+            m.duration,
+            m.file_name,
+            m.tg_id,
+            m.access_hash,
+            m.dc_id,
+        )
+        for idx, m in enumerate(media)
+    ]
+
+
+async def _existing(
+    conn: aiosqlite.Connection, channel_id: int, msg_ids: Sequence[int]
+) -> dict[int, sqlite3.Row]:
+    found: dict[int, sqlite3.Row] = {}
+    for i in range(0, len(msg_ids), _CHUNK):
+        chunk = msg_ids[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            "SELECT id, msg_id, text, entities, edit_date, raw_sha256 FROM posts "
+            f"WHERE channel_id = ? AND msg_id IN ({marks})"
+        )
+        async with conn.execute(sql, (channel_id, *chunk)) as cursor:
+            for row in await cursor.fetchall():
+                found[row["msg_id"]] = row
+    return found
+
+
+async def _free_keys(conn: aiosqlite.Connection, wanted: list[int]) -> list[int]:
+    """Resolve rowid collisions (same second, same spread) by probing upwards."""
+    taken: set[int] = set()
+    for i in range(0, len(wanted), _CHUNK):
+        chunk = wanted[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        async with conn.execute(f"SELECT id FROM posts WHERE id IN ({marks})", chunk) as cur:
+            taken.update(row[0] for row in await cur.fetchall())
+    keys = []
+    for key in wanted:
+        while key in taken:
+            key += 1
+            async with conn.execute("SELECT 1 FROM posts WHERE id = ?", (key,)) as cur:
+                if await cur.fetchone():
+                    taken.add(key)
+        taken.add(key)
+        keys.append(key)
+    return keys
+
+
+async def archive_posts_in(
+    conn: aiosqlite.Connection, items: Sequence[tuple[Post, str]]
+) -> list[Archived]:
+    """Archive (post, lemmas) pairs inside the caller's transaction.
+
+    Idempotent: a post seen again with the same text changes only its counters;
+    a changed text keeps the earlier one as a revision; an older version arriving
+    after a newer one (by edit date) is ignored as stale.
+    """
+    now = iso(utcnow())
+    results: list[Archived] = []
+    by_channel: dict[int, list[int]] = {}
+    for post, _ in items:
+        by_channel.setdefault(post.channel_id, []).append(post.msg_id)
+    existing: dict[tuple[int, int], sqlite3.Row] = {}
+    for channel_id, msg_ids in by_channel.items():
+        for msg_id, row in (await _existing(conn, channel_id, msg_ids)).items():
+            existing[(channel_id, msg_id)] = row
+
+    fresh: dict[tuple[int, int], tuple[Post, str]] = {}
+    for post, lemmas in items:
+        ident = (post.channel_id, post.msg_id)
+        if ident in existing:
+            results.append(await _update_post(conn, existing[ident], post, lemmas, now))
+        else:
+            fresh[ident] = (post, lemmas)  # a later copy in the same batch wins
+
+    if fresh:
+        pending = list(fresh.values())
+        keys = await _free_keys(
+            conn, [post_key(p.date, p.channel_id, p.msg_id) for p, _ in pending]
+        )
+        await conn.executemany(
+            _INSERT_POST,
+            [_post_row(p, k, lemmas, now) for (p, lemmas), k in zip(pending, keys, strict=True)],
+        )
+        media = [
+            row for (p, _), k in zip(pending, keys, strict=True) for row in _media_rows(k, p.media)
+        ]
+        if media:
+            await conn.executemany(_INSERT_MEDIA, media)
+        results.extend(Archived(k, "new", p) for (p, _), k in zip(pending, keys, strict=True))
+
+    for channel_id, msg_ids in by_channel.items():
+        await conn.execute(
+            "UPDATE channels SET last_msg_id = max(last_msg_id, ?) WHERE id = ?",
+            (max(msg_ids), channel_id),
+        )
+    return results
+
+
+async def _update_post(
+    conn: aiosqlite.Connection, old: sqlite3.Row, post: Post, lemmas: str, now: str
+) -> Archived:
+    post_id = old["id"]
+    entities = _entities_json(post)
+    changed = post.text != old["text"] or entities != old["entities"]
+    edit_date = iso(post.edit_date) if post.edit_date else None
+    if changed and old["edit_date"] and (edit_date is None or edit_date < old["edit_date"]):
+        return Archived(post_id, "stale", post)
+    sha = post.raw_sha256()
+    if not changed and sha == old["raw_sha256"]:
+        return Archived(post_id, "unchanged", post)
+    if changed:
+        await conn.execute(
+            """INSERT INTO post_revisions (post_id, text, entities, edit_date, raw_sha256,
+                                           replaced_at) VALUES (?, ?, ?, ?, ?, ?)""",
+            (post_id, old["text"], old["entities"], old["edit_date"], old["raw_sha256"], now),
+        )
+    await conn.execute(
+        """UPDATE posts SET text = ?, lemmas = CASE WHEN ? THEN ? ELSE lemmas END, entities = ?,
+             edit_date = coalesce(?, edit_date), views = coalesce(?, views),
+             forwards = coalesce(?, forwards), replies = coalesce(?, replies),
+             reactions = coalesce(?, reactions), raw = ?, raw_sha256 = ?, updated_at = ?
+           WHERE id = ?""",
+        (
+            post.text,
+            int(changed),
+            lemmas,
+            entities,
+            edit_date,
+            post.views,
+            post.forwards,
+            post.replies,
+            canonical_json(post.reactions) if post.reactions else None,
+            post.raw_json(),
+            sha,
+            now,
+            post_id,
+        ),
+    )
+    if post.media:
+        await conn.executemany(_INSERT_MEDIA, _media_rows(post_id, post.media))
+    if changed:
+        return Archived(post_id, "edited", post, previous_text=old["text"])
+    return Archived(post_id, "unchanged", post)
+
+
+async def archive_posts(db: Database, items: Iterable[tuple[Post, str]]) -> list[Archived]:
+    """Archive a batch in one transaction."""
+    batch = list(items)
+    if not batch:
+        return []
+    async with db.transaction() as conn:
+        return await archive_posts_in(conn, batch)
+
+
+async def archive_post(db: Database, post: Post, lemmas: str = "") -> Archived:
+    return (await archive_posts(db, [(post, lemmas)]))[0]
+
+
+async def mark_deleted_in(
+    conn: aiosqlite.Connection, channel_id: int, msg_ids: Iterable[int], when: datetime
+) -> list[int]:
+    """Mark posts deleted (text kept); returns the ids of posts newly marked."""
+    marked: list[int] = []
+    ids = sorted(set(msg_ids))
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            f"UPDATE posts SET deleted_at = ?, updated_at = ? WHERE channel_id = ? "
+            f"AND msg_id IN ({marks}) AND deleted_at IS NULL RETURNING id"
+        )
+        stamp = iso(when)
+        async with conn.execute(sql, (stamp, stamp, channel_id, *chunk)) as cursor:
+            marked.extend(row[0] for row in await cursor.fetchall())
+    return marked
+
+
+async def mark_deleted(
+    db: Database, channel_id: int, msg_ids: Iterable[int], when: datetime | None = None
+) -> list[int]:
+    async with db.transaction() as conn:
+        return await mark_deleted_in(conn, channel_id, msg_ids, when or utcnow())
+
+
+async def get_post(db: Database, channel_id: int, msg_id: int) -> sqlite3.Row | None:
+    return await db.fetchone(
+        "SELECT * FROM posts WHERE channel_id = ? AND msg_id = ?", (channel_id, msg_id)
+    )
+
+
+async def post_revisions(db: Database, post_id: int) -> list[sqlite3.Row]:
+    return await db.fetchall(
+        "SELECT * FROM post_revisions WHERE post_id = ? ORDER BY id", (post_id,)
+    )
+
+
+async def post_media(db: Database, post_id: int) -> list[sqlite3.Row]:
+    return await db.fetchall("SELECT * FROM media WHERE post_id = ? ORDER BY idx", (post_id,))
+
+
+async def recent_msg_ids(db: Database, channel_id: int, limit: int) -> list[int]:
+    """The newest archived, not deleted message ids of a channel (for reconcile)."""
+    rows = await db.fetchall(
+        """SELECT msg_id FROM posts WHERE channel_id = ? AND deleted_at IS NULL
+           ORDER BY msg_id DESC LIMIT ?""",
+        (channel_id, limit),
+    )
+    return [row[0] for row in rows]
+
+
+async def record_metrics_in(
+    conn: aiosqlite.Connection, rows: Iterable[tuple[int, datetime, Post]]
+) -> None:
+    await conn.executemany(
+        """INSERT OR REPLACE INTO metrics (post_id, taken_at, views, forwards, replies, reactions)
+           VALUES (?, ?, ?, ?, ?, ?)""",
+        [
+            (
+                post_id,
+                iso(when),
+                post.views,
+                post.forwards,
+                post.replies,
+                json.dumps(post.reactions, ensure_ascii=False) if post.reactions else None,
+            )
+            for post_id, when, post in rows
+        ],
+    )

@@ -1,0 +1,153 @@
+"""Open the archive: one SQLite file, WAL, migrations by PRAGMA user_version."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+from loguru import logger
+
+BUSY_TIMEOUT_MS = 5_000
+
+
+class StorageError(Exception):
+    """A database problem explained for the operator (what, which file, what to do)."""
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """The numbered migrations shipped with the package: (version, name, sql)."""
+    found = []
+    for entry in resources.files("storage.migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    for expected, (version, name, _) in enumerate(found, start=1):
+        if version != expected:
+            raise RuntimeError(f"migration {name} is out of sequence (expected {expected:04d})")
+    return found
+
+
+SCHEMA_VERSION = len(migrations())
+
+
+class Database:
+    """An aiosqlite connection in autocommit mode with explicit transactions."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        await self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            await self.conn.execute("ROLLBACK")
+            raise
+        else:
+            await self.conn.execute("COMMIT")
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self.conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self.conn.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement in its own implicit transaction; returns rows changed."""
+        async with self.conn.execute(sql, params) as cursor:
+            return cursor.rowcount
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        await self.conn.executemany(sql, rows)
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+def _explain(path: Path, exc: sqlite3.Error) -> StorageError:
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return StorageError(
+            f"{path} is not a valid chanwatch database ({text}). "
+            "Restore it from the latest backup (see README: Backups) or move it aside "
+            "to start a new archive."
+        )
+    if "locked" in text or "busy" in text:
+        return StorageError(
+            f"{path} is locked by another process ({text}). "
+            "Stop the other chanwatch instance or tool holding it and try again."
+        )
+    if "unable to open" in text or "readonly" in text:
+        return StorageError(
+            f"cannot open {path} for writing ({text}). "
+            "Check that the directory exists and that this user may write to it."
+        )
+    return StorageError(f"database error on {path}: {text}")
+
+
+async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    current = int(row[0]) if row else 0
+    if current > SCHEMA_VERSION:
+        raise StorageError(
+            f"{path} has schema version {current}, newer than this chanwatch "
+            f"understands ({SCHEMA_VERSION}). Upgrade chanwatch; the file was not changed."
+        )
+    for version, name, sql in migrations()[current:]:
+        log = logger.bind(db=str(path), migration=name)
+        log.info("applying migration {name}", name=name)
+        try:
+            await conn.executescript(
+                f"BEGIN IMMEDIATE;\n{sql}\n;PRAGMA user_version = {version};\nCOMMIT;"
+            )
+        except sqlite3.Error:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+
+
+async def open_database(path: str | Path, *, readonly: bool = False) -> Database:
+    """Open (creating if needed) and migrate the archive at `path`."""
+    path = Path(path)
+    if not readonly:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    uri = f"file:{path}?mode=ro" if readonly else str(path)
+    try:
+        conn = await aiosqlite.connect(uri, uri=readonly, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise _explain(path, exc) from None
+    try:
+        conn.row_factory = sqlite3.Row
+        await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await conn.execute("PRAGMA foreign_keys = ON")
+        if not readonly:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")
+            await _migrate(conn, path)
+        else:
+            await conn.execute("PRAGMA query_only = ON")
+            async with conn.execute("PRAGMA user_version") as cursor:
+                row = await cursor.fetchone()
+            if row is None or row[0] != SCHEMA_VERSION:
+                raise StorageError(
+                    f"{path} has schema version {row[0] if row else '?'}, expected "
+                    f"{SCHEMA_VERSION}; run `chanwatch run` or `chanwatch doctor` once to migrate."
+                )
+    except sqlite3.Error as exc:
+        await conn.close()
+        raise _explain(path, exc) from None
+    except BaseException:
+        await conn.close()
+        raise
+    return Database(conn, path)
