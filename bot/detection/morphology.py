@@ -1,0 +1,117 @@
+"""Lemmatizers and the language guess, loaded once and cached per word.
+
+pymorphy3 (ru, uk dictionaries) gives normal forms; PyStemmer gives English
+Snowball stems. Language per sentence is decided by letters unique to one
+language when possible, because lingua costs ~100 µs per call.
+"""
+
+from __future__ import annotations
+
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pymorphy3
+    import Stemmer
+    from lingua import LanguageDetector
+
+LANGS = ("ru", "uk", "en")
+UK_LETTERS = frozenset("іїєґ")
+RU_LETTERS = frozenset("ыэъё")
+
+# Lemma "keys": which analyzers a Cyrillic word goes through, most likely first.
+RU = "ru"
+UK = "uk"
+RU_UK = "ru+uk"
+UK_RU = "uk+ru"
+
+
+@cache
+def morph(lang: str) -> pymorphy3.MorphAnalyzer:
+    import pymorphy3
+
+    return pymorphy3.MorphAnalyzer(lang=lang)
+
+
+@cache
+def _stemmer() -> Stemmer.Stemmer:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@cache
+def _detector() -> LanguageDetector:
+    from lingua import Language, LanguageDetectorBuilder
+
+    return (
+        LanguageDetectorBuilder.from_languages(
+            Language.RUSSIAN, Language.UKRAINIAN, Language.ENGLISH
+        )
+        .with_low_accuracy_mode()
+        .build()
+    )
+
+
+def load() -> None:
+    """Load every dictionary now (at start-up) rather than on the first post."""
+    morph("ru")
+    morph("uk")
+    _stemmer()
+    _detector()
+
+
+def _clean(lemma: str) -> str:
+    return lemma.replace("ё", "е").replace("’", "'").replace("ʼ", "'")
+
+
+@lru_cache(maxsize=200_000)
+def _pymorphy_lemmas(word: str, lang: str) -> tuple[str, ...]:
+    out: dict[str, None] = {}
+    for parse in morph(lang).parse(word):
+        out.setdefault(_clean(parse.normal_form), None)
+    return tuple(out) or (word,)
+
+
+@lru_cache(maxsize=200_000)
+def stem_en(word: str) -> str:
+    return _stemmer().stemWord(word)
+
+
+@lru_cache(maxsize=300_000)
+def lemmas(word: str, key: str) -> tuple[str, ...]:
+    """Normal forms of a normalized word.
+
+    key: "ru", "uk", "ru+uk", "uk+ru" (both dictionaries, first one's forms
+    first) for Cyrillic words; "en" for Latin words (one Snowball stem).
+    """
+    if key == "en":
+        return (stem_en(word),)
+    if key == RU or key == UK:
+        return _pymorphy_lemmas(word, key)
+    first, second = key.split("+")
+    merged = dict.fromkeys(_pymorphy_lemmas(word, first))
+    merged.update(dict.fromkeys(_pymorphy_lemmas(word, second)))
+    return tuple(merged)
+
+
+def letter_language(uk: int, ru: int, cyrillic: int, latin: int) -> str | None:
+    """The letter rule over counts of letters; None when Cyrillic but undecided."""
+    if cyrillic == 0 and latin == 0:
+        return "other"
+    if latin > cyrillic:
+        return "en"
+    if uk > ru:
+        return "uk"
+    if ru > uk:
+        return "ru"
+    return None
+
+
+@lru_cache(maxsize=20_000)
+def guess_cyrillic(text: str) -> str:
+    """ru or uk for a Cyrillic sentence the letter rule could not decide."""
+    found = _detector().detect_language_of(text)
+    if found is not None and found.iso_code_639_1.name.lower() == "uk":
+        return "uk"
+    return "ru"
