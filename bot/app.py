@@ -1,0 +1,142 @@
+"""Builds and wires the parts; owns start, reconnects, and a clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+from loguru import logger
+from telethon.sessions import Session
+
+from bot.clients import MonitorClient, user_client
+from bot.pipeline import Pipeline
+from bot.watcher import Watcher
+from config.settings import Settings
+from storage.db import Database, open_database
+
+BACKOFF_MAX = 300.0
+
+
+class NotAuthorized(Exception):
+    """The session has no logged-in account."""
+
+
+class App:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session: Session | None = None,
+        client_options: dict[str, Any] | None = None,
+        page_wait: float | None = None,
+    ) -> None:
+        self.settings = settings
+        self._session = session
+        self._client_options = client_options or {}
+        self._page_wait = page_wait
+        self.ready = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.db: Database | None = None
+        self.client: MonitorClient | None = None
+        self.pipeline: Pipeline | None = None
+        self.watcher: Watcher | None = None
+        self.catchups = 0
+
+    async def run(self) -> None:
+        """Run until `stop()` (or SIGTERM/SIGINT when installed)."""
+        self.db = await open_database(self.settings.db_path)
+        try:
+            self.pipeline = Pipeline(self.db)
+            self.client = user_client(self.settings, self._session, **self._client_options)
+            self.watcher = Watcher(
+                self.client,
+                self.db,
+                self.pipeline,
+                self.settings.channels,
+                backfill=self.settings.backfill,
+                page_wait=self._page_wait,
+            )
+            self.client.reconnect_callbacks.append(self._after_reconnect)
+            await self._serve()
+        finally:
+            await self._shutdown()
+
+    async def _serve(self) -> None:
+        assert self.client and self.watcher
+        delay = 1.0
+        first = True
+        while not self.stopping.is_set():
+            try:
+                await self.client.connect()
+                if first and not await self.client.is_user_authorized():
+                    raise NotAuthorized(
+                        "the session has no logged-in account; run `chanwatch login` first"
+                    )
+                if first:
+                    await self.watcher.resolve_all()
+                    await self.watcher.join_live()
+                    self.watcher.add_handlers()
+                await self._catch_up()
+                first = False
+                delay = 1.0
+                self.ready.set()
+                logger.info("watching {n} channels", n=len(self.watcher.channels))
+                await self._until_disconnected_or_stopped()
+            except (TimeoutError, OSError, ConnectionError) as exc:
+                logger.warning(
+                    "connection lost ({error}); reconnecting in {delay:.0f} s",
+                    error=exc.__class__.__name__,
+                    delay=delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                delay = min(delay * 2, BACKOFF_MAX)
+
+    async def _until_disconnected_or_stopped(self) -> None:
+        assert self.client
+        stop = asyncio.ensure_future(self.stopping.wait())
+        gone = asyncio.ensure_future(self.client.disconnected)
+        try:
+            await asyncio.wait({stop, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if gone.done() and not self.stopping.is_set():
+            exc = gone.exception() if not gone.cancelled() else None
+            raise ConnectionError(str(exc) if exc else "disconnected")
+        gone.cancel()
+
+    async def _catch_up(self) -> None:
+        assert self.watcher
+        await self.watcher.catch_up_all()
+        self.catchups += 1
+
+    async def _after_reconnect(self) -> None:
+        if self.stopping.is_set():
+            return
+        logger.info("reconnected; catching up above the archive head")
+        try:
+            await self._catch_up()
+        except Exception:
+            logger.exception("catch-up after reconnect failed; the next one will retry")
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        logger.info("received {signal}; stopping after in-flight writes", signal=sig.name)
+        self.stop()
+
+    async def _shutdown(self) -> None:
+        if self.client is not None:
+            await self.client.disconnect()
+        if self.pipeline is not None:
+            await self.pipeline.drain()
+        if self.db is not None:
+            await self.db.close()

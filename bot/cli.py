@@ -1,0 +1,134 @@
+"""The `chanwatch` command line: a thin layer over the library.
+
+Every subcommand is listed in COMMANDS; tests check each one is documented in
+the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from loguru import logger
+
+from bot.logs import setup_logging
+from config.settings import ConfigError, Settings, load_settings
+from storage.db import StorageError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _settings(args: argparse.Namespace, need: frozenset[str] = frozenset()) -> Settings:
+    settings = load_settings(env_file=args.env_file, need=need)
+    setup_logging(args.log_level or settings.log_level)
+    return settings
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.app import App, NotAuthorized
+
+    settings = _settings(args, need=frozenset({"user"}))
+    if not settings.channels:
+        logger.warning("no channels configured (CHANWATCH_CHANNELS); nothing to watch yet")
+    app = App(settings)
+
+    async def main() -> None:
+        app.install_signal_handlers()
+        await app.run()
+
+    try:
+        asyncio.run(main())
+    except NotAuthorized as exc:
+        print(f"chanwatch: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from bot.clients import user_client
+
+    settings = _settings(args, need=frozenset({"user"}))
+
+    async def main() -> int:
+        client = user_client(settings)
+        await client.connect()
+        try:
+            if await client.is_user_authorized():
+                me = await client.get_me()
+                print(f"already logged in as {me.first_name} (id {me.id})")
+                return 0
+            phone = args.phone or await asyncio.to_thread(input, "phone (international format): ")
+            await client.start(
+                phone=lambda: phone.strip(),
+                code_callback=lambda: input("login code sent by Telegram: ").strip(),
+                password=lambda: getpass.getpass("two-step verification password: "),
+                max_attempts=3,
+            )
+            me = await client.get_me()
+            print(f"logged in as {me.first_name} (id {me.id}); session: {settings.session_path}")
+            return 0
+        finally:
+            await client.disconnect()
+
+    return asyncio.run(main())
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from bot import classify
+
+    return classify.run(args, sys.stdin, sys.stdout)
+
+
+def _add_classify(parser: argparse.ArgumentParser) -> None:
+    from bot import classify
+
+    classify.add_arguments(parser)
+
+
+COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
+    "run": ("watch the configured channels and archive every post", cmd_run, None),
+    "login": (
+        "log the user account in (phone, code, 2FA) and save the session (mode 0600)",
+        cmd_login,
+        lambda p: p.add_argument("--phone", help="phone number; asked for when missing"),
+    ),
+    "classify": (
+        "detect keywords and captured-soldier claims in JSON lines from stdin",
+        cmd_classify,
+        _add_classify,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chanwatch",
+        description="Telegram channel monitor: archive posts, edits and deletions; alert analysts.",
+    )
+    parser.add_argument("--env-file", default=os.environ.get("CHANWATCH_ENV_FILE", ".env"))
+    parser.add_argument("--log-level", default=None, help="override CHANWATCH_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, handler, configure) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if configure is not None:
+            configure(command)
+        command.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"chanwatch: {exc}", file=sys.stderr)
+        return 2
+    except StorageError as exc:
+        print(f"chanwatch: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
