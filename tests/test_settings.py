@@ -132,3 +132,16 @@ def test_server_key_and_backfill(tmp_path: Path) -> None:
     assert settings.backfill == Backfill(posts=1_000_000, days=7)
     assert settings.admin_ids == frozenset({1, 2, 3})
     assert TOKEN not in repr(settings)
+
+
+def test_env_example_documents_every_setting_and_loads() -> None:
+    import re
+
+    root = Path(__file__).resolve().parent.parent
+    source = (root / "config" / "settings.py").read_text()
+    used = {"CHANWATCH_" + n for n in re.findall(r'get\("([A-Z_]+)"\)', source)}
+    used |= {"CHANWATCH_" + n for n in re.findall(r'\("([A-Z_]+)", "[a-z_]+"\)', source)}
+    example = (root / ".env.example").read_text()
+    documented = set(re.findall(r"^(CHANWATCH_[A-Z_]+)=", example, re.M))
+    assert used and used <= documented, used - documented
+    assert load_settings({}, env_file=root / ".env.example").log_level == "INFO"
