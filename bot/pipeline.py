@@ -44,6 +44,12 @@ class Pipeline:
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._changed = asyncio.Event()
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set by the next committed write; take it before checking, then wait on it."""
+        return self._changed
 
     def subscribe(self, listener: Listener) -> None:
         """Called after each committed ingest (metrics, status, tests)."""
@@ -83,6 +89,8 @@ class Pipeline:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
+            changed, self._changed = self._changed, asyncio.Event()
+            changed.set()
 
     async def drain(self) -> None:
         """Wait until no write is in flight (clean shutdown)."""

@@ -24,6 +24,7 @@ from storage.db import Database
 from storage.models import Channel, Post, utcnow
 
 BATCH = 100
+RECONCILE_DEPTH = 100
 T = TypeVar("T")
 MAX_FLOOD_WAIT = 3600
 
@@ -164,12 +165,15 @@ class Watcher:
 
     # --- catch-up ------------------------------------------------------------
 
-    async def catch_up_all(self, source: Source = "catchup") -> int:
-        """Fetch every channel's history above the archive head; returns posts seen."""
+    async def catch_up_all(self, reconcile_depth: int = RECONCILE_DEPTH) -> int:
+        """Fetch every channel's history above the archive head, then re-read its
+        newest archived posts for edits and deletions missed meanwhile."""
         async with self._catchup_lock:
             total = 0
             for watched in list(self.channels.values()):
-                total += await self.catch_up(watched, source)
+                total += await self.catch_up(watched)
+                if reconcile_depth:
+                    await self.reconcile(watched, reconcile_depth)
             return total
 
     async def catch_up(self, watched: Watched, source: Source = "catchup") -> int:
@@ -224,6 +228,33 @@ class Watcher:
             await self.pipeline.ingest(batch, source)
             seen += len(batch)
         return seen
+
+    async def reconcile(self, watched: Watched, depth: int) -> tuple[int, int]:
+        """Re-read the newest `depth` archived posts: record edits and deletions.
+
+        Returns (posts re-read, posts newly marked deleted).
+        """
+        msg_ids = await archive.recent_msg_ids(self.db, watched.id, depth)
+        if not msg_ids:
+            return (0, 0)
+        while True:
+            try:
+                messages = await self.client.get_messages(watched.entity, ids=msg_ids)
+                break
+            except errors.FloodWaitError as exc:
+                await self._pause(str(watched.id), exc.seconds)
+        posts: list[Post] = []
+        gone: list[int] = []
+        for msg_id, message in zip(msg_ids, messages, strict=True):
+            post = to_post(message, watched.id) if message is not None else None
+            if post is None:
+                gone.append(msg_id)
+            else:
+                posts.append(post)
+        async with watched.lock:
+            await self.pipeline.ingest(posts, "reconcile")
+            deleted = await self.pipeline.deleted(watched.id, gone) if gone else []
+        return (len(posts), len(deleted))
 
     # --- live events ---------------------------------------------------------
 
