@@ -7,6 +7,7 @@ language when possible, because lingua costs ~100 µs per call.
 
 from __future__ import annotations
 
+import re
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
@@ -93,6 +94,20 @@ def lemmas(word: str, key: str) -> tuple[str, ...]:
     merged = dict.fromkeys(_pymorphy_lemmas(word, first))
     merged.update(dict.fromkeys(_pymorphy_lemmas(word, second)))
     return tuple(merged)
+
+
+_CYRILLIC = re.compile("[\u0400-\u04ff]")
+_LATIN = re.compile("[a-z\u00c0-\u024f]")
+
+
+def word_lemmas(norm: str, key: str) -> tuple[str, ...]:
+    """Lemmas of a normalized word by its script: Cyrillic through the key's
+    dictionaries, Latin through the English stemmer, anything else as is."""
+    if _CYRILLIC.search(norm):
+        return lemmas(norm, key)
+    if _LATIN.search(norm):
+        return lemmas(norm, "en")
+    return (norm,)
 
 
 def letter_language(uk: int, ru: int, cyrillic: int, latin: int) -> str | None:

@@ -45,22 +45,29 @@ class Analysis:
 
 _APOSTROPHES = "'’ʼ`‘"
 _INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
-_LETTER = r"(?:[^\W\d_]|[\u0300-\u036f])"
-_JOIN = f"[{_APOSTROPHES}{_INVISIBLE}]"
+_MARKS = "\u0300-\u036f"
+_URL_TAIL = "[^\\s<>()\\[\\]{}«»\"']*"
 _URL = (
-    r"(?:https?://|www\.|tg://)[^\s<>()\[\]{}«»\"']+"
-    r"|(?<![\w@.])(?:[a-z0-9-]+\.)+[a-z]{2,}/[^\s<>()\[\]{}«»\"']*"
+    r"(?:(?:https?|tg)://|www\.|\b[a-zA-Z0-9][a-zA-Z0-9-]*(?:\.[a-zA-Z0-9-]+)*\.[a-zA-Z]{2,}/)"
+    + _URL_TAIL
 )
 # Groups of three digits glued by no-break/thin spaces are one number: "1 500".
 _NUMBER = r"\d+(?:[\u00a0\u202f\u2009]\d{3})*(?!\w)|\d+"
 _BREAK = r"[.!?…]+(?=\s|$)|\n"
-_SCAN = re.compile(
-    f"(?P<url>{_URL})|(?P<word>{_LETTER}+(?:{_JOIN}{_LETTER}+)*)|(?P<num>{_NUMBER})"
-    f"|(?P<brk>{_BREAK})",
-    re.IGNORECASE,
-)
-_URL_RE = re.compile(_URL, re.IGNORECASE)
-_TRAILING_URL_PUNCT = ".,;:!?"
+
+
+def _scanner(letter: str, join: str) -> re.Pattern[str]:
+    word = f"{letter}+(?:{join}{letter}+)*"
+    return re.compile(f"(?P<word>{word})|(?P<num>{_NUMBER})|(?P<brk>{_BREAK})")
+
+
+# Most posts have no stress marks or invisible characters; their scanner is
+# several times faster than the one that allows them inside words.
+_SCAN_FAST = _scanner(r"[^\W\d_]", f"[{_APOSTROPHES}]")
+_SCAN_FULL = _scanner(f"(?:[^\\W\\d_]|[{_MARKS}])", f"[{_APOSTROPHES}{_INVISIBLE}]")
+_NEEDS_FULL = re.compile(f"[{_MARKS}{_INVISIBLE}]")
+_URL_RE = re.compile(_URL)
+_MAY_HAVE_URL = re.compile(r"/|www\.", re.IGNORECASE)
 
 # Words after which a period does not end the sentence.
 _ABBREVIATIONS = frozenset(
@@ -108,39 +115,29 @@ def normalize_word(raw: str) -> str:
     return word
 
 
-@lru_cache(maxsize=200_000)
-def _word_info(raw: str) -> tuple[str, int, int, int, int]:
-    """(norm, uk letters, ru letters, Cyrillic letters, Latin letters) of a raw word."""
-    norm = normalize_word(raw)
-    uk = ru = cyr = lat = 0
-    for ch in norm:
-        if _is_cyrillic(ch):
-            cyr += 1
-            if ch in morphology.UK_LETTERS:
-                uk += 1
-            elif ch in morphology.RU_LETTERS:
-                ru += 1
-        elif _is_latin(ch):
-            lat += 1
-    # ё is folded into е by normalization but still marks Russian.
-    if "ё" in raw or "Ё" in raw:
-        ru += 1
-    return norm, uk, ru, cyr, lat
+_MARKED_RE = re.compile("[іїєґІЇЄҐыэъёЫЭЪЁ]")
+_UK_MARKS = frozenset("іїєґІЇЄҐ")
+_CYR_RE = re.compile("[\u0400-\u04ff]+")
+_LAT_RE = re.compile("[A-Za-z\u00c0-\u024f]+")
+
+# Per lemma key: raw word -> (norm, lemmas). Plain dicts: this lookup runs
+# once per token and lru_cache's tuple keys cost measurably more.
+_WORD_CACHE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}
+_WORD_CACHE_LIMIT = 200_000
 
 
 def normalize(text: str) -> str:
     """The normalized form of a whole text, with URLs removed."""
     text = _URL_RE.sub(" ", unicodedata.normalize("NFKC", text))
-    word = re.compile(f"{_LETTER}+(?:{_JOIN}{_LETTER}+)*")
-    text = word.sub(lambda m: _fix_lookalikes(m.group()), text)
+    text = _SCAN_FULL.sub(lambda m: _fix_lookalikes(m.group()), text)
     return text.casefold().translate(_FOLD).translate(_STRIP)
 
 
-def _ends_sentence(text: str, match: re.Match[str], prev_norm: str | None) -> bool:
+def _ends_sentence(text: str, match: re.Match[str], prev: str | None) -> bool:
     mark = match.group()
     if mark == "\n":
         return True
-    if mark == "." and prev_norm in _ABBREVIATIONS:
+    if mark == "." and prev is not None and prev.lower() in _ABBREVIATIONS:
         return False
     # "т.е. мы", "и т. д. и" — a lowercase continuation is not a new sentence.
     pos = match.end()
@@ -150,7 +147,34 @@ def _ends_sentence(text: str, match: re.Match[str], prev_norm: str | None) -> bo
     return not (pos < length and text[pos].islower())
 
 
+def _url_spans(text: str) -> list[tuple[int, int]]:
+    if not _MAY_HAVE_URL.search(text):
+        return []
+    return [m.span() for m in _URL_RE.finditer(text)]
+
+
+def _letters(pattern: re.Pattern[str], text: str) -> int:
+    return sum(map(len, pattern.findall(text)))
+
+
+def _sentence_language(text: str, has_url: bool) -> tuple[str | None, int, int]:
+    """(letter-rule language or None, uk letters, ru letters) of one sentence."""
+    if has_url:
+        text = _URL_RE.sub(" ", text)
+    if text.isascii():
+        return ("en" if _LAT_RE.search(text) else "other"), 0, 0
+    marked = _MARKED_RE.findall(text)
+    uk = sum(ch in _UK_MARKS for ch in marked)
+    ru = len(marked) - uk
+    if _LAT_RE.search(text):
+        cyr, lat = _letters(_CYR_RE, text), _letters(_LAT_RE, text)
+    else:
+        cyr, lat = int(_CYR_RE.search(text) is not None), 0
+    return morphology.letter_language(uk, ru, cyr, lat), uk, ru
+
+
 def _lemma_key(lang: str, decided: bool) -> str:
+    """Which dictionaries Cyrillic words of a sentence go through."""
     if lang == "uk":
         return morphology.UK if decided else morphology.UK_RU
     if lang == "ru" and decided:
@@ -158,79 +182,90 @@ def _lemma_key(lang: str, decided: bool) -> str:
     return morphology.RU_UK
 
 
+def _cache(key: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    cache = _WORD_CACHE.get(key)
+    if cache is None:
+        cache = _WORD_CACHE[key] = {}
+    elif len(cache) >= _WORD_CACHE_LIMIT:
+        cache.clear()
+    return cache
+
+
+def _word(raw: str, key: str, cache: dict[str, tuple[str, tuple[str, ...]]]) -> tuple[str, ...]:
+    norm = normalize_word(raw)
+    hit = cache[raw] = (norm, morphology.word_lemmas(norm, key))
+    return hit
+
+
+def _number(raw: str) -> str:
+    digits = "".join(ch for ch in raw if ch.isdigit())
+    return digits if digits.isascii() else str(int(digits))
+
+
 def analyze(text: str) -> Analysis:
     """Tokens with normal forms and lemmas, sentences with their language."""
+    urls = _url_spans(text)
+    scan = _SCAN_FULL if _NEEDS_FULL.search(text) else _SCAN_FAST
+
     # Pass 1: raw tokens and sentence spans.
-    raw: list[tuple[int, int, str, tuple[str, int, int, int, int] | None, int]] = []
-    spans: list[list[int]] = []  # [start, end, uk, ru, cyr, lat]
+    raw: list[tuple[int, int, str, bool, int]] = []
+    spans: list[list[int]] = []
     current: list[int] | None = None
-    prev_norm: str | None = None
-    for m in _SCAN.finditer(text):
-        kind = m.lastgroup
-        if kind == "brk":
-            if current is not None and _ends_sentence(text, m, prev_norm):
-                current[1] = m.end() if m.group() != "\n" else current[1]
-                current = None
-            continue
-        if kind == "url":
+    url_at = 0  # index of the first URL span not yet passed
+    for m in scan.finditer(text):
+        if m.lastgroup == "brk":
+            if current is not None:
+                prev = raw[-1][2] if raw[-1][1] == m.start() else None
+                if _ends_sentence(text, m, prev):
+                    if m.group() != "\n":
+                        current[1] = m.end()
+                    current = None
             continue
         start, end = m.span()
+        if urls:
+            while url_at < len(urls) and urls[url_at][1] <= start:
+                url_at += 1
+            if url_at < len(urls) and urls[url_at][0] <= start:
+                continue
         if current is None:
-            current = [start, end, 0, 0, 0, 0]
+            current = [start, end]
             spans.append(current)
         current[1] = end
-        if kind == "word":
-            info = _word_info(m.group())
-            current[2] += info[1]
-            current[3] += info[2]
-            current[4] += info[3]
-            current[5] += info[4]
-            prev_norm = info[0]
-        else:
-            info = None
-            prev_norm = None
-        raw.append((start, end, m.group(), info, len(spans) - 1))
+        raw.append((start, end, m.group(), m.lastgroup == "num", len(spans) - 1))
 
-    # Pass 2: language per sentence (letter rule, then the post, then lingua).
-    uk_total = sum(s[2] for s in spans)
-    ru_total = sum(s[3] for s in spans)
-    # A post whose letters all point one way lends its language to short sentences.
+    # Pass 2: language per sentence — letter rule, then the whole post, then lingua.
+    rules = [
+        _sentence_language(text[start:end], any(u[0] < end and start < u[1] for u in urls))
+        for start, end in spans
+    ]
+    uk_total = sum(r[1] for r in rules)
+    ru_total = sum(r[2] for r in rules)
     post_lang = "uk" if uk_total and not ru_total else "ru" if ru_total and not uk_total else None
-    langs: list[str] = []
-    decided: list[bool] = []
-    for start, end, uk, ru, cyr, lat in spans:
-        lang = morphology.letter_language(uk, ru, cyr, lat)
-        decided.append(lang is not None)
-        if lang is None:
-            lang = post_lang or morphology.guess_cyrillic(text[start:end])
-        langs.append(lang)
-    sentences = tuple(Sentence(s[0], s[1], lang) for s, lang in zip(spans, langs, strict=True))
-    keys = [_lemma_key(lang, d) for lang, d in zip(langs, decided, strict=True)]
+    sentences: list[Sentence] = []
+    keys: list[str] = []
+    caches: list[dict[str, tuple[str, tuple[str, ...]]]] = []
+    for (start, end), (lang, _uk, _ru) in zip(spans, rules, strict=True):
+        guessed = lang or post_lang or morphology.guess_cyrillic(text[start:end])
+        sentences.append(Sentence(start, end, guessed))
+        keys.append(key := _lemma_key(guessed, lang is not None))
+        caches.append(_cache(key))
 
     # Pass 3: tokens with lemmas.
     tokens: list[Token] = []
-    lemmas = morphology.lemmas
-    for start, end, word, info, sent in raw:
-        if info is None:
-            digits = "".join(ch for ch in word if ch.isdigit())
-            digits = str(int(digits)) if not digits.isascii() else digits
+    for start, end, word, is_number, sent in raw:
+        if is_number:
+            digits = _number(word)
             tokens.append(Token(word, digits, start, end, sent, (digits,), True))
-            continue
-        norm, _uk, _ru, cyr, lat = info
-        if cyr:
-            forms = lemmas(norm, keys[sent])
-        elif lat:
-            forms = lemmas(norm, "en")
         else:
-            forms = (norm,)
-        tokens.append(Token(word, norm, start, end, sent, forms, False))
+            norm, forms = caches[sent].get(word) or _word(word, keys[sent], caches[sent])
+            tokens.append(Token(word, norm, start, end, sent, forms, False))
 
-    return Analysis(text, tuple(tokens), sentences, _dominant(spans, langs))
+    return Analysis(text, tuple(tokens), tuple(sentences), _dominant(text, sentences))
 
 
-def _dominant(spans: list[list[int]], langs: list[str]) -> str:
+def _dominant(text: str, sentences: list[Sentence]) -> str:
     weight: dict[str, int] = {}
-    for span, lang in zip(spans, langs, strict=True):
-        weight[lang] = weight.get(lang, 0) + span[4] + span[5]
+    for s in sentences:
+        weight[s.lang] = weight.get(s.lang, 0) + s.end - s.start
     best = max(weight.items(), key=lambda kv: kv[1], default=("other", 0))
-    return best[0] if best[1] > 0 else "other"
+    return best[0]
