@@ -1,0 +1,49 @@
+"""Shared fixtures.
+
+* ``simulator_errors`` (autouse): fails any test during which the loopback Telegram
+  (``bot.simulator``) logged at ERROR or above, so a bug in the fake cannot hide behind
+  Telethon's silent retries. A test that provokes such an error on purpose inspects the
+  list and clears it.
+* ``sim``: a started ``bot.simulator.Simulator``, stopped (and its clients disconnected)
+  after the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from loguru import logger
+
+from bot.simulator import Simulator
+
+
+@pytest.fixture(autouse=True)
+def simulator_errors() -> Iterator[list[str]]:
+    errors: list[str] = []
+
+    def sink(message: object) -> None:
+        errors.append(str(message).rstrip())
+
+    sink_id = logger.add(
+        sink,
+        level="ERROR",
+        filter=lambda record: record["name"].startswith("bot.simulator"),
+        format="{name}:{line} {message}\n{exception}",
+    )
+    try:
+        yield errors
+    finally:
+        logger.remove(sink_id)
+    if errors:
+        pytest.fail("the simulator logged errors:\n" + "\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[Simulator]:
+    simulator = Simulator()
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()

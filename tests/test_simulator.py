@@ -1,0 +1,320 @@
+"""The loopback Telegram, exercised through the real Telethon client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from telethon import TelegramClient, errors, events
+from telethon.tl import functions, types
+
+from bot.simulator import SimChannel, Simulator, SimUser
+
+TIMEOUT = 10
+
+
+@asynccontextmanager
+async def connected(
+    sim: Simulator, who: SimUser | None, **kwargs: Any
+) -> AsyncIterator[TelegramClient]:
+    client = sim.client_for(who, **kwargs)
+    async with asyncio.timeout(TIMEOUT):
+        await client.connect()
+    try:
+        yield client
+    finally:
+        await client.disconnect()
+
+
+async def next_event(queue: asyncio.Queue[Any]) -> Any:
+    async with asyncio.timeout(TIMEOUT):
+        return await queue.get()
+
+
+async def joined_client_events(
+    sim: Simulator, client: TelegramClient, channel: SimChannel
+) -> asyncio.Queue[tuple[str, Any]]:
+    """Join ``channel`` through the API and collect new/edited/deleted events."""
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+
+    async def on_new(event: events.NewMessage.Event) -> None:
+        await queue.put(("new", event.message))
+
+    async def on_edit(event: events.MessageEdited.Event) -> None:
+        await queue.put(("edit", event.message))
+
+    async def on_delete(event: events.MessageDeleted.Event) -> None:
+        await queue.put(("delete", event))
+
+    client.add_event_handler(on_new, events.NewMessage())
+    client.add_event_handler(on_edit, events.MessageEdited())
+    client.add_event_handler(on_delete, events.MessageDeleted())
+    async with asyncio.timeout(TIMEOUT):
+        entity = await client.get_input_entity(channel.username)
+        await client(functions.channels.JoinChannelRequest(entity))
+    return queue
+
+
+# ----------------------------------------------------------------------------- identity
+
+
+async def test_get_me_for_user_and_bot(sim: Simulator) -> None:
+    ann = sim.add_user(phone="+15550001", first_name="Ann", username="ann")
+    bot = sim.add_bot(username="watch_bot", token="123456:TESTTOKEN")
+    async with connected(sim, ann) as user_client, connected(sim, bot) as bot_client:
+        async with asyncio.timeout(TIMEOUT):
+            me = await user_client.get_me()
+            bot_me = await bot_client.get_me()
+            assert await bot_client.is_bot()
+            assert not await user_client.is_bot()
+    assert (me.id, me.username, me.first_name, me.phone) == (ann.id, "ann", "Ann", "+15550001")
+    assert me.is_self and not me.bot
+    assert bot_me.id == bot.id and bot_me.bot and bot_me.username == "watch_bot"
+
+
+async def test_every_framing_works(sim: Simulator) -> None:
+    from telethon.network import (
+        ConnectionTcpAbridged,
+        ConnectionTcpFull,
+        ConnectionTcpIntermediate,
+    )
+
+    ann = sim.add_user(username="ann")
+    for connection in (ConnectionTcpFull, ConnectionTcpIntermediate, ConnectionTcpAbridged):
+        async with connected(sim, ann, connection=connection) as client:
+            async with asyncio.timeout(TIMEOUT):
+                assert (await client.get_me()).id == ann.id
+
+
+async def test_resolve_channel_by_username_and_unknown_name(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    channel = sim.add_channel(username="rdk_channel", title="Русский добровольческий корпус")
+    async with connected(sim, ann) as client:
+        async with asyncio.timeout(TIMEOUT):
+            entity = await client.get_entity("rdk_channel")
+            assert isinstance(entity, types.Channel)
+            assert (entity.id, entity.access_hash) == (channel.id, channel.access_hash)
+            assert entity.title == "Русский добровольческий корпус" and entity.broadcast
+            # by id, from the session cache, then the full channel
+            full = await client(functions.channels.GetFullChannelRequest(entity))
+            assert full.full_chat.id == channel.id
+            with pytest.raises(errors.UsernameNotOccupiedError):
+                await client(functions.contacts.ResolveUsernameRequest("no_such_channel"))
+            with pytest.raises(ValueError, match="no_such_channel"):
+                await client.get_entity("no_such_channel")
+            # get_input_entity answers from the session cache (get_entity would ask again)
+            cached = await client.get_input_entity("rdk_channel")
+            assert cached.channel_id == channel.id
+    assert sim.requests_seen("ResolveUsernameRequest") == 3
+    assert sim.requests_seen("contacts.ResolveUsername") == 3
+
+
+async def test_unknown_request_is_loud(sim: Simulator, simulator_errors: list[str]) -> None:
+    ann = sim.add_user(username="ann")
+    async with connected(sim, ann) as client:
+        with pytest.raises(errors.RPCError) as info:
+            async with asyncio.timeout(TIMEOUT):
+                await client(functions.help.GetTermsOfServiceUpdateRequest())
+    assert info.value.code == 400
+    assert "SIM_UNHANDLED_GetTermsOfServiceUpdateRequest" in str(info.value)
+    assert any("GetTermsOfServiceUpdateRequest" in line for line in simulator_errors)
+    simulator_errors.clear()
+
+
+# ----------------------------------------------------------------------------- history
+
+
+async def test_history_pages_in_both_directions(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    channel = sim.add_channel(username="news", title="News")
+    for i in range(1, 251):
+        sim.post(channel, f"post {i}")
+    sim.delete(channel, [13])
+    async with connected(sim, ann) as client:
+        async with asyncio.timeout(TIMEOUT):
+            newest_first = [m.id async for m in client.iter_messages("news", wait_time=0)]
+            oldest_first = [
+                m.id async for m in client.iter_messages("news", reverse=True, wait_time=0)
+            ]
+            above = [m.id async for m in client.iter_messages("news", min_id=200, wait_time=0)]
+            above_rev = [
+                m.id
+                async for m in client.iter_messages("news", min_id=40, reverse=True, wait_time=0)
+            ]
+            limited = [m.id async for m in client.iter_messages("news", limit=150, wait_time=0)]
+            below = [m.id async for m in client.iter_messages("news", max_id=20, wait_time=0)]
+            page = await client.get_messages("news", limit=5, offset_id=100)
+            texts = {m.id: m.text async for m in client.iter_messages("news", limit=3)}
+    expected = [i for i in range(250, 0, -1) if i != 13]
+    assert newest_first == expected
+    assert oldest_first == expected[::-1]
+    assert above == list(range(250, 200, -1))
+    assert above_rev == list(range(41, 251))
+    assert limited == expected[:150]
+    assert below == [i for i in range(19, 0, -1) if i != 13]
+    assert [m.id for m in page] == [99, 98, 97, 96, 95]
+    assert page.total == 249
+    assert texts == {250: "post 250", 249: "post 249", 248: "post 248"}
+    assert sim.requests_seen("GetHistoryRequest") >= 3 + 3 + 1 + 3
+
+
+async def test_media_forwards_albums_and_counters(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    source = sim.add_channel(username="source", title="Source")
+    mirror = sim.add_channel(username="mirror", title="Mirror")
+    first = sim.post(source, "original", media=sim.photo(w=1280, h=720, size=160_000))
+    album = sim.post_album(
+        source, [sim.photo(), sim.video(duration=12, w=640, h=360)], caption="album"
+    )
+    pdf = sim.post(
+        source, "report", media=sim.document(mime="application/pdf", file_name="r.pdf", size=4242)
+    )
+    copy = sim.forward(source, first, to=mirror)
+    reply = sim.post(source, "reply", reply_to=first)
+    sim.set_views(source, first, views=1500, reactions={"👍": 3, "🔥": 1})
+    async with connected(sim, ann) as client:
+        async with asyncio.timeout(TIMEOUT):
+            msgs = {m.id: m async for m in client.iter_messages("source", wait_time=0)}
+            forwarded = (await client.get_messages("mirror", ids=[copy]))[0]
+            views = await client(
+                functions.messages.GetMessagesViewsRequest(
+                    peer=await client.get_input_entity("source"), id=[first], increment=False
+                )
+            )
+    photo = msgs[first]
+    assert isinstance(photo.media, types.MessageMediaPhoto)
+    assert (photo.file.width, photo.file.height, photo.file.size) == (1280, 720, 160_000)
+    assert photo.views == 1500 and photo.forwards == 1
+    assert {r.reaction.emoticon: r.count for r in photo.reactions.results} == {"👍": 3, "🔥": 1}
+    assert msgs[album[0]].grouped_id == msgs[album[1]].grouped_id is not None
+    assert msgs[album[0]].text == "album" and msgs[album[1]].text == ""
+    video = msgs[album[1]]
+    assert video.video and video.file.duration == 12 and video.file.mime_type == "video/mp4"
+    assert (msgs[pdf].file.name, msgs[pdf].file.size) == ("r.pdf", 4242)
+    assert msgs[reply].reply_to.reply_to_msg_id == first
+    assert forwarded.fwd_from.from_id == types.PeerChannel(source.id)
+    assert forwarded.fwd_from.channel_post == first and forwarded.text == "original"
+    assert views.views[0].views == 1500 and views.views[0].forwards == 1
+
+
+# ----------------------------------------------------------------------------- live updates
+
+
+async def test_live_new_edited_and_deleted_posts(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    channel = sim.add_channel(username="live", title="Live")
+    sim.post(channel, "before joining")
+    async with connected(sim, ann) as client:
+        queue = await joined_client_events(sim, client, channel)
+        assert ann.id in channel.members
+        mid = sim.post(channel, "hello")
+        kind, msg = await next_event(queue)
+        assert (kind, msg.id, msg.text, msg.chat_id) == (
+            "new",
+            mid,
+            "hello",
+            -1000000000000 - channel.id,
+        )
+        sim.edit(channel, mid, "hello, edited")
+        kind, msg = await next_event(queue)
+        assert (kind, msg.id, msg.text) == ("edit", mid, "hello, edited")
+        assert msg.edit_date is not None
+        sim.delete(channel, [mid])
+        kind, event = await next_event(queue)
+        assert kind == "delete" and event.deleted_ids == [mid]
+        assert event.chat_id == -1000000000000 - channel.id
+        ids = sim.post_album(channel, [sim.photo(), sim.photo()], caption="two")
+        got = [(await next_event(queue))[1] for _ in ids]
+        assert [m.id for m in got] == ids and got[0].grouped_id == got[1].grouped_id
+    assert queue.empty()
+
+
+async def test_gap_is_filled_through_channel_difference(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    channel = sim.add_channel(username="gappy", title="Gappy")
+    async with connected(sim, ann) as client:
+        queue = await joined_client_events(sim, client, channel)
+        first = sim.post(channel, "first")
+        assert (await next_event(queue))[1].id == first
+        missed = sim.post(channel, "missed", push=False)
+        also_missed = sim.post(channel, "also missed", push=False)
+        last = sim.post(channel, "last")
+        got = sorted([(await next_event(queue))[1] for _ in range(3)], key=lambda m: m.id)
+    assert [(m.id, m.text) for m in got] == [
+        (missed, "missed"),
+        (also_missed, "also missed"),
+        (last, "last"),
+    ]
+    assert sim.requests_seen("updates.GetChannelDifferenceRequest") >= 1
+
+
+async def test_channel_difference_reports_missed_edits_and_deletions(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    channel = sim.add_channel(username="diff", title="Diff")
+    a = sim.post(channel, "a")
+    b = sim.post(channel, "b")
+    pts = channel.pts
+    sim.edit(channel, a, "a2", push=False)
+    sim.delete(channel, [b], push=False)
+    c = sim.post(channel, "c", push=False)
+    async with connected(sim, ann) as client:
+        async with asyncio.timeout(TIMEOUT):
+            entity = await client.get_input_entity("diff")
+            diff = await client(
+                functions.updates.GetChannelDifferenceRequest(
+                    channel=entity, filter=types.ChannelMessagesFilterEmpty(), pts=pts, limit=100
+                )
+            )
+            empty = await client(
+                functions.updates.GetChannelDifferenceRequest(
+                    channel=entity,
+                    filter=types.ChannelMessagesFilterEmpty(),
+                    pts=channel.pts,
+                    limit=100,
+                )
+            )
+    assert diff.final and diff.pts == channel.pts
+    assert [m.id for m in diff.new_messages] == [c]
+    kinds = {type(u).__name__: u for u in diff.other_updates}
+    assert kinds["UpdateEditChannelMessage"].message.message == "a2"
+    assert kinds["UpdateDeleteChannelMessages"].messages == [b]
+    assert isinstance(empty, types.updates.ChannelDifferenceEmpty)
+
+
+# ----------------------------------------------------------------------------- faults
+
+
+async def test_flood_wait_is_waited_out_or_raised(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    channel = sim.add_channel(username="busy", title="Busy")
+    sim.post(channel, "one")
+    async with connected(sim, ann, flood_sleep_threshold=60) as client:
+        async with asyncio.timeout(TIMEOUT):
+            await client.get_input_entity("busy")
+            sim.fail(request="GetHistoryRequest", error="FLOOD_WAIT_1", times=1)
+            msgs = await client.get_messages("busy", limit=5)
+    assert [m.text for m in msgs] == ["one"]
+    assert sim.requests_seen("GetHistoryRequest") == 2
+    async with connected(sim, ann, flood_sleep_threshold=0) as client:
+        async with asyncio.timeout(TIMEOUT):
+            await client.get_input_entity("busy")
+            sim.fail(request="messages.GetHistoryRequest", error="FLOOD_WAIT_1")
+            with pytest.raises(errors.FloodWaitError) as info:
+                await client.get_messages("busy", limit=5)
+    assert info.value.seconds == 1
+
+
+async def test_dropped_connection_reconnects(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    channel = sim.add_channel(username="flaky", title="Flaky")
+    async with connected(sim, ann) as client:
+        queue = await joined_client_events(sim, client, channel)
+        assert await sim.drop_connections() >= 1
+        async with asyncio.timeout(TIMEOUT):
+            assert (await client.get_me()).id == ann.id
+            await sim.wait_until(lambda: sim.online(ann))
+        mid = sim.post(channel, "after reconnect")
+        assert (await next_event(queue))[1].id == mid
