@@ -318,3 +318,173 @@ async def test_dropped_connection_reconnects(sim: Simulator) -> None:
             await sim.wait_until(lambda: sim.online(ann))
         mid = sim.post(channel, "after reconnect")
         assert (await next_event(queue))[1].id == mid
+
+
+# ----------------------------------------------------------------------------- bots
+
+
+async def test_bot_logs_in_with_token_and_user_receives_its_message(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann", first_name="Ann")
+    bot = sim.add_bot(username="watch_bot", token="123456:TESTTOKEN")
+    async with connected(sim, ann) as user_client, connected(sim, None) as bot_client:
+        inbox: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def on_message(event: events.NewMessage.Event) -> None:
+            await inbox.put(event.message)
+
+        user_client.add_event_handler(on_message, events.NewMessage(incoming=True))
+        async with asyncio.timeout(TIMEOUT):
+            assert not await bot_client.is_user_authorized()
+            with pytest.raises(errors.AccessTokenInvalidError):
+                await bot_client.sign_in(bot_token="123456:WRONG")
+            me = await bot_client.sign_in(bot_token="123456:TESTTOKEN")
+            assert me.id == bot.id and me.bot
+            sent = await bot_client.send_message(ann.id, "**Alert**: match", parse_mode="md")
+        msg = await next_event(inbox)
+    assert (msg.text, msg.sender_id, msg.chat_id) == ("**Alert**: match", bot.id, bot.id)
+    assert msg.raw_text == "Alert: match" and isinstance(msg.entities[0], types.MessageEntityBold)
+    assert [m.text for m in sim.messages_to(ann, from_=bot)] == ["Alert: match"]
+    assert sent.id == bot.messages[sent.id].id and sent.out
+
+
+async def test_user_commands_and_button_presses_reach_the_bot(sim: Simulator) -> None:
+    from telethon import Button
+
+    ann = sim.add_user(username="ann", first_name="Ann")
+    bot = sim.add_bot(username="watch_bot")
+    async with connected(sim, bot) as bot_client, connected(sim, ann) as user_client:
+        commands: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def on_command(event: events.NewMessage.Event) -> None:
+            await commands.put(event.message)
+            await event.respond(
+                f"page 1 for {event.sender_id}",
+                buttons=[[Button.inline("next", b"page:2"), Button.inline("stop", b"stop")]],
+            )
+
+        async def on_press(event: events.CallbackQuery.Event) -> None:
+            await event.answer(f"got {event.data.decode()}")
+            await event.edit("page 2")
+
+        bot_client.add_event_handler(on_command, events.NewMessage(pattern="/start"))
+        bot_client.add_event_handler(on_press, events.CallbackQuery())
+        async with asyncio.timeout(TIMEOUT):
+            await bot_client(
+                functions.bots.SetBotCommandsRequest(
+                    scope=types.BotCommandScopeDefault(),
+                    lang_code="",
+                    commands=[types.BotCommand("start", "Start"), types.BotCommand("help", "Help")],
+                )
+            )
+        # a scripted user (no client of their own) ...
+        sent_id = await sim.user_sends(ann, bot, "/start")
+        command = await next_event(commands)
+        assert (command.text, command.sender_id) == ("/start", ann.id)
+        assert isinstance(command.entities[0], types.MessageEntityBotCommand)
+        [reply] = await sim.wait_for_messages(ann, from_=bot, count=1, timeout=TIMEOUT)
+        assert reply.text == f"page 1 for {ann.id}"
+        assert reply.buttons == [[("next", b"page:2"), ("stop", b"stop")]]
+        answer = await sim.user_presses(ann, bot, reply.id, data=b"page:2", timeout=TIMEOUT)
+        assert answer.message == "got page:2"
+        await sim.wait_for_messages(ann, from_=bot, predicate=lambda ms: ms[0].edited)
+        assert sim.messages_to(ann, from_=bot)[0].text == "page 2"
+        # ... and a user with a real client: its message arrives at the bot as an event too
+        async with asyncio.timeout(TIMEOUT):
+            await user_client.send_message("watch_bot", "/start again")
+        again = await next_event(commands)
+        assert again.text == "/start again" and again.sender_id == ann.id
+        await sim.wait_for_messages(ann, from_=bot, count=2, timeout=TIMEOUT)
+        async with asyncio.timeout(TIMEOUT):
+            [latest] = await user_client.get_messages("watch_bot", limit=1)
+            assert latest.text == f"page 1 for {ann.id}" and latest.buttons
+            pressed = await latest.click(data=b"page:2")
+        assert pressed.message == "got page:2"
+    assert bot.commands == [("start", "Start"), ("help", "Help")]
+    assert sent_id in ann.messages
+
+
+async def test_blocked_bot_gets_user_is_blocked(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    bot = sim.add_bot(username="watch_bot")
+    sim.block(ann, bot)
+    async with connected(sim, bot) as client:
+        async with asyncio.timeout(TIMEOUT):
+            with pytest.raises(errors.UserIsBlockedError):
+                await client.send_message(ann.id, "hello?")
+    sim.unblock(ann, bot)
+    assert sim.messages_to(ann) == []
+
+
+async def test_bot_send_limits_issue_flood_waits(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    bob = sim.add_user(username="bob")
+    bot = sim.add_bot(username="watch_bot")
+    sim.enforce_bot_limits = True
+    async with connected(sim, bot, flood_sleep_threshold=0) as client:
+        async with asyncio.timeout(TIMEOUT):
+            for i in range(3):
+                await client.send_message(ann.id, f"burst {i}")
+            with pytest.raises(errors.FloodWaitError) as info:
+                await client.send_message(ann.id, "one too many")
+            await client.send_message(bob.id, "another chat is fine")
+    assert info.value.seconds >= 1
+    assert sim.flood_waits_issued == 1
+    assert len(sim.messages_to(ann, from_=bot)) == 3
+
+
+# ----------------------------------------------------------------------------- login
+
+
+async def test_login_with_code(sim: Simulator) -> None:
+    ann = sim.add_user(phone="+15550001", first_name="Ann")
+    async with connected(sim, None) as client:
+        async with asyncio.timeout(TIMEOUT):
+            assert not await client.is_user_authorized()
+            with pytest.raises(errors.PhoneNumberInvalidError):
+                await client.send_code_request("+15559999")
+            sent = await client.send_code_request("+15550001")
+            assert sent.phone_code_hash
+            with pytest.raises(errors.PhoneCodeInvalidError):
+                await client.sign_in("+15550001", "00000")
+            me = await client.sign_in("+15550001", sim.login_code)
+            assert me.id == ann.id
+            assert await client.is_user_authorized()
+            assert (await client.get_me()).phone == "+15550001"
+
+
+async def test_login_with_code_and_2fa_password(sim: Simulator) -> None:
+    bob = sim.add_user(phone="+15550002", first_name="Bob", password="correct horse")
+    async with connected(sim, None) as client:
+        async with asyncio.timeout(TIMEOUT):
+            await client.send_code_request("+15550002")
+            with pytest.raises(errors.SessionPasswordNeededError):
+                await client.sign_in("+15550002", sim.login_code)
+            assert not await client.is_user_authorized()
+            with pytest.raises(errors.PasswordHashInvalidError):
+                await client.sign_in(password="battery staple")
+            me = await client.sign_in(password="correct horse")
+            assert me.id == bob.id
+            assert (await client.get_me()).id == bob.id
+
+
+async def test_real_auth_key_handshake(sim: Simulator) -> None:
+    from telethon.crypto import rsa
+    from telethon.sessions import StringSession
+
+    ann = sim.add_user(phone="+15550001", first_name="Ann")
+    rsa.add_key(sim.rsa_public_key_pem(), old=False)
+    try:
+        session = sim.session_for(None, with_key=False)
+        assert session.auth_key is None
+        async with connected(sim, None, session=session) as client:
+            async with asyncio.timeout(TIMEOUT):
+                assert client.session.auth_key is not None
+                await client.send_code_request("+15550001")
+                await client.sign_in("+15550001", sim.login_code)
+                saved = client.session.save()
+        # the negotiated key is known to the server: the saved session is logged in
+        async with connected(sim, None, session=StringSession(saved)) as again:
+            async with asyncio.timeout(TIMEOUT):
+                assert (await again.get_me()).id == ann.id
+    finally:
+        rsa._server_keys.pop(sim.rsa_fingerprint, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 import struct
 import time
 from dataclasses import dataclass, field
@@ -200,7 +201,7 @@ def _is_probable_prime(n: int, rounds: int = 24) -> bool:
 
 def _random_prime(bits: int) -> int:
     while True:
-        candidate = int.from_bytes(os.urandom(bits // 8), "big") | (3 << (bits - 2)) | 1
+        candidate = secrets.randbits(bits) | (3 << (bits - 2)) | 1
         if _is_probable_prime(candidate):
             return candidate
 
@@ -288,7 +289,8 @@ class Handshake:
             raise HandshakeError("no RSA key: call Simulator.rsa_public_key_pem() first")
         self._nonce = request.nonce
         self._server_nonce = int.from_bytes(os.urandom(16), "little", signed=True)
-        p, q = sorted((_random_prime(32), _random_prime(32)))
+        # Telethon reads pq as a signed big-endian integer: keep it below 2**63.
+        p, q = sorted((_random_prime(31), _random_prime(31)))
         return ResPQ(
             nonce=request.nonce,
             server_nonce=self._server_nonce,

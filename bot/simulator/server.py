@@ -485,6 +485,11 @@ class Simulator:
             self._rsa_key = ServerRsaKey.generate()
         return self._rsa_key.public_pem()
 
+    @property
+    def rsa_fingerprint(self) -> int | None:
+        """Fingerprint of the handshake RSA key, once made (to unregister it from Telethon)."""
+        return self._rsa_key.fingerprint if self._rsa_key else None
+
     def bind(self, record: AuthKeyRecord, user: SimUser) -> None:
         record.user_id = user.id
         logger.info("Simulator: auth key {} logged in as {}", record.key.key_id, user)
