@@ -436,8 +436,12 @@ def _judge(s: _Sentence, cue: _Cue) -> None:
         cue.status, cue.because, cue.because_at = "denial", "denial_word", (k, k)
         return
     for k in range(n):
-        if toks[k].norm in ("не", "not", "no") and k + 2 < n + 1:
-            j = s.find(lx.NEGATED_TRUTH, k + 1, k + 3)
+        if toks[k].norm in ("не", "not"):
+            j = s.find(lx.NEGATED_CONFIRM, k + 1, k + 3)
+            if j is None:
+                j = s.find(lx.MATCH_VERBS, k + 1, k + 2)
+                if j is not None:
+                    j = s.find(lx.TRUTH_NOUNS, j + 1, j + 4)
             if j is not None:
                 cue.status, cue.because, cue.because_at = "denial", "not_true", (k, j)
                 return
