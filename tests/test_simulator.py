@@ -251,6 +251,24 @@ async def test_gap_is_filled_through_channel_difference(sim: Simulator) -> None:
     assert sim.requests_seen("updates.GetChannelDifferenceRequest") >= 1
 
 
+async def test_too_long_gap_skips_to_the_present(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    channel = sim.add_channel(username="firehose", title="Firehose")
+    sim.channel_difference_too_long = 5
+    async with connected(sim, ann) as client:
+        queue = await joined_client_events(sim, client, channel)
+        sim.post(channel, "seen")
+        assert (await next_event(queue))[1].text == "seen"
+        for i in range(10):
+            sim.post(channel, f"lost {i}", push=False)
+        sim.post(channel, "reveals the gap")  # Telethon drops it with the too-long gap
+        async with asyncio.timeout(TIMEOUT):
+            await sim.wait_until(lambda: sim.requests_seen("GetChannelDifferenceRequest"))
+        later = sim.post(channel, "after the gap")
+        kind, msg = await next_event(queue)
+    assert (kind, msg.id) == ("new", later)
+
+
 async def test_channel_difference_reports_missed_edits_and_deletions(sim: Simulator) -> None:
     ann = sim.add_user(username="ann")
     channel = sim.add_channel(username="diff", title="Diff")
@@ -488,3 +506,41 @@ async def test_real_auth_key_handshake(sim: Simulator) -> None:
                 assert (await again.get_me()).id == ann.id
     finally:
         rsa._server_keys.pop(sim.rsa_fingerprint, None)
+
+
+# ----------------------------------------------------------------------------- protocol
+
+
+async def test_containers_gzip_pings_dates_and_downloads(sim: Simulator) -> None:
+    import datetime as dt
+
+    ann = sim.add_user(username="ann")
+    bot = sim.add_bot(username="watch_bot")
+    channel = sim.add_channel(username="dated", title="Dated")
+    start = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
+    ids = [sim.post(channel, f"day {d}", date=start + dt.timedelta(days=d)) for d in range(10)]
+    pdf = sim.post(channel, "file", media=sim.document(file_name="r.pdf", size=70_000))
+    long_text = "плен " * 800 + "!"  # > 512 bytes and compressible: Telethon gzips the request
+    async with connected(sim, ann) as client, connected(sim, bot) as bot_client:
+        async with asyncio.timeout(TIMEOUT):
+            entity = await client.get_input_entity("dated")
+            # concurrent requests travel in one container
+            pages = await asyncio.gather(
+                *(client.get_messages(entity, limit=1, offset_id=i + 1) for i in ids)
+            )
+            older = await client.get_messages(
+                entity, limit=1, offset_date=start + dt.timedelta(days=3, hours=1)
+            )
+            pong = await client(functions.PingRequest(ping_id=42))
+            sent = await bot_client.send_message(ann.id, long_text)
+            data = await client.download_media(
+                (await client.get_messages(entity, ids=pdf)), file=bytes
+            )
+    assert [p[0].id for p in pages] == ids
+    assert [m.id for m in older] == [ids[3]] and older[0].date == start + dt.timedelta(days=3)
+    assert pong.ping_id == 42
+    assert sent.text == long_text and sim.messages_to(ann, from_=bot)[0].text == long_text
+    assert len(data) == 70_000
+    assert sim.protocol_stats["container"] >= 1
+    assert sim.protocol_stats["gzip_packed"] >= 1
+    assert sim.protocol_stats["ping"] >= 1

@@ -50,7 +50,8 @@ Scripting API::
     sim.messages_to(user, from_=bot) -> list[SimMessage]  # .id .text .entities .buttons
                                      # .reply_markup .reply_to .edited .edit_date .date
     await sim.wait_for_messages(user, from_=bot, count=1, timeout=5)  # TimeoutError
-    await sim.wait_until(lambda: ..., timeout=5)   # any world condition
+    await sim.wait_until(lambda: ..., timeout=5)   # any condition; re-checked after every
+                            # world change, connection change and answered request
     sim.block(user, bot); sim.unblock(user, bot)   # bot sends -> 400 USER_IS_BLOCKED
     sim.enforce_bot_limits = True   # per chat 3 burst @1/s, global 30 @30/s -> FLOOD_WAIT_n
     sim.flood_waits_issued          # how many FloodWaits the limits produced
@@ -59,9 +60,11 @@ Scripting API::
     sim.fail(request="GetHistoryRequest", error="FLOOD_WAIT_1", times=1, code=None)
     await sim.drop_connections()   # close every socket; Telethon reconnects by itself
     sim.requests_seen("ResolveUsernameRequest") -> int   # or "contacts.ResolveUsername"
+    sim.protocol_stats["container" | "gzip_packed" | "ping" | "MsgsAck"] -> int
     sim.channel_difference_too_long = None  # or N: getChannelDifference answers TooLong
                                             # when more than N messages are pending
     sim.login_code                  # the code auth.signIn accepts ("12345")
+    sim.rsa_fingerprint             # of the handshake key, to unregister it afterwards
 
 Unknown requests answer ``400 SIM_UNHANDLED_<ClassName>`` and log at ERROR; the test
 suite fails any test during which the simulator logged an ERROR.

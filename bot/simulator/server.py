@@ -215,13 +215,16 @@ class Connection:
 
     def _dispatch(self, msg_id: int, obj: Any) -> None:
         if isinstance(obj, MessageContainer):
+            self.sim.protocol_stats["container"] += 1
             for inner in obj.messages:
                 self._dispatch(inner.msg_id, inner.obj)
         elif isinstance(obj, GzipPacked):
+            self.sim.protocol_stats["gzip_packed"] += 1
             self._dispatch(msg_id, read_object(obj.data))
         elif isinstance(obj, _IGNORED_SERVICE):
-            return
+            self.sim.protocol_stats[type(obj).__name__] += 1
         elif isinstance(obj, _PINGS):
+            self.sim.protocol_stats["ping"] += 1
             self.send(bytes(types.Pong(msg_id=msg_id, ping_id=obj.ping_id)), response=True)
         elif isinstance(obj, functions.DestroySessionRequest):
             self.send(bytes(types.DestroySessionOk(obj.session_id)), response=True)
@@ -257,6 +260,7 @@ class Connection:
         except RpcFail as exc:
             logger.debug("Simulator {} -> rpc_error {} {}", name, exc.code, exc.message)
             self.send_rpc_error(msg_id, exc.code, exc.message)
+            self.sim._on_change()
             return
         except asyncio.CancelledError:
             raise
@@ -265,6 +269,7 @@ class Connection:
             self.send_rpc_error(msg_id, 500, "SIM_INTERNAL_ERROR")
             return
         self.send(rpc_result(msg_id, _serialize(result)), response=True)
+        self.sim._on_change()
 
     # ------------------------------------------------------------------ writing
 
@@ -341,13 +346,15 @@ class Simulator:
         self.port = 0
         self.dc_id = dc_id
         self.login_code = login_code
-        self.world = World(self._push, seed=seed)
+        self.world = World(self._push, seed=seed, dc_id=dc_id)
         self.world.listeners.append(self._on_change)
         self.channel_difference_too_long: int | None = None
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
         self._keys: dict[int, AuthKeyRecord] = {}
         self._seen: Counter[str] = Counter()
+        # MTProto-level traffic seen: "container", "gzip_packed", "ping", "MsgsAck", ...
+        self.protocol_stats: Counter[str] = Counter()
         self._failures: dict[str, list[_Failure]] = {}
         self._rsa_key: ServerRsaKey | None = None
         self._clients: list[TelegramClient] = []

@@ -213,8 +213,9 @@ class TokenBucket:
 class World:
     """All accounts, bots and channels of one simulator."""
 
-    def __init__(self, push: Push, seed: int | None = None) -> None:
+    def __init__(self, push: Push, seed: int | None = None, dc_id: int = 2) -> None:
         self.push = push
+        self.dc_id = dc_id
         self.rng = random.Random(seed)
         self.users: dict[int, SimUser] = {}
         self.channels: dict[int, SimChannel] = {}
@@ -342,7 +343,7 @@ class World:
                     types.PhotoSize(type="x", w=mid_w, h=mid_h, size=max(1, size // 4)),
                     types.PhotoSize(type="y", w=w, h=h, size=size),
                 ],
-                dc_id=2,
+                dc_id=self.dc_id,
             )
         )
 
@@ -364,7 +365,7 @@ class World:
                 date=utcnow(),
                 mime_type=mime,
                 size=size,
-                dc_id=2,
+                dc_id=self.dc_id,
                 attributes=attrs,
             )
         )
