@@ -1,5 +1,77 @@
-"""Pure detection: text analysis, keyword rules and the captured-soldier claim detector."""
+"""Pure detection: text analysis, keyword rules and the captured-soldier claim detector.
 
+No I/O at match time and no clock: dictionaries load once, on first use or
+through `load()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from bot.detection.claims import ClaimResult, Evidence, detect_claim
+from bot.detection.keywords import (
+    KeywordMatch,
+    MatchedWord,
+    Matcher,
+    Rule,
+    RuleFileError,
+    compile_rules,
+    load_rules,
+    parse_rule,
+    parse_rules,
+)
+from bot.detection.morphology import load
 from bot.detection.text import Analysis, Sentence, Token, analyze, normalize
 
-__all__ = ["Analysis", "Sentence", "Token", "analyze", "normalize"]
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "Analysis",
+    "ClaimResult",
+    "Detection",
+    "Evidence",
+    "KeywordMatch",
+    "MatchedWord",
+    "Matcher",
+    "Rule",
+    "RuleFileError",
+    "Sentence",
+    "Token",
+    "analyze",
+    "compile_rules",
+    "detect",
+    "detect_claim",
+    "load",
+    "load_rules",
+    "normalize",
+    "parse_rule",
+    "parse_rules",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    analysis: Analysis
+    keywords: tuple[KeywordMatch, ...]
+    claim: ClaimResult
+
+    def to_dict(self) -> dict[str, Any]:
+        """lang, the claim verdict's fields, and the keyword matches."""
+        return {
+            "lang": self.analysis.lang,
+            **self.claim.to_dict(),
+            "keywords": [k.to_dict() for k in self.keywords],
+        }
+
+
+def detect(
+    text: str,
+    matcher: Matcher | None = None,
+    channel: str | int | Sequence[str | int] | None = None,
+) -> Detection:
+    """Analyze a post, match keyword rules (if a matcher is given) and detect claims."""
+    analysis = analyze(text)
+    keywords = tuple(matcher.match(analysis, channel)) if matcher is not None else ()
+    return Detection(analysis, keywords, detect_claim(analysis))

@@ -1,0 +1,542 @@
+"""Keyword rules: inflection-aware words and phrases, compiled into one matcher.
+
+Analysts write keywords in dictionary form. A rule word matches a token when
+they share a lemma (`пленный` ~ `пленных`), never by substring (`плен` is
+inside `наступление`). A capitalized rule word is treated as a name and also
+matches the adjectives and demonyms regularly built on it (`Белгород` ~
+`белгородской`, `белгородцы`); irregular ones come from `aliases.txt`.
+
+All words of all rules go into one dictionary (key -> rule words), so a post
+costs a few dictionary lookups per token whatever the number of rules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from bot.detection import morphology
+from bot.detection.text import Analysis, Token, analyze, normalize_word
+
+__all__ = [
+    "MAX_GAP",
+    "KeywordMatch",
+    "MatchedWord",
+    "Matcher",
+    "Rule",
+    "RuleFileError",
+    "compile_rules",
+    "load_rules",
+    "normalize_channel",
+    "parse_rule",
+    "parse_rules",
+]
+
+# Words of a phrase match in order with at most this many other words between
+# consecutive ones ("взяли их в плен" matches "взять в плен"), within a sentence.
+MAX_GAP = 2
+
+# A derived-name stem shorter than this would match unrelated words (Сумы -> сум).
+MIN_STEM = 4
+
+ALIASES_FILE = Path(__file__).with_name("aliases.txt")
+
+# What may follow a place-name stem in the lemma of a word built on it:
+# adjectives (курск|ий, белгород|ский, київ|ський), demonyms (белгород|ец,
+# харьков|чанин, киев|лянин), regions (харків|щина). Lemmas are normal forms,
+# so the list of endings is short.
+_DERIVED_ENDINGS = tuple(
+    sorted(
+        {
+            "ий", "ой", "кий", "ский", "ской", "цкий", "овский", "евский",
+            "ський", "цький", "зький", "івський",
+            "ец", "ець", "ка", "ит", "итка", "чанин", "чанка", "янин", "янка",
+            "анин", "анка", "лянин", "лянка", "щина", "чина", "ич",
+        },
+        key=len,
+    )
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One keyword rule. Exactly one of `phrase` (one word or several, in
+    order) and `regex` (matched on the original text) is set."""
+
+    id: str
+    phrase: str = ""
+    regex: str = ""
+    exclude: tuple[str, ...] = ()
+    channels: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if bool(self.phrase.strip()) == bool(self.regex):
+            raise ValueError("a rule needs either a keyword/phrase or a regex, not both")
+        if self.regex:
+            try:
+                re.compile(self.regex)
+            except re.error as exc:
+                raise ValueError(f"bad regex {self.regex!r}: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedWord:
+    text: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "start": self.start, "end": self.end}
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordMatch:
+    """A rule that matched a post, with every word it matched (all occurrences)."""
+
+    rule_id: str
+    words: tuple[MatchedWord, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule_id, "words": [w.to_dict() for w in self.words]}
+
+
+# --- rule words -> lookup keys -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _WordKeys:
+    exact: frozenset[str]
+    stems: frozenset[str] = frozenset()
+
+
+def _is_cyrillic_word(norm: str) -> bool:
+    return any("\u0400" <= ch <= "\u04ff" for ch in norm)
+
+
+def _dictionary_lemmas(norm: str) -> frozenset[str]:
+    """Lemmas of a keyword typed by an analyst: the word itself when it is a
+    dictionary form in Russian or Ukrainian, else its most likely lemma."""
+    if not _is_cyrillic_word(norm):
+        return frozenset(morphology.word_lemmas(norm, morphology.RU_UK))
+    known = [lang for lang in ("ru", "uk") if morphology.morph(lang).word_is_known(norm)]
+    forms = [morphology.lemmas(norm, lang) for lang in known or ["ru", "uk"]]
+    if any(norm in f for f in forms):
+        return frozenset([norm])
+    return frozenset(f[0] for f in forms)
+
+
+def _name_stems(lemma: str) -> set[str]:
+    """Stems that adjectives/demonyms of a place name start with."""
+    if not _is_cyrillic_word(lemma):
+        return set()
+    stems = {lemma}
+    for ending in ("ье", "ья", "ие", "ия", "жжя"):
+        if lemma.endswith(ending):
+            stems.add(lemma[: -len(ending)])
+    if lemma[-1] in "аяоеиыйьіїєу'":
+        stems.add(lemma[:-1])
+    if lemma.endswith("ка"):  # Авдеевка -> авдеевский
+        stems.add(lemma[:-2])
+    return {s for s in stems if len(s) >= MIN_STEM}
+
+
+@cache
+def derived_stems(lemma: str) -> tuple[str, ...]:
+    """Candidate name stems of a lemma that looks derived (курский -> курск)."""
+    out: list[str] = []
+    for ending in _DERIVED_ENDINGS:
+        if len(lemma) - len(ending) >= MIN_STEM and lemma.endswith(ending):
+            stem = lemma[: -len(ending)]
+            out.append(stem)
+            if stem[-1] in "ь'" and len(stem) > MIN_STEM:
+                out.append(stem[:-1])
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class _AliasGroup:
+    names: tuple[str, ...]
+    extras: tuple[str, ...]
+
+
+@cache
+def _aliases() -> dict[str, _AliasGroup]:
+    """Name lemma -> its alias group, from aliases.txt (read once)."""
+    table: dict[str, _AliasGroup] = {}
+    for line in ALIASES_FILE.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        names_part, _, extras_part = line.partition(":")
+        names = tuple(normalize_word(n.strip()) for n in names_part.split(",") if n.strip())
+        extras = tuple(normalize_word(e.strip()) for e in extras_part.split(",") if e.strip())
+        group = _AliasGroup(names, extras)
+        for name in names:
+            table[name] = group
+    return table
+
+
+def _word_keys(token: Token, as_name: bool) -> _WordKeys:
+    if token.is_number:
+        return _WordKeys(frozenset([token.norm]))
+    exact = set(_dictionary_lemmas(token.norm)) | {token.norm}
+    if not as_name:
+        return _WordKeys(frozenset(exact))
+    names = set(exact)
+    for lemma in list(exact):
+        group = _aliases().get(lemma)
+        if group is not None:
+            names.update(group.names)
+            exact.update(group.extras)
+    exact.update(names)
+    for name in names:
+        exact.update(_dictionary_lemmas(name))
+    stems = {stem for name in names for stem in _name_stems(name)}
+    return _WordKeys(frozenset(exact), frozenset(stems))
+
+
+def _is_name(token: Token) -> bool:
+    """A capitalized word (not an all-caps abbreviation) or a known place name."""
+    text = token.text
+    if text[:1].isupper() and not (len(text) > 1 and text.isupper()):
+        return True
+    if _is_cyrillic_word(token.norm):
+        return any("Geox" in p.tag.grammemes for p in morphology.morph("ru").parse(token.norm))
+    return False
+
+
+def _phrase_keys(phrase: str) -> tuple[_WordKeys, ...]:
+    tokens = analyze(phrase).tokens
+    if not tokens:
+        raise ValueError(f"no words in {phrase!r}")
+    return tuple(_word_keys(t, _is_name(t)) for t in tokens)
+
+
+# --- the compiled matcher ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Pattern:
+    rule: int  # index into Matcher.rules
+    exclude: bool
+    length: int
+
+
+@dataclass(slots=True)
+class Matcher:
+    """All rules compiled into one lemma index; build with `compile_rules`."""
+
+    rules: tuple[Rule, ...]
+    patterns: list[_Pattern] = field(default_factory=list)
+    # key (lemma or norm) -> (pattern index, word position) pairs
+    exact: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    # place-name stem -> (pattern index, word position) pairs
+    stems: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    regexes: list[tuple[int, re.Pattern[str]]] = field(default_factory=list)
+    scoped: dict[int, frozenset[str]] = field(default_factory=dict)
+
+    def match(
+        self, analysis: Analysis, channel: str | int | Sequence[str | int] | None = None
+    ) -> list[KeywordMatch]:
+        """Rules that match the post, in rule order. `channel`: the post's
+        channel id and/or username, for rules limited to some channels."""
+        tokens = analysis.tokens
+        hits = self._hits(tokens)
+        found: dict[int, list[MatchedWord]] = {}
+        excluded: set[int] = set()
+        for pattern_index, positions in hits.items():
+            pattern = self.patterns[pattern_index]
+            if pattern.exclude and pattern.rule in excluded:
+                continue
+            if not pattern.exclude and not self._in_scope(pattern.rule, channel):
+                continue
+            words = _occurrences(tokens, positions, pattern.length)
+            if not words:
+                continue
+            if pattern.exclude:
+                excluded.add(pattern.rule)
+            else:
+                found.setdefault(pattern.rule, []).extend(words)
+        for rule_index, regex in self.regexes:
+            if not self._in_scope(rule_index, channel):
+                continue
+            words = [
+                MatchedWord(m.group(), m.start(), m.end()) for m in regex.finditer(analysis.text)
+            ]
+            if words:
+                found.setdefault(rule_index, []).extend(words)
+        out: list[KeywordMatch] = []
+        for rule_index in sorted(found.keys() - excluded):
+            words = sorted(set(found[rule_index]), key=lambda w: (w.start, w.end))
+            out.append(KeywordMatch(self.rules[rule_index].id, tuple(words)))
+        return out
+
+    def _hits(self, tokens: Sequence[Token]) -> dict[int, dict[int, list[int]]]:
+        """pattern -> word position -> token indexes where that word matched."""
+        exact = self.exact
+        stems = self.stems
+        hits: dict[int, dict[int, list[int]]] = {}
+        for i, token in enumerate(tokens):
+            seen: set[tuple[int, int]] = set()
+            entries = exact.get(token.norm)
+            if entries:
+                seen.update(entries)
+            for lemma in token.lemmas:
+                entries = exact.get(lemma)
+                if entries:
+                    seen.update(entries)
+                if stems:
+                    for stem in derived_stems(lemma):
+                        entries = stems.get(stem)
+                        if entries:
+                            seen.update(entries)
+            for pattern_index, position in seen:
+                hits.setdefault(pattern_index, {}).setdefault(position, []).append(i)
+        return hits
+
+    def _in_scope(self, rule_index: int, channel: str | int | Sequence[str | int] | None) -> bool:
+        allowed = self.scoped.get(rule_index)
+        if allowed is None:
+            return True
+        if channel is None:
+            return False
+        names = [channel] if isinstance(channel, str | int) else channel
+        return any(normalize_channel(n) in allowed for n in names)
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "rules": len(self.rules),
+            "patterns": len(self.patterns),
+            "keys": len(self.exact),
+            "stems": len(self.stems),
+            "regexes": len(self.regexes),
+        }
+
+
+def _occurrences(
+    tokens: Sequence[Token], positions: dict[int, list[int]], length: int
+) -> list[MatchedWord]:
+    """Words of every occurrence of a pattern: its words in order, each within
+    MAX_GAP words of the previous one, all in one sentence."""
+    starts = positions.get(0)
+    if not starts:
+        return []
+    if length == 1:
+        return [_word(tokens[i]) for i in starts]
+    columns = [positions.get(k) for k in range(length)]
+    if not all(columns):
+        return []
+    out: list[MatchedWord] = []
+    for start in starts:
+        chain = _extend(tokens, columns, [start])
+        if chain:
+            out.extend(_word(tokens[i]) for i in chain)
+    return out
+
+
+def _extend(
+    tokens: Sequence[Token], columns: list[list[int] | None], chain: list[int]
+) -> list[int] | None:
+    k = len(chain)
+    if k == len(columns):
+        return chain
+    last = chain[-1]
+    sentence = tokens[last].sentence
+    for i in columns[k] or ():
+        if last < i <= last + 1 + MAX_GAP and tokens[i].sentence == sentence:
+            found = _extend(tokens, columns, [*chain, i])
+            if found:
+                return found
+    return None
+
+
+def _word(token: Token) -> MatchedWord:
+    return MatchedWord(token.text, token.start, token.end)
+
+
+def normalize_channel(channel: str | int) -> str:
+    """`@Name`, `name`, `t.me/name` -> `name`; `-1001234` (Bot API form) -> `1234`."""
+    text = str(channel).strip()
+    text = re.sub(r"^(?:https?://)?t\.me/", "", text)
+    text = text.lstrip("@").casefold()
+    if text.startswith("-100") and text[4:].isdigit():
+        return text[4:]
+    return text
+
+
+def compile_rules(rules: Iterable[Rule]) -> Matcher:
+    """Compile every rule of every analyst into one matcher."""
+    matcher = Matcher(tuple(rules))
+    exact: dict[str, list[tuple[int, int]]] = {}
+    stems: dict[str, list[tuple[int, int]]] = {}
+    phrase_cache: dict[str, tuple[_WordKeys, ...]] = {}
+
+    def add(rule_index: int, phrase: str, exclude: bool) -> None:
+        keys = phrase_cache.get(phrase)
+        if keys is None:
+            keys = phrase_cache[phrase] = _phrase_keys(phrase)
+        pattern_index = len(matcher.patterns)
+        matcher.patterns.append(_Pattern(rule_index, exclude, len(keys)))
+        for position, word in enumerate(keys):
+            for key in word.exact:
+                exact.setdefault(key, []).append((pattern_index, position))
+            for stem in word.stems:
+                stems.setdefault(stem, []).append((pattern_index, position))
+
+    for rule_index, rule in enumerate(matcher.rules):
+        if rule.regex:
+            matcher.regexes.append((rule_index, re.compile(rule.regex)))
+        else:
+            add(rule_index, rule.phrase, exclude=False)
+        for phrase in rule.exclude:
+            add(rule_index, phrase, exclude=True)
+        if rule.channels:
+            matcher.scoped[rule_index] = frozenset(normalize_channel(c) for c in rule.channels)
+    matcher.exact = {k: tuple(v) for k, v in exact.items()}
+    matcher.stems = {k: tuple(v) for k, v in stems.items()}
+    return matcher
+
+
+# --- rule syntax ---------------------------------------------------------------
+
+_QUOTES = {'"': '"', "«": "»", "“": "”", "„": "“"}
+_REGEX = re.compile(r"re:/((?:[^/\\]|\\.)*)/([aimsx]*)(?=\s|$)")
+_RULE_ID = re.compile(r"\[([^\[\]\s]+)\]\s*")
+
+
+def _items(text: str) -> list[tuple[str, str]]:
+    """Split a rule string into ("word"|"quoted"|"regex", value) items."""
+    items: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(text):
+        if text[pos].isspace():
+            pos += 1
+            continue
+        if text.startswith("re:", pos):
+            m = _REGEX.match(text, pos)
+            if not m:
+                raise ValueError("a regex is written re:/pattern/ (flags i, m, s, x may follow)")
+            flags = m.group(2)
+            items.append(("regex", (f"(?{flags})" if flags else "") + m.group(1)))
+            pos = m.end()
+            continue
+        close = _QUOTES.get(text[pos])
+        if close is not None:
+            end = text.find(close, pos + 1)
+            if end < 0:
+                raise ValueError(f"unclosed quote {text[pos]} at {text[pos : pos + 20]!r}")
+            items.append(("quoted", text[pos + 1 : end]))
+            pos = end + 1
+            continue
+        end = pos
+        while end < len(text) and not text[end].isspace():
+            end += 1
+        items.append(("word", text[pos:end]))
+        pos = end
+    return items
+
+
+def parse_rule(text: str, rule_id: str | None = None) -> Rule:
+    """Parse one rule: `keyword`, `"phrase words"` or `re:/regex/i`, then any of
+    `-not word`, `-not "phrase"`, `in @channel[,@other]`. An optional `[id]`
+    prefix names the rule; otherwise its id is the rule text itself."""
+    text = text.strip()
+    m = _RULE_ID.match(text)
+    if m:
+        rule_id = rule_id or m.group(1)
+        text = text[m.end() :]
+    if not text:
+        raise ValueError("empty rule")
+    items = _items(text)
+    phrase = ""
+    regex = ""
+    exclude: list[str] = []
+    channels: list[str] = []
+    i = 0
+    while i < len(items):
+        kind, value = items[i]
+        if kind == "word" and value in ("-not", "in"):
+            if i + 1 >= len(items) or items[i + 1][0] == "regex":
+                raise ValueError(f"{value} needs a word after it")
+            target = items[i + 1][1]
+            if value == "-not":
+                exclude.append(_check_phrase(target))
+            else:
+                names = [c for c in target.split(",") if c.strip("@ ")]
+                if not names or items[i + 1][0] != "word":
+                    raise ValueError("in needs a channel: in @channel or in 1234567890")
+                channels.extend(names)
+            i += 2
+            continue
+        if phrase or regex:
+            raise ValueError(f"unexpected {value!r}: one keyword per rule; put a phrase in quotes")
+        if kind == "regex":
+            regex = value
+        else:
+            if value.startswith("-"):
+                raise ValueError(f"unknown option {value!r} (use -not word)")
+            phrase = _check_phrase(value)
+        i += 1
+    if not phrase and not regex:
+        raise ValueError('no keyword: write a word, a "phrase" or re:/regex/')
+    return Rule(
+        id=rule_id or text,
+        phrase=phrase,
+        regex=regex,
+        exclude=tuple(exclude),
+        channels=frozenset(normalize_channel(c) for c in channels),
+    )
+
+
+def _check_phrase(value: str) -> str:
+    if not analyze(value).tokens:
+        raise ValueError(f"{value!r} has no words")
+    return value.strip()
+
+
+class RuleFileError(ValueError):
+    """Errors in a rules file, one `line N: message` per line."""
+
+
+def parse_rules(text: str) -> list[Rule]:
+    """Parse a rules file: one rule per line, `#` starts a comment line."""
+    rules: list[Rule] = []
+    errors: list[str] = []
+    seen: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            rule = parse_rule(stripped)
+        except ValueError as exc:
+            errors.append(f"line {number}: {exc}")
+            continue
+        if rule.id in seen:
+            errors.append(
+                f"line {number}: rule {rule.id!r} already defined on line {seen[rule.id]}"
+            )
+            continue
+        seen[rule.id] = number
+        rules.append(rule)
+    if errors:
+        raise RuleFileError("\n".join(errors))
+    return rules
+
+
+def load_rules(path: str | Path) -> list[Rule]:
+    """Read and parse a rules file; errors name the file and line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuleFileError(f"{path}: cannot read: {exc}") from None
+    try:
+        return parse_rules(text)
+    except RuleFileError as exc:
+        lines = str(exc).splitlines()
+        raise RuleFileError("\n".join(f"{path}: {line}" for line in lines)) from None
