@@ -64,7 +64,14 @@ TRIGGERS = (
     | PRISONER_EN
     | CAPTIVITY_EN
     | ALIVE
-    | _words("alive")
+    | _words("alive рука")
+)
+
+# Captivity words that, in a sentence calling a report false, make it a denial even
+# without a full claim ("reports of mass surrender are disinformation").
+MENTIONS = (
+    POW_NOUNS | CAPTIVITY_NOUNS | CAPTURE_SELF_VERBS | SURRENDER_VERBS | SURRENDER_EN
+    | PRISONER_EN | CAPTIVITY_EN
 )
 
 # --- people ----------------------------------------------------------------------------
@@ -107,6 +114,11 @@ MILITARY_GROUPS = _words(
 )
 # "Никаких пленных нет", "жодних полонених": a determiner that negates the noun.
 NEGATIVE_DETERMINERS = _words("никакой ни один жодний жоден no none")
+# "в наших руках", "в руках противника", "у ворога в руках": held by a side.
+HANDS = _words("рука")
+HOLDERS = _words(
+    "наш мы ми их свой противник враг ворог супротивник окупант боевик всу зсу рдк легион легіон"
+)
 HOLDING_VERBS = _words("удерживать держать утримувати тримати")
 MILITARY_MARKERS = _words("военный форма всу рф вс зсу військовий армия армія")
 
@@ -135,8 +147,9 @@ DENIAL_WORDS = _words(
     "опровергнуть опровергать опровержение отрицать фейк фэйк вброс ложь неправда"
     " дезинформация постановочный инсценировка опровергнутый"
     " спростувати спростовувати спростування заперечити заперечувати фейк вигадка"
-    " неправда дезінформація постановочний пропаганда"
-    " deni dismiss refut debunk fake fals untru stage fabric hoax"
+    " неправда дезінформація постановочний пропаганда брехня брехливий"
+    " deni dismiss refut debunk fake fals untru stage fabric hoax disinform misinform"
+    " propaganda lie"
 )
 # "не соответствует действительности", "не відповідає дійсності", "не подтверждается".
 NEGATED_CONFIRM = _words(
@@ -173,7 +186,7 @@ HEDGE_PREPS = _words("по за according")
 HEDGE_HEADS = _words("данные информация сведение дані інформація відомості to")
 
 HYPOTHETICAL = _words(
-    "если якщо якби if unless whether"
+    "если якщо якби чтобы щоб аби if unless whether"
 )
 # "в случае попадания", "у разі потрапляння": the noun after the preposition.
 HYPOTHETICAL_HEADS = _words("случай раз випадок")

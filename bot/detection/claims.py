@@ -70,6 +70,7 @@ class _Cue:
     status: str = "claim"  # claim | denial | exchange | blocked
     because: str = ""
     because_at: tuple[int, int] | None = None
+    subject: int | None = None  # the captives' word, when apart from the cue ("двое ... сдались")
 
 
 # --- morphology helpers ----------------------------------------------------------------------
@@ -197,18 +198,31 @@ def _captivity_cues(s: _Sentence) -> list[_Cue]:
                                        "опинятися", "перебувати", "залишатися", "утримувати",
                                        "тримати"})
             )
-            person = None if strong else _nearest_person(s, i)
+            person = _nearest_person(s, i)
             if not strong and person is None:
                 continue
             first, last = (i, i) if verb is None else (min(i, verb), max(i, verb))
-            if person is not None and not s.broken(min(first, person), max(last, person)):
+            if not strong and not s.broken(min(first, person), max(last, person)):
                 first, last = min(first, person), max(last, person)
             cue = _Cue(first, last, verb if verb is not None else i,
-                       "into_captivity" if strong else "in_captivity", 0.9 if strong else 0.7)
+                       "into_captivity" if strong else "in_captivity", 0.9 if strong else 0.7,
+                       subject=person)
             if _metaphor_after(s, i):
                 cue.status, cue.because = "blocked", "metaphor"
                 cue.because_at = (i + 1, min(i + 3, len(toks) - 1))
             cues.append(cue)
+        elif _has(tok, lx.HANDS) and any(
+            k >= 0 and toks[k].norm in ("в", "у") for k in (i - 1, i - 2)
+        ):
+            holder = next((k for k in (i + 1, i - 1, i - 2, i - 3) if 0 <= k < len(toks)
+                           and _has(toks[k], lx.HOLDERS)), None)
+            person = _nearest_person(s, i)
+            if holder is not None and person is not None and not s.broken(
+                min(i, person), max(i, person)
+            ) and "plur" in _grammemes(tok, s.lang, lx.HANDS):
+                first, last = min(i - 2, holder, person), max(i, holder, person)
+                first = first if toks[first].norm in ("в", "у") else first + 1
+                cues.append(_Cue(first, last, i, "in_hands", 0.7, subject=person))
         elif _has(tok, lx.CAPTURE_SELF_VERBS):
             cues.append(_Cue(i, i, i, "capture_verb", 0.9))
         elif _has(tok, lx.POW_NOUNS):
@@ -217,11 +231,13 @@ def _captivity_cues(s: _Sentence) -> list[_Cue]:
 
 
 def _nearest_person(s: _Sentence, i: int) -> int | None:
-    """The person word nearest to token i, preferring one in the same clause."""
+    """The person word nearest to token i: in the same clause first, before it (the
+    subject of "сдались") before after it ("сдались бойцам")."""
     best: tuple[int, int] | None = None
     for k in range(len(s.toks)):
         if k != i and s.is_person(k):
-            rank = abs(k - i) + (100 if s.broken(min(i, k), max(i, k)) else 0)
+            rank = abs(k - i) + (0 if k < i else 8)
+            rank += 100 if s.broken(min(i, k), max(i, k)) else 0
             if best is None or rank < best[0]:
                 best = (rank, k)
     return None if best is None else best[1]
@@ -293,7 +309,7 @@ def _capture_cues(s: _Sentence) -> list[_Cue]:
                 continue  # handled as "сдаться в плен"
             person = _nearest_person(s, i)
             if person is not None:
-                cues.append(_Cue(min(i, person), max(i, person), i, "surrender", 0.75))
+                cues.append(_Cue(i, i, i, "surrender", 0.75, subject=person))
     return cues
 
 
@@ -337,9 +353,9 @@ def _english_cues(s: _Sentence) -> list[_Cue]:
                 cues.append(_Cue(i, i + 1, i, "prisoner_exchange", 0.5, "exchange",
                                  "exchange", (i, i + 1)))
         elif stem in lx.CAPTIVITY_EN:
-            take = next((k for k in range(i - 1, max(-1, i - 4), -1)
+            take = next((k for k in range(i - 1, max(-1, i - 7), -1)
                          if toks[k].norm in lx.TAKE_EN_FORMS), None)
-            if take is not None:
+            if take is not None and not s.broken(take, i):
                 cues.append(_Cue(take, i, take, "taken_prisoner", 0.85))
             elif i and toks[i - 1].norm in ("in", "into", "its", "their", "from") or (
                 i > 1 and toks[i - 2].norm == "in"
@@ -377,6 +393,8 @@ def _en_patient_after(s: _Sentence, i: int) -> int | None:
         if s.broken(i, k):
             return None
         if s.is_person(k):
+            if s.text[toks[k].end : toks[k].end + 1] in ("'", "’"):
+                continue  # "the soldiers' despair": a possessive, not the object
             return k
         if toks[k].is_number or toks[k].norm in lx.EN_SKIP:
             continue
@@ -422,6 +440,13 @@ def _judge(s: _Sentence, cue: _Cue) -> None:
     toks = s.toks
     n = len(toks)
     a = cue.anchor
+
+    # A condition or purpose governs everything after it, negations included:
+    # "чтобы они не попали в плен" is no denial.
+    k = s.find(lx.HYPOTHETICAL, 0, cue.first)
+    if k is not None:
+        cue.status, cue.because, cue.because_at = "blocked", "hypothetical", (k, k)
+        return
 
     # Denial: negation on the cue, or the sentence says the report is false.
     neg = _negation(s, cue)
@@ -597,8 +622,11 @@ def _count(s: _Sentence, cue: _Cue) -> tuple[int, tuple[int, int]] | None:
         if end + 2 < n and _has(toks[end + 2], lx.NOT_PEOPLE_UNITS) and not s.is_person(end + 1):
             k = end + 1
             continue
-        dist = cue.first - end if end < cue.first else k - cue.last if k > cue.last else 0
-        if dist <= 6 and not s.broken(min(end, cue.first), max(k, cue.first)) or dist <= 2:
+        first, last = cue.first, cue.last
+        if cue.subject is not None:
+            first, last = min(first, cue.subject), max(last, cue.subject)
+        dist = first - end if end < first else k - last if k > last else 0
+        if dist <= 6 and not s.broken(min(end, first), max(k, first)) or dist <= 2:
             if best is None or dist < best[0]:
                 best = (dist, value, (k, end))
         k = end + 1
@@ -680,6 +708,16 @@ def detect_claim(analysis: Analysis) -> ClaimResult:
         s = _Sentence(text, toks, sentence.lang, tail)
         cues = _english_cues(s) if s.is_en else _captivity_cues(s) + _capture_cues(s)
         cues = _dedupe(cues)
+        if not cues and s.any_in(lx.DENIAL_WORDS):
+            # "reports of mass surrender are disinformation": a denial even without a
+            # well-formed claim in it.
+            k = next((k for k, t in enumerate(toks) if _has(t, lx.MENTIONS)), None)
+            if k is None:
+                continue
+            cues = [_Cue(k, k, k, "captivity_mention", 0.5)]
+            _judge(s, cues[0])
+            if cues[0].status != "denial":
+                continue
         if not cues:
             continue
         for cue in cues:
