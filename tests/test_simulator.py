@@ -251,6 +251,33 @@ async def test_gap_is_filled_through_channel_difference(sim: Simulator) -> None:
     assert sim.requests_seen("updates.GetChannelDifferenceRequest") >= 1
 
 
+async def test_dialogs_give_telethon_the_channel_pts_so_a_first_gap_is_seen(
+    sim: Simulator,
+) -> None:
+    ann = sim.add_user(username="ann")
+    bot = sim.add_bot(username="watch_bot")
+    joined = sim.add_channel(username="joined", title="Joined")
+    sim.add_channel(username="other", title="Not joined")
+    sim.post(joined, "old")
+    sim.join(ann, joined)
+    await sim.user_sends(ann, bot, "/start")
+    async with connected(sim, ann) as client:
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def on_new(event: events.NewMessage.Event) -> None:
+            await queue.put(event.message)
+
+        client.add_event_handler(on_new, events.NewMessage(chats=[joined.id]))
+        async with asyncio.timeout(TIMEOUT):
+            dialogs = await client.get_dialogs()
+        assert {d.entity.id for d in dialogs} == {joined.id, bot.id}
+        # without the dialogs Telethon would take the first update's pts as its start
+        hidden = sim.post(joined, "hidden", push=False)
+        shown = sim.post(joined, "shown")
+        got = sorted([(await next_event(queue)).id for _ in range(2)])
+    assert got == [hidden, shown]
+
+
 async def test_too_long_gap_skips_to_the_present(sim: Simulator) -> None:
     ann = sim.add_user(username="ann")
     channel = sim.add_channel(username="firehose", title="Firehose")

@@ -66,6 +66,11 @@ Scripting API::
     sim.login_code                  # the code auth.signIn accepts ("12345")
     sim.rsa_fingerprint             # of the handshake key, to unregister it afterwards
 
+Telethon learns a channel's pts only from ``get_dialogs()`` (messages.getDialogs carries
+it) or from the first pushed update; a gap before that first update goes unnoticed, as
+with the real Telegram. ``get_entity("name")`` always asks contacts.resolveUsername again;
+``get_input_entity`` answers from the session cache.
+
 Unknown requests answer ``400 SIM_UNHANDLED_<ClassName>`` and log at ERROR; the test
 suite fails any test during which the simulator logged an ERROR.
 """

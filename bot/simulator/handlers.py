@@ -521,6 +521,112 @@ def read_history(ctx: Context, req: Any) -> types.messages.AffectedMessages:
     return types.messages.AffectedMessages(pts=ctx.user.pts, pts_count=0)
 
 
+@dataclass
+class _DialogRow:
+    peer: types.PeerChannel | types.PeerUser
+    top: SimMessage | None
+    pts: int | None
+    channel: SimChannel | None = None
+    other: SimUser | None = None
+
+
+def _dialog_rows(ctx: Context) -> list[_DialogRow]:
+    user = ctx.user
+    rows: list[_DialogRow] = []
+    for channel in ctx.world.channels.values():
+        if user.id in channel.members:
+            live = channel.live_messages_desc()
+            rows.append(
+                _DialogRow(
+                    types.PeerChannel(channel.id), live[0] if live else None, channel.pts, channel
+                )
+            )
+    latest: dict[int, SimMessage] = {}
+    for msg in user.messages.values():
+        if not msg.deleted and msg.peer_user_id is not None:
+            if msg.peer_user_id not in latest or latest[msg.peer_user_id].id < msg.id:
+                latest[msg.peer_user_id] = msg
+    for other_id, msg in latest.items():
+        rows.append(
+            _DialogRow(types.PeerUser(other_id), msg, None, other=ctx.world.users[other_id])
+        )
+    rows.sort(
+        key=lambda r: r.top.date if r.top else r.channel.date if r.channel else utcnow(),
+        reverse=True,
+    )
+    return rows
+
+
+def _dialogs_payload(
+    ctx: Context, rows: list[_DialogRow]
+) -> tuple[list[types.Dialog], list[TLObject], list[types.Channel], list[types.User]]:
+    dialogs = [
+        types.Dialog(
+            peer=row.peer,
+            top_message=row.top.id if row.top else 0,
+            read_inbox_max_id=row.top.id if row.top else 0,
+            read_outbox_max_id=row.top.id if row.top else 0,
+            unread_count=0,
+            unread_mentions_count=0,
+            unread_reactions_count=0,
+            unread_poll_votes_count=0,
+            notify_settings=types.PeerNotifySettings(),
+            pts=row.pts,
+        )
+        for row in rows
+    ]
+    tops = [row.top for row in rows if row.top is not None]
+    chats = ctx.world.chats_of(tops, ctx.user)
+    known = {c.id for c in chats}
+    chats += [
+        ctx.world.channel_tl(row.channel, ctx.user)
+        for row in rows
+        if row.channel is not None and row.channel.id not in known
+    ]
+    users = ctx.world.users_of(tops, ctx.user)
+    known = {u.id for u in users}
+    users += [
+        ctx.world.user_tl(row.other, ctx.user)
+        for row in rows
+        if row.other is not None and row.other.id not in known
+    ]
+    return dialogs, [m.to_tl() for m in tops], chats, users
+
+
+@handles(functions.messages.GetDialogsRequest)
+def get_dialogs(ctx: Context, req: functions.messages.GetDialogsRequest) -> TLObject:
+    if ctx.user.is_bot:
+        raise RpcFail(400, "BOT_METHOD_INVALID")
+    rows = [] if req.folder_id else _dialog_rows(ctx)
+    if req.offset_date is not None and req.offset_date.timestamp() > 0:
+        rows = [r for r in rows if r.top is not None and r.top.date < req.offset_date]
+    dialogs, messages, chats, users = _dialogs_payload(ctx, rows)
+    return types.messages.Dialogs(dialogs=dialogs, messages=messages, chats=chats, users=users)
+
+
+@handles(functions.messages.GetPeerDialogsRequest)
+def get_peer_dialogs(
+    ctx: Context, req: functions.messages.GetPeerDialogsRequest
+) -> types.messages.PeerDialogs:
+    wanted = set()
+    for item in req.peers:
+        peer = input_peer(ctx, getattr(item, "peer", item))
+        wanted.add((isinstance(peer, SimChannel), peer.id))
+    rows = [
+        r
+        for r in _dialog_rows(ctx)
+        if (
+            isinstance(r.peer, types.PeerChannel),
+            getattr(r.peer, "channel_id", None) or getattr(r.peer, "user_id", None),
+        )
+        in wanted
+    ]
+    dialogs, messages, chats, users = _dialogs_payload(ctx, rows)
+    return types.messages.PeerDialogs(
+        dialogs=dialogs, messages=messages, chats=chats, users=users, state=_state(ctx.user)
+    )
+
+
 # ----------------------------------------------------------------------------- sending
 
 
