@@ -89,7 +89,13 @@ def lemmas(word: str, key: str) -> tuple[str, ...]:
     if key == "en":
         return (stem_en(word),)
     if key == RU or key == UK:
-        return _pymorphy_lemmas(word, key)
+        # A Russian word quoted in a Ukrainian sentence (or the reverse) is
+        # unknown to that dictionary; its guessed lemmas would be noise.
+        other = UK if key == RU else RU
+        if not morph(key).word_is_known(word) and morph(other).word_is_known(word):
+            key = f"{key}+{other}"
+        else:
+            return _pymorphy_lemmas(word, key)
     first, second = key.split("+")
     merged = dict.fromkeys(_pymorphy_lemmas(word, first))
     merged.update(dict.fromkeys(_pymorphy_lemmas(word, second)))
