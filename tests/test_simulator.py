@@ -571,3 +571,20 @@ async def test_containers_gzip_pings_dates_and_downloads(sim: Simulator) -> None
     assert sim.protocol_stats["container"] >= 1
     assert sim.protocol_stats["gzip_packed"] >= 1
     assert sim.protocol_stats["ping"] >= 1
+
+
+async def test_private_history_pages_like_channels(sim: Simulator) -> None:
+    ann = sim.add_user(username="ann")
+    bot = sim.add_bot(username="watch_bot")
+    async with connected(sim, bot) as bot_client:
+        async with asyncio.timeout(TIMEOUT):
+            for i in range(130):
+                await bot_client.send_message(ann.id, f"alert {i}")
+    async with connected(sim, ann) as client:
+        async with asyncio.timeout(TIMEOUT):
+            newest = [m.text async for m in client.iter_messages("watch_bot", wait_time=0)]
+            oldest = [
+                m.text async for m in client.iter_messages("watch_bot", reverse=True, wait_time=0)
+            ]
+    assert newest == [f"alert {i}" for i in range(129, -1, -1)]
+    assert oldest == newest[::-1]

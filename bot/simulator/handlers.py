@@ -423,17 +423,9 @@ def get_history(ctx: Context, req: functions.messages.GetHistoryRequest) -> TLOb
     if ctx.user.is_bot:
         raise RpcFail(400, "BOT_METHOD_INVALID")
     peer = input_peer(ctx, req.peer)
-    if isinstance(peer, SimUser):
-        msgs = ctx.world.messages_between(ctx.user, peer)
-        msgs.reverse()
-        return types.messages.Messages(
-            messages=[m.to_tl() for m in msgs[: req.limit or 100]],
-            topics=[],
-            chats=[],
-            users=ctx.world.users_of(msgs, ctx.user),
-        )
+    source = ctx.world.messages_between(ctx.user, peer) if isinstance(peer, SimUser) else peer
     page, total = ctx.world.history(
-        peer,
+        source,
         offset_id=req.offset_id,
         offset_date=req.offset_date,
         add_offset=req.add_offset,
@@ -441,7 +433,15 @@ def get_history(ctx: Context, req: functions.messages.GetHistoryRequest) -> TLOb
         max_id=req.max_id,
         min_id=req.min_id,
     )
-    return channel_messages(ctx, peer, page, count=total)
+    if isinstance(peer, SimChannel):
+        return channel_messages(ctx, peer, page, count=total)
+    return types.messages.MessagesSlice(
+        count=total,
+        messages=[m.to_tl() for m in page],
+        topics=[],
+        chats=[],
+        users=ctx.world.users_of(page, ctx.user) or [ctx.world.user_tl(peer, ctx.user)],
+    )
 
 
 @handles(functions.channels.GetMessagesRequest)

@@ -677,7 +677,7 @@ class World:
 
     def history(
         self,
-        channel: SimChannel,
+        source: SimChannel | list[SimMessage],
         *,
         offset_id: int = 0,
         offset_date: dt.datetime | None = None,
@@ -686,8 +686,14 @@ class World:
         max_id: int = 0,
         min_id: int = 0,
     ) -> tuple[list[SimMessage], int]:
-        """Telegram's getHistory paging; returns (page newest-first, total count)."""
-        everything = channel.live_messages_desc()
+        """Telegram's getHistory paging over a channel (or a private chat's messages);
+        returns (page newest-first, total count)."""
+        if isinstance(source, SimChannel):
+            everything = source.live_messages_desc()
+        else:
+            everything = sorted(
+                (m for m in source if not m.deleted), key=lambda m: m.id, reverse=True
+            )
         candidates = [m for m in everything if m.id > min_id and (max_id <= 0 or m.id < max_id)]
         if offset_id:
             start = next((i for i, m in enumerate(candidates) if m.id < offset_id), len(candidates))
