@@ -164,6 +164,8 @@ class Connection:
             logger.error("Simulator closes {}: protocol error {}", self.peer, exc)
         except asyncio.CancelledError:
             raise
+        except Exception:
+            logger.exception("Simulator connection {} crashed", self.peer)
         finally:
             await self.close()
 
@@ -256,7 +258,7 @@ class Connection:
             ctx = _handlers.Context(self.sim, self, self.record)
             if route.needs_auth and ctx.maybe_user is None:
                 raise RpcFail(401, "AUTH_KEY_UNREGISTERED")
-            result = await _handlers.run_handler(route, ctx, request)
+            result = _serialize(await _handlers.run_handler(route, ctx, request))
         except RpcFail as exc:
             logger.debug("Simulator {} -> rpc_error {} {}", name, exc.code, exc.message)
             self.send_rpc_error(msg_id, exc.code, exc.message)
@@ -268,7 +270,7 @@ class Connection:
             logger.exception("Simulator handler for {} crashed", name)
             self.send_rpc_error(msg_id, 500, "SIM_INTERNAL_ERROR")
             return
-        self.send(rpc_result(msg_id, _serialize(result)), response=True)
+        self.send(rpc_result(msg_id, result), response=True)
         self.sim._on_change()
 
     # ------------------------------------------------------------------ writing
