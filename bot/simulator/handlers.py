@@ -8,9 +8,9 @@ to handlers; a request without an entry is answered ``400 SIM_UNHANDLED_<Name>``
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import hashlib
+import inspect
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -908,9 +908,9 @@ def file_content(media_id: int, size: int) -> bytes:
 
 async def run_handler(route: Route, ctx: Context, request: Any) -> HandlerResult:
     result = route.handler(ctx, request)
-    if asyncio.iscoroutine(result):
-        result = await result
-    return result  # type: ignore[return-value]
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 def unhandled(name: str) -> RpcFail:

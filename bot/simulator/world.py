@@ -11,7 +11,7 @@ import datetime as dt
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -444,8 +444,8 @@ class World:
         updates: list[TLObject],
         messages: list[SimMessage],
         viewer: SimUser | None,
-        extra_chats: list[SimChannel] = (),  # type: ignore[assignment]
-        extra_users: list[SimUser] = (),  # type: ignore[assignment]
+        extra_chats: Sequence[SimChannel] = (),
+        extra_users: Sequence[SimUser] = (),
     ) -> types.Updates:
         chats = self.chats_of(messages, viewer)
         known = {c.id for c in chats}
