@@ -1,0 +1,286 @@
+"""Search semantics over a real archive file built through the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot import cli, search_cmd
+from bot.pipeline import Pipeline
+from storage import archive
+from storage.db import Database, open_database
+from storage.models import Channel, Post
+from storage.search import (
+    MARK_END,
+    MARK_START,
+    FeatureUnavailable,
+    Filters,
+    QueryError,
+    compile_query,
+    has_column,
+    parse_when,
+    search,
+)
+
+T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+POSTS = [
+    # (channel, msg_id, day offset, text)
+    (100, 1, 0, "В районе Работино взяли в плен двух военнослужащих."),
+    (100, 2, 1, "Обмен пленными состоялся на границе, вернулись 90 пленных."),
+    (100, 3, 2, "Наступление продолжается, выступление министра отложено."),
+    (200, 1, 3, "Пленный рассказал о потерях. Белгородской области ничего не угрожает."),
+    (200, 2, 4, "Губернатор сообщил об обстреле Белгорода."),
+    (200, 3, 5, "Новый пленный записал обращение; обмен не обсуждается."),
+]
+
+
+def _post(channel: int, msg_id: int, day: int, text: str) -> Post:
+    return Post(
+        channel_id=channel,
+        msg_id=msg_id,
+        date=T0 + timedelta(days=day),
+        text=text,
+        raw={"id": msg_id, "message": text},
+    )
+
+
+async def build(path: Path) -> Database:
+    database = await open_database(path)
+    await archive.save_channel(database, Channel(100, 1, "frontnews", "Front news"))
+    await archive.save_channel(database, Channel(200, 2, None, "Private digest"))
+    pipeline = Pipeline(database)
+    for channel in (100, 200):
+        await pipeline.ingest(
+            [_post(c, m, d, t) for c, m, d, t in POSTS if c == channel], "catchup"
+        )
+    return database
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await build(tmp_path / "archive.db")
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+def db_file(tmp_path: Path) -> Path:
+    """An archive file for the command line (which runs its own event loop)."""
+
+    async def make() -> None:
+        await (await build(tmp_path / "archive.db")).close()
+
+    asyncio.run(make())
+    return tmp_path / "archive.db"
+
+
+async def ids(db: Database, query: str, **kw: object) -> list[tuple[int, int]]:
+    filters = kw.pop("filters", Filters())
+    hits = await search(db, query, filters, **kw)  # type: ignore[arg-type]
+    return [(h.channel_id, h.msg_id) for h in hits]
+
+
+async def test_a_word_finds_its_inflections_newest_first(db: Database) -> None:
+    # пленный -> пленных, пленными, Пленный; never "наступление" (substring "плен")
+    assert await ids(db, "пленный") == [(200, 3), (200, 1), (100, 2)]
+    assert await ids(db, "Белгород") == [(200, 2)]
+    assert await ids(db, "белгородский") == [(200, 1)]
+
+
+async def test_phrase_matches_words_in_order_in_any_inflection(db: Database) -> None:
+    assert await ids(db, '"взять в плен"') == [(100, 1)]
+    assert await ids(db, '"взяли в плен"') == [(100, 1)]
+    assert await ids(db, '"плен в взяли"') == []
+
+
+async def test_prefix_searches_the_text(db: Database) -> None:
+    assert await ids(db, "плен*") == [(200, 3), (200, 1), (100, 2), (100, 1)]
+    assert await ids(db, "выступ*") == [(100, 3)]
+
+
+async def test_boolean_operators(db: Database) -> None:
+    assert await ids(db, "пленный обмен") == [(200, 3), (100, 2)]
+    assert await ids(db, "пленный AND обмен") == [(200, 3), (100, 2)]
+    assert await ids(db, "пленный NOT обмен") == [(200, 1)]
+    assert await ids(db, "пленный -обмен") == [(200, 1)]
+    assert await ids(db, "NOT обмен пленный") == [(200, 1)]
+    assert await ids(db, "Белгород OR наступление") == [(200, 2), (100, 3)]
+    assert await ids(db, "(Белгород OR наступление) губернатор") == [(200, 2)]
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("", "empty"),
+        ('"взяли в плен', "unterminated quote"),
+        ("(пленный OR обмен", "never closed"),
+        ("пленный)", "unexpected ')'"),
+        ("пленный OR", "after 'OR'"),
+        ("NOT обмен", "cannot only exclude"),
+        ("***", "no letters"),
+        ("п*", "at least 2 letters"),
+    ],
+)
+async def test_malformed_query_is_explained(db: Database, query: str, message: str) -> None:
+    with pytest.raises(QueryError, match=re.escape(message)):
+        await search(db, query)
+
+
+async def test_fts_syntax_in_user_input_is_searched_as_words(db: Database) -> None:
+    # raw FTS5 syntax would raise a syntax error or search a column; here it is words
+    for query in ["text:пленный", "NEAR(пленный обмен)", "пленный^", '"a""b"', "lemmas : *"]:
+        try:
+            await search(db, query)
+        except QueryError as exc:
+            assert "no letters" in str(exc)
+    assert await ids(db, "text:пленный") == []  # the phrase "text пленный"
+
+
+async def test_filters_channel_dates_and_limit(db: Database) -> None:
+    only_200 = Filters(channels=(200,))
+    assert await ids(db, "пленный", filters=only_200) == [(200, 3), (200, 1)]
+    day = Filters(
+        since=parse_when("2024-03-02", end=False, option="--since"),
+        until=parse_when("2024-03-04", end=True, option="--until"),
+    )
+    assert await ids(db, "плен*", filters=day) == [(200, 1), (100, 2)]
+    assert await ids(db, "пленный", limit=1) == [(200, 3)]
+    with pytest.raises(QueryError, match="not a date"):
+        parse_when("03/02/2024", end=False, option="--since")
+
+
+async def test_deleted_posts_are_hidden_unless_asked(db: Database) -> None:
+    await archive.mark_deleted(db, 200, [3])
+    assert await ids(db, "пленный") == [(200, 1), (100, 2)]
+    hits = await search(db, "пленный", Filters(include_deleted=True))
+    assert [(h.msg_id, h.deleted_at is not None) for h in hits] == [
+        (3, True),
+        (1, False),
+        (2, False),
+    ]
+
+
+async def test_rank_orders_by_relevance(db: Database) -> None:
+    newest = await ids(db, "пленный OR обмен")
+    ranked = await ids(db, "пленный OR обмен", rank=True)
+    assert sorted(newest) == sorted(ranked)
+    assert ranked[0] in {(100, 2), (200, 3)}  # the posts with both words rank first
+
+
+async def test_links_and_highlighted_snippets(db: Database) -> None:
+    hits = await search(db, "пленный")
+    by_id = {(h.channel_id, h.msg_id): h for h in hits}
+    assert by_id[(100, 2)].link == "https://t.me/frontnews/2"
+    assert by_id[(200, 3)].link == "https://t.me/c/200/3"
+    # matched on lemmas only ("пленными", "пленных"): highlighted all the same
+    assert f"{MARK_START}пленными{MARK_END}" in by_id[(100, 2)].snippet
+    assert f"{MARK_START}пленных{MARK_END}" in by_id[(100, 2)].snippet
+    prefix = await search(db, "выступ*")
+    assert f"{MARK_START}выступление{MARK_END}" in prefix[0].snippet
+    assert MARK_START not in prefix[0].snippet.replace(f"{MARK_START}выступление", "")
+
+
+async def _drop_claims_column(db: Database) -> None:
+    """Turn the archive into one from before detection results were stored."""
+    if not await has_column(db, "posts", "claim_label"):
+        return
+    for row in await db.fetchall(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'posts' "
+        "AND sql LIKE '%claim_label%'"
+    ):
+        await db.execute(f'DROP INDEX "{row[0]}"')
+    await db.execute("ALTER TABLE posts DROP COLUMN claim_label")
+
+
+async def test_claims_filter_needs_the_detection_column(db: Database) -> None:
+    await _drop_claims_column(db)
+    with pytest.raises(FeatureUnavailable, match="not available in this archive yet"):
+        await search(db, "пленный", Filters(claims=True))
+
+
+async def test_claims_filter_when_the_column_exists(db: Database) -> None:
+    if not await has_column(db, "posts", "claim_label"):
+        await db.execute("ALTER TABLE posts ADD COLUMN claim_label TEXT")
+    await db.execute("UPDATE posts SET claim_label = 'claim' WHERE channel_id = 100 AND msg_id = 1")
+    await db.execute("UPDATE posts SET claim_label = 'exchange' WHERE msg_id = 2")
+    assert await ids(db, "плен*", filters=Filters(claims=True)) == [(100, 1)]
+
+
+def test_compiled_query_contains_only_quoted_strings() -> None:
+    fts = compile_query('пленный OR "взяли в плен" -обмен плен* (a OR b)').fts
+    outside_strings = re.sub(r'"(?:[^"]|"")*"', " ", fts)
+    assert set(outside_strings.replace("(", " ").replace(")", " ").split()) == {
+        "OR",
+        "AND",
+        "NOT",
+        "lemmas",
+        "text",
+        ":",
+        "*",
+    }
+
+
+# --- the command line ------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _keep_test_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI replaces loguru's handlers; the suite's own handlers must stay."""
+    monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
+
+
+def _cli(db_file: Path, *argv: str) -> list[str]:
+    none = str(db_file.parent / "none.env")
+    return ["--env-file", none, argv[0], "--db", str(db_file), *argv[1:]]
+
+
+def test_cli_plain_output_when_piped(db_file: Path, capsys) -> None:
+    assert cli.main(_cli(db_file, "search", "пленный", "--channel", "@frontnews")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "2024-03-02 09:00\t@frontnews\thttps://t.me/frontnews/2\t"
+        "Обмен **пленными** состоялся на границе, вернулись 90 **пленных**."
+    ]
+
+
+def test_cli_json_and_csv(db_file: Path, capsys) -> None:
+    assert cli.main(_cli(db_file, "search", "обмен", "--format", "json")) == 0
+    records = json.loads(capsys.readouterr().out)
+    assert [(r["channel_id"], r["msg_id"]) for r in records] == [(200, 3), (100, 2)]
+    assert records[1]["link"] == "https://t.me/frontnews/2"
+    assert cli.main(_cli(db_file, "search", "обмен", "--format", "csv")) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("date,channel_id,channel")
+    assert len(out.splitlines()) == 3
+
+
+def test_cli_errors_are_messages_not_tracebacks(db_file: Path, capsys) -> None:
+    assert cli.main(_cli(db_file, "search", '"взяли в плен')) == 2
+    assert "unterminated quote" in capsys.readouterr().err
+    assert cli.main(_cli(db_file, "search", "пленный", "--channel", "nosuch")) == 2
+    assert "no such channel" in capsys.readouterr().err
+    assert cli.main(_cli(db_file, "search", "пленный", "--since", "yesterday")) == 2
+    assert "not a date" in capsys.readouterr().err
+    missing = ["--env-file", "/nonexistent.env", "search", "x", "--db", "/nonexistent.db"]
+    assert cli.main(missing) == 3
+    assert "no archive at /nonexistent.db" in capsys.readouterr().err
+
+
+async def test_rich_table_on_a_terminal(db: Database) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Terminal()
+    hits = await search(db, "Белгород")
+    search_cmd.write_hits(hits, "table", out)
+    text = out.getvalue()
+    assert "https://t.me/c/200/2" in text and "Белгорода" in text
