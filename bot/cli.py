@@ -89,6 +89,42 @@ def _add_classify(parser: argparse.ArgumentParser) -> None:
     classify.add_arguments(parser)
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from bot import search_cmd
+
+    return search_cmd.run(args, _settings(args).db_path)
+
+
+def _add_search(parser: argparse.ArgumentParser) -> None:
+    from bot import search_cmd
+
+    search_cmd.add_arguments(parser)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bot import export_cmd
+
+    return export_cmd.run(args, _settings(args).db_path)
+
+
+def _add_export(parser: argparse.ArgumentParser) -> None:
+    from bot import export_cmd
+
+    export_cmd.add_arguments(parser)
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    from bot import export_cmd
+
+    return export_cmd.run_verify(args)
+
+
+def _add_verify_export(parser: argparse.ArgumentParser) -> None:
+    from bot import export_cmd
+
+    export_cmd.add_verify_arguments(parser)
+
+
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "run": ("watch the configured channels and archive every post", cmd_run, None),
     "login": (
@@ -100,6 +136,21 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "detect keywords and captured-soldier claims in JSON lines from stdin",
         cmd_classify,
         _add_classify,
+    ),
+    "search": (
+        "full-text search of the archive (any inflection, phrases, prefix*, AND/OR/NOT)",
+        cmd_search,
+        _add_search,
+    ),
+    "export": (
+        "export posts with revisions and media metadata as JSON lines or CSV",
+        cmd_export,
+        _add_export,
+    ),
+    "verify-export": (
+        "check an export file against its manifest (SHA-256, rows, record hashes)",
+        cmd_verify_export,
+        _add_verify_export,
     ),
 }
 

@@ -1,0 +1,133 @@
+"""`chanwatch export` and `chanwatch verify-export`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from bot.search_cmd import add_filter_arguments, filters_from, open_archive, require_archive
+from storage import export
+from storage.search import QueryError, compile_query
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "query", nargs="?", metavar="QUERY", help="only posts matching this search (optional)"
+    )
+    add_filter_arguments(parser)
+    parser.add_argument("--format", choices=export.FORMATS, default="jsonl", help="(jsonl)")
+    parser.add_argument(
+        "--media", action="store_true", help="only posts that carry media (photos, files, ...)"
+    )
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="default: stdout")
+    parser.add_argument(
+        "--manifest",
+        action="store_true",
+        help="also write FILE.manifest.json (SHA-256, rows, filters) for verify-export",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite an existing FILE")
+
+
+def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", type=Path, metavar="FILE", help="an export written with --manifest")
+    parser.add_argument(
+        "--manifest", type=Path, metavar="M", help="manifest (default: FILE.manifest.json)"
+    )
+
+
+@contextmanager
+def _progress(total: int, err: TextIO, enabled: bool) -> Iterator[Callable[[int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "exporting",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(file=err),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("export", total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    if args.manifest and args.output is None:
+        raise QueryError("--manifest needs -o FILE (the manifest names and hashes that file)")
+    if args.output is not None and args.output.exists() and not args.force:
+        raise QueryError(f"{args.output} exists; choose another name or pass --force")
+
+
+async def _export(args: argparse.Namespace, db_path: Path, err: TextIO) -> int:
+    compiled = compile_query(args.query) if args.query else None
+    db = await open_archive(db_path)
+    try:
+        filters = await filters_from(db, args, media_only=args.media)
+        selection = export.Selection(filters, compiled)
+        show = err.isatty()
+        total = await export.count(db, selection) if show else 0
+        with _progress(total, err, show) as progress:
+            if args.output is None:
+                rows, sha, _ = await export.write_export(
+                    db, selection, args.format, sys.stdout.buffer, progress=progress
+                )
+                sys.stdout.flush()
+                err.write(f"exported {rows} posts (sha256 {sha})\n")
+                return 0
+            result = await export.export_to_file(
+                db,
+                selection,
+                args.format,
+                args.output,
+                manifest=args.manifest,
+                progress=progress,
+            )
+    finally:
+        await db.close()
+    err.write(f"exported {result.rows} posts to {result.path} (sha256 {result.sha256})\n")
+    if result.manifest:
+        err.write(f"manifest: {result.manifest}\n")
+    return 0
+
+
+def run(args: argparse.Namespace, db_path: Path, err: TextIO | None = None) -> int:
+    err = err or sys.stderr
+    try:
+        _check_output(args)
+        return asyncio.run(_export(args, require_archive(args.db or db_path), err))
+    except QueryError as exc:
+        err.write(f"chanwatch export: {exc}\n")
+        return 2
+    except OSError as exc:
+        err.write(f"chanwatch export: cannot write {args.output}: {exc.strerror or exc}\n")
+        return 3
+
+
+def run_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    try:
+        result = export.verify_export(args.file, args.manifest)
+    except (FileNotFoundError, ValueError) as exc:
+        out.write(f"chanwatch verify-export: {exc}\n")
+        return 2
+    manifest = result.manifest
+    if result.ok:
+        out.write(
+            f"OK: {args.file} matches its manifest ({result.rows} posts, sha256 "
+            f"{manifest['sha256']}, exported {manifest.get('created_at')} by chanwatch "
+            f"{manifest.get('tool', {}).get('version')})\n"
+        )
+        return 0
+    out.write(f"FAILED: {args.file} does not match its manifest:\n")
+    for problem in result.problems:
+        out.write(f"  - {problem}\n")
+    return 1

@@ -1,0 +1,325 @@
+"""Streaming exports of the archive (JSON lines or CSV) and their evidence manifests.
+
+Posts are read in chunks with keyset pagination on the time-ordered rowid, so an
+export of a million posts holds one chunk in memory. Every record carries all
+columns of the post (including `captured_at`, `raw` and `raw_sha256`: the SHA-256
+of `raw` exactly as exported), its earlier revisions and its media metadata.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+from storage.db import SCHEMA_VERSION, Database
+from storage.search import CompiledQuery, Filters, check_filters, post_link, where_clause
+
+Format = Literal["jsonl", "csv"]
+FORMATS: tuple[Format, ...] = ("jsonl", "csv")
+CHUNK = 1_000
+MANIFEST_SUFFIX = ".manifest.json"
+MANIFEST_KIND = "chanwatch-export-manifest/1"
+
+# Columns holding JSON text: parsed into objects in JSON lines, kept as text in CSV.
+_JSON_COLUMNS = ("entities", "fwd_from", "reactions")
+_REVISION_COLUMNS = ("text", "entities", "edit_date", "raw_sha256", "replaced_at")
+_MEDIA_SKIP = ("post_id",)
+
+
+def tool_version() -> str:
+    try:
+        return metadata.version("chanwatch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which posts to export: filters and an optional full-text query."""
+
+    filters: Filters = Filters()
+    query: CompiledQuery | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.filters.describe(),
+            "query": self.query.source if self.query else None,
+            "fts_query": self.query.fts if self.query else None,
+        }
+
+
+def _from_where(selection: Selection) -> tuple[str, list[Any], str]:
+    """FROM/WHERE for the selection, its parameters, and the rowid to page on."""
+    if selection.query is not None:
+        conditions, params = where_clause(selection.filters, rowid="posts_fts.rowid")
+        conditions.insert(0, "posts_fts MATCH ?")
+        params.insert(0, selection.query.fts)
+        source = "posts_fts CROSS JOIN posts p ON p.id = posts_fts.rowid"
+        key = "posts_fts.rowid"
+    else:
+        conditions, params = where_clause(selection.filters)
+        source = "posts p"
+        key = "p.id"
+    where = " AND ".join(conditions) if conditions else "1"
+    return f"FROM {source} LEFT JOIN channels c ON c.id = p.channel_id WHERE {where}", params, key
+
+
+async def count(db: Database, selection: Selection) -> int:
+    await check_filters(db, selection.filters)
+    sql, params, _ = _from_where(selection)
+    row = await db.fetchone(f"SELECT count(*) {sql}", params)
+    return int(row[0]) if row else 0
+
+
+async def records(
+    db: Database, selection: Selection, chunk: int = CHUNK
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """Chunks of export records, oldest post first."""
+    await check_filters(db, selection.filters)
+    sql, params, key = _from_where(selection)
+    last = -(1 << 62)
+    while True:
+        rows = await db.fetchall(
+            f"SELECT p.*, c.username AS channel_username, c.title AS channel_title {sql} "
+            f"AND {key} > ? ORDER BY {key} LIMIT ?",
+            (*params, last, chunk),
+        )
+        if not rows:
+            return
+        last = rows[-1]["id"]
+        ids = [row["id"] for row in rows]
+        marks = ",".join("?" * len(ids))
+        revisions: dict[int, list[dict[str, Any]]] = {}
+        for rev in await db.fetchall(
+            f"SELECT * FROM post_revisions WHERE post_id IN ({marks}) ORDER BY id", ids
+        ):
+            revisions.setdefault(rev["post_id"], []).append(
+                {name: rev[name] for name in _REVISION_COLUMNS}
+            )
+        media: dict[int, list[dict[str, Any]]] = {}
+        for item in await db.fetchall(
+            f"SELECT * FROM media WHERE post_id IN ({marks}) ORDER BY post_id, idx", ids
+        ):
+            media.setdefault(item["post_id"], []).append(
+                {name: item[name] for name in item.keys() if name not in _MEDIA_SKIP}
+            )
+        out = []
+        for row in rows:
+            record = {name: row[name] for name in row.keys()}
+            record["link"] = post_link(row["channel_username"], row["channel_id"], row["msg_id"])
+            record["revisions"] = revisions.get(row["id"], [])
+            record["media"] = media.get(row["id"], [])
+            out.append(record)
+        yield out
+        if len(rows) < chunk:
+            return
+
+
+# --- encoding --------------------------------------------------------------------
+
+
+def _jsonl(record: dict[str, Any]) -> str:
+    value = dict(record)
+    for name in _JSON_COLUMNS:
+        if isinstance(value.get(name), str):
+            value[name] = json.loads(value[name])
+    for rev in value["revisions"]:
+        if isinstance(rev.get("entities"), str):
+            rev["entities"] = json.loads(rev["entities"])
+    return json.dumps(value, ensure_ascii=False) + "\n"
+
+
+class _CsvEncoder:
+    def __init__(self) -> None:
+        self.columns: list[str] | None = None
+
+    def encode(self, chunk: list[dict[str, Any]]) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        if self.columns is None:
+            self.columns = list(chunk[0].keys())
+            writer.writerow(self.columns)
+        for record in chunk:
+            writer.writerow(
+                json.dumps(record[name], ensure_ascii=False)
+                if name in ("revisions", "media")
+                else record[name]
+                for name in self.columns
+            )
+        return buffer.getvalue()
+
+
+class _HashingWriter:
+    def __init__(self, sink: BinaryIO) -> None:
+        self.sink = sink
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8")
+        self.sha.update(data)
+        self.size += len(data)
+        self.sink.write(data)
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    rows: int
+    sha256: str
+    size: int
+    path: Path | None
+    manifest: Path | None = None
+
+
+async def write_export(
+    db: Database,
+    selection: Selection,
+    fmt: Format,
+    sink: BinaryIO,
+    *,
+    progress: Callable[[int], None] | None = None,
+    chunk: int = CHUNK,
+) -> tuple[int, str, int]:
+    """Stream the selection into `sink`; returns (rows, sha256, bytes written)."""
+    writer = _HashingWriter(sink)
+    encoder = _CsvEncoder()
+    rows = 0
+    async for batch in records(db, selection, chunk):
+        if fmt == "jsonl":
+            writer.write("".join(_jsonl(record) for record in batch))
+        else:
+            writer.write(encoder.encode(batch))
+        rows += len(batch)
+        if progress is not None:
+            progress(len(batch))
+    return rows, writer.sha.hexdigest(), writer.size
+
+
+async def export_to_file(
+    db: Database,
+    selection: Selection,
+    fmt: Format,
+    path: Path,
+    *,
+    manifest: bool = False,
+    progress: Callable[[int], None] | None = None,
+    chunk: int = CHUNK,
+) -> ExportResult:
+    """Write an export next to its final name, then rename: a failed export leaves
+    no half-written file behind (and never clobbers an earlier one)."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with partial.open("wb") as sink:
+            rows, sha, size = await write_export(
+                db, selection, fmt, sink, progress=progress, chunk=chunk
+            )
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    manifest_path = None
+    if manifest:
+        manifest_path = write_manifest(
+            path,
+            {
+                "kind": MANIFEST_KIND,
+                "file": path.name,
+                "format": fmt,
+                "sha256": sha,
+                "bytes": size,
+                "rows": rows,
+                "filters": selection.describe(),
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "tool": {"name": "chanwatch", "version": tool_version()},
+                "archive": {"path": str(db.path), "schema_version": SCHEMA_VERSION},
+            },
+        )
+    return ExportResult(rows, sha, size, path, manifest_path)
+
+
+# --- manifests ---------------------------------------------------------------------
+
+
+def manifest_path_for(path: Path) -> Path:
+    return path.with_name(path.name + MANIFEST_SUFFIX)
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
+    target = manifest_path_for(path)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    os.replace(partial, target)
+    return target
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    ok: bool
+    problems: list[str]
+    rows: int
+    manifest: dict[str, Any]
+
+
+def _count_rows(path: Path, fmt: str, problems: list[str]) -> int:
+    """Rows in an export, checking each record's raw against its raw_sha256."""
+    rows = 0
+    bad: list[str] = []
+    with path.open("r", encoding="utf-8", newline="") as handle:
+        if fmt == "jsonl":
+            items: Any = (json.loads(line) for line in handle if line.strip())
+        else:
+            items = csv.DictReader(handle)
+        for record in items:
+            rows += 1
+            raw, sha = record.get("raw"), record.get("raw_sha256")
+            if isinstance(raw, str) and hashlib.sha256(raw.encode()).hexdigest() != sha:
+                bad.append(f"{record.get('channel_id')}/{record.get('msg_id')}")
+    if bad:
+        shown = ", ".join(bad[:5]) + (" …" if len(bad) > 5 else "")
+        problems.append(f"{len(bad)} records whose raw does not hash to raw_sha256: {shown}")
+    return rows
+
+
+def verify_export(path: Path, manifest_file: Path | None = None) -> Verification:
+    """Check an export against its manifest: size, SHA-256, row count, record hashes."""
+    manifest_file = manifest_file or manifest_path_for(path)
+    if not manifest_file.is_file():
+        raise FileNotFoundError(f"no manifest at {manifest_file} (export with --manifest)")
+    if not path.is_file():
+        raise FileNotFoundError(f"no export file at {path}")
+    try:
+        manifest = json.loads(manifest_file.read_text("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{manifest_file} is not a JSON manifest: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("kind") != MANIFEST_KIND:
+        raise ValueError(f"{manifest_file} is not a chanwatch export manifest")
+    problems: list[str] = []
+    sha = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            sha.update(block)
+            size += len(block)
+    if size != manifest.get("bytes"):
+        problems.append(f"size is {size} bytes, the manifest says {manifest.get('bytes')}")
+    if sha.hexdigest() != manifest.get("sha256"):
+        problems.append(f"SHA-256 is {sha.hexdigest()}, the manifest says {manifest.get('sha256')}")
+    try:
+        rows = _count_rows(path, str(manifest.get("format")), problems)
+    except (ValueError, UnicodeDecodeError, csv.Error) as exc:
+        problems.append(f"the file does not parse as {manifest.get('format')}: {exc}")
+        rows = -1
+    if rows >= 0 and rows != manifest.get("rows"):
+        problems.append(f"{rows} rows, the manifest says {manifest.get('rows')}")
+    return Verification(not problems, problems, rows, manifest)
