@@ -179,6 +179,8 @@ async def test_media_forwards_albums_and_counters(sim: Simulator) -> None:
         async with asyncio.timeout(TIMEOUT):
             msgs = {m.id: m async for m in client.iter_messages("source", wait_time=0)}
             forwarded = (await client.get_messages("mirror", ids=[copy]))[0]
+            sim.delete(source, [pdf])
+            by_id = await client.get_messages("source", ids=[reply, pdf, 9999])
             views = await client(
                 functions.messages.GetMessagesViewsRequest(
                     peer=await client.get_input_entity("source"), id=[first], increment=False
@@ -198,6 +200,7 @@ async def test_media_forwards_albums_and_counters(sim: Simulator) -> None:
     assert forwarded.fwd_from.from_id == types.PeerChannel(source.id)
     assert forwarded.fwd_from.channel_post == first and forwarded.text == "original"
     assert views.views[0].views == 1500 and views.views[0].forwards == 1
+    assert by_id[0].id == reply and by_id[1] is None and by_id[2] is None
 
 
 # ----------------------------------------------------------------------------- live updates
