@@ -125,6 +125,18 @@ def _add_verify_export(parser: argparse.ArgumentParser) -> None:
     export_cmd.add_verify_arguments(parser)
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from bot import importer
+
+    return importer.run(args, _settings(args).db_path)
+
+
+def _add_import(parser: argparse.ArgumentParser) -> None:
+    from bot import importer
+
+    importer.add_arguments(parser)
+
+
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "run": ("watch the configured channels and archive every post", cmd_run, None),
     "login": (
@@ -151,6 +163,11 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "check an export file against its manifest (SHA-256, rows, record hashes)",
         cmd_verify_export,
         _add_verify_export,
+    ),
+    "import": (
+        "import a Telegram Desktop export (result.json and its media) into the archive",
+        cmd_import,
+        _add_import,
     ),
 }
 
