@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import TypeVar
 
 from loguru import logger
-from telethon import TelegramClient, errors, events, functions, types
+from telethon import TelegramClient, errors, events, functions, types, utils
 
 from bot.pipeline import Pipeline, Source
 from bot.telegram import channel_id_of, to_post
@@ -171,16 +171,20 @@ class Watcher:
         async with self._catchup_lock:
             total = 0
             for watched in list(self.channels.values()):
+                before = await self._head(watched)
                 total += await self.catch_up(watched)
-                if reconcile_depth:
-                    await self.reconcile(watched, reconcile_depth)
+                if reconcile_depth and before:
+                    await self.reconcile(watched, reconcile_depth, up_to=before)
             return total
+
+    async def _head(self, watched: Watched) -> int:
+        current = await archive.find_channel(self.db, watched.id)
+        return current.last_msg_id if current else 0
 
     async def catch_up(self, watched: Watched, source: Source = "catchup") -> int:
         log = logger.bind(channel=watched.id)
         async with watched.lock:
-            current = await archive.find_channel(self.db, watched.id)
-            head = current.last_msg_id if current else 0
+            head = await self._head(watched)
             while True:
                 try:
                     if head == 0:
@@ -188,8 +192,7 @@ class Watcher:
                     seen = await self._fetch_above(watched, head, source)
                 except errors.FloodWaitError as exc:
                     await self._pause(str(watched.id), exc.seconds)
-                    current = await archive.find_channel(self.db, watched.id)
-                    head = current.last_msg_id if current else head
+                    head = await self._head(watched)
                     continue
                 except (errors.ChannelPrivateError, errors.ChannelInvalidError) as exc:
                     log.error("lost access to the channel: {error}", error=exc.__class__.__name__)
@@ -211,11 +214,13 @@ class Watcher:
             start = max(start, older[0].id if older else 0)
         return start
 
-    async def _fetch_above(self, watched: Watched, min_id: int, source: Source) -> int:
+    async def _fetch_above(
+        self, watched: Watched, min_id: int, source: Source, below: int = 0
+    ) -> int:
         batch: list[Post] = []
         seen = 0
         async for message in self.client.iter_messages(
-            watched.entity, min_id=min_id, reverse=True, wait_time=self.page_wait
+            watched.entity, min_id=min_id, max_id=below, reverse=True, wait_time=self.page_wait
         ):
             post = to_post(message, watched.id)
             if post is not None:
@@ -229,12 +234,15 @@ class Watcher:
             seen += len(batch)
         return seen
 
-    async def reconcile(self, watched: Watched, depth: int) -> tuple[int, int]:
-        """Re-read the newest `depth` archived posts: record edits and deletions.
+    async def reconcile(
+        self, watched: Watched, depth: int, up_to: int | None = None
+    ) -> tuple[int, int]:
+        """Re-read the newest `depth` archived posts (with ids <= `up_to`) to record
+        edits and deletions that were never pushed.
 
         Returns (posts re-read, posts newly marked deleted).
         """
-        msg_ids = await archive.recent_msg_ids(self.db, watched.id, depth)
+        msg_ids = await archive.recent_msg_ids(self.db, watched.id, depth, up_to=up_to)
         if not msg_ids:
             return (0, 0)
         while True:
@@ -275,6 +283,11 @@ class Watcher:
             if post is None:
                 return
             async with watched.lock:
+                head = await self._head(watched)
+                if isinstance(event, events.NewMessage.Event) and post.msg_id > head + 1 and head:
+                    # Ids jumped: posts in between may never be pushed (Telethon only
+                    # notices a gap once it knows the channel's pts), so fetch them.
+                    await self._fetch_above(watched, head, "catchup", below=post.msg_id)
                 await self.pipeline.ingest([post], "live")
         except Exception:
             # one poison post must not stop the others; reconcile retries it later
@@ -283,7 +296,11 @@ class Watcher:
             )
 
     async def _on_deleted(self, event: events.MessageDeleted.Event) -> None:
-        watched = self.channels.get(event.channel_id or 0)
+        # Telethon's MessageDeleted event carries the channel only as a marked chat id
+        if event.chat_id is None:
+            return
+        real_id, peer_type = utils.resolve_id(event.chat_id)
+        watched = self.channels.get(real_id) if peer_type is types.PeerChannel else None
         if watched is None:
             return
         async with watched.lock:

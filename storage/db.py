@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -37,41 +39,74 @@ SCHEMA_VERSION = len(migrations())
 
 
 class Database:
-    """An aiosqlite connection in autocommit mode with explicit transactions."""
+    """An aiosqlite connection in autocommit mode with explicit transactions.
+
+    One connection is shared by every task (watcher, pipeline, notifier, bot
+    commands), so access is serialized by a lock: a transaction holds it from
+    BEGIN to COMMIT, and a statement outside a transaction waits for it. Without
+    that, a second task's BEGIN fails ("cannot start a transaction within a
+    transaction") and its single statements would silently join, and roll back
+    with, another task's transaction. The task that holds a transaction may run
+    statements through these methods freely.
+    """
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
+        self._lock = asyncio.Lock()
+        self._owner: ContextVar[bool] = ContextVar(f"db_owner_{id(self)}", default=False)
+
+    @asynccontextmanager
+    async def _access(self) -> AsyncIterator[None]:
+        if self._owner.get():
+            yield
+            return
+        async with self._lock:
+            yield
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        await self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            await self.conn.execute("ROLLBACK")
-            raise
-        else:
-            await self.conn.execute("COMMIT")
+        if self._owner.get():
+            raise RuntimeError("nested transaction on the same connection")
+        async with self._lock:
+            token = self._owner.set(True)
+            try:
+                await self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self.conn
+                except BaseException:
+                    await self.conn.execute("ROLLBACK")
+                    raise
+                else:
+                    await self.conn.execute("COMMIT")
+            finally:
+                self._owner.reset(token)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        async with self.conn.execute(sql, params) as cursor:
+        async with self._access(), self.conn.execute(sql, params) as cursor:
             return list(await cursor.fetchall())
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        async with self.conn.execute(sql, params) as cursor:
+        async with self._access(), self.conn.execute(sql, params) as cursor:
             return await cursor.fetchone()
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement in its own implicit transaction; returns rows changed."""
-        async with self.conn.execute(sql, params) as cursor:
+        async with self._access(), self.conn.execute(sql, params) as cursor:
             return cursor.rowcount
 
+    async def execute_returning(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """Run one statement with a RETURNING clause; returns its rows."""
+        async with self._access(), self.conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self.conn.executemany(sql, rows)
+        async with self._access():
+            await self.conn.executemany(sql, rows)
 
     async def close(self) -> None:
-        await self.conn.close()
+        async with self._lock:
+            await self.conn.close()
 
 
 def _explain(path: Path, exc: sqlite3.Error) -> StorageError:
