@@ -1,0 +1,278 @@
+"""Alert messages as Telegram HTML: escaped, matched words in bold, within 4096 characters.
+
+Pure: takes the stored view of an alert and the chat's time zone, returns text.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from bot.alerts import zone
+from storage.outbox import AlertView, Place
+
+LIMIT = 4096  # Telegram's message length, in UTF-16 code units of the visible text
+SNIPPET = 700  # characters of post text in a full alert
+SHORT = 160  # characters of post text in a compact (burst or digest) entry
+
+_TAG = re.compile(r"<[^>]+>")
+_PLURAL = {
+    "photo": "photos",
+    "video": "videos",
+    "document": "documents",
+    "audio": "audio files",
+    "voice": "voice messages",
+    "round": "video messages",
+    "sticker": "stickers",
+    "animation": "GIFs",
+    "webpage": "link previews",
+    "poll": "polls",
+    "geo": "locations",
+    "contact": "contacts",
+}
+
+
+def plain_length(text: str) -> int:
+    """Visible length of our HTML as Telegram counts it (UTF-16 code units)."""
+    plain = html.unescape(_TAG.sub("", text))
+    return len(plain.encode("utf-16-le")) // 2
+
+
+def esc(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def post_link(place: Place) -> str:
+    if place.username:
+        return f"https://t.me/{place.username}/{place.msg_id}"
+    return f"https://t.me/c/{place.channel_id}/{place.msg_id}"
+
+
+def channel_name(place: Place) -> str:
+    return place.title or (
+        f"@{place.username}" if place.username else f"channel {place.channel_id}"
+    )
+
+
+def local_time(moment: datetime, tz: str) -> str:
+    local = moment.astimezone(zone(tz))
+    return local.strftime("%Y-%m-%d %H:%M ") + (local.tzname() or tz)
+
+
+def _merge(spans: Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted((int(s), int(e)) for s, e in spans if int(e) > int(s)):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def snippet(text: str, spans: Sequence[Sequence[int]], limit: int = SNIPPET) -> str:
+    """Escaped text around the first highlighted span, highlighted words in bold."""
+    merged = [(s, e) for s, e in _merge(spans) if e <= len(text)]
+    start = 0
+    if len(text) > limit and merged:
+        start = max(0, merged[0][0] - limit // 4)
+        space = text.rfind(" ", 0, start) if start else -1
+        start = space + 1 if space > start - 40 else start
+    end = min(len(text), start + limit)
+    if end < len(text):
+        space = text.rfind(" ", start + limit // 2, end)
+        end = space if space > 0 else end
+    out: list[str] = ["…" if start > 0 else ""]
+    pos = start
+    for s, e in merged:
+        if e <= start or s >= end:
+            continue
+        s, e = max(s, start), min(e, end)
+        out.append(esc(text[pos:s]))
+        out.append("<b>" + esc(text[s:e]) + "</b>")
+        pos = e
+    out.append(esc(text[pos:end]))
+    if end < len(text):
+        out.append("…")
+    return "".join(out).strip()
+
+
+def media_summary(kinds: Sequence[str], album: bool) -> str:
+    if not kinds:
+        return ""
+    counts = Counter(kinds)
+    parts = []
+    for kind, n in counts.items():
+        name = kind if n == 1 else _PLURAL.get(kind, kind + "s")
+        parts.append(f"{n} {name}" if (n > 1 or album) else name)
+    return ("album: " if album else "") + ", ".join(parts)
+
+
+def why(payload: dict[str, Any]) -> str:
+    """Why an alert fired, one line: the rules and the claim verdict."""
+    parts = []
+    for rule in payload.get("rules", ()):
+        words = ", ".join(dict.fromkeys(rule.get("words") or ()))
+        parts.append(f"rule «{esc(rule['rule'])}»" + (f" ({esc(words)})" if words else ""))
+    claim = payload.get("claim")
+    if claim:
+        text = f"captured-soldier claim, score {claim['score']:.2f}"
+        if claim.get("count"):
+            text += f", {claim['count']} captive" + ("s" if claim["count"] != 1 else "")
+        if claim.get("unverified"):
+            text += ", unverified"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _also(places: Sequence[Place], limit: int = 8) -> str:
+    shown = [f'<a href="{post_link(p)}">{esc(channel_name(p))}</a>' for p in places[:limit]]
+    more = len(places) - limit
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _marks(payload: dict[str, Any]) -> str:
+    marks = []
+    if payload.get("delayed"):
+        marks.append("delayed")
+    if payload.get("edited"):
+        marks.append("matches after an edit")
+    return " · ".join(marks)
+
+
+def alert(view: AlertView, tz: str) -> str:
+    """A full alert message."""
+    payload = view.alert.payload
+    head = f"🔔 <b>{esc(channel_name(view.place))}</b>"
+    if marks := _marks(payload):
+        head += f" · <i>{marks}</i>"
+    lines = [
+        head,
+        f'<a href="{post_link(view.place)}">{post_link(view.place)}</a> · '
+        f"{local_time(view.date, tz)}",
+    ]
+    text = payload.get("text", view.text)
+    body = snippet(text, payload.get("spans", ()))
+    if body:
+        lines.append("")
+        lines.append(body)
+    lines.append("")
+    if summary := media_summary(view.media, view.grouped_id is not None):
+        lines.append(f"📎 {summary}")
+    lines.append(f"Why: {why(payload)}")
+    if view.also_in:
+        lines.append(f"Also in: {_also(view.also_in)}")
+    if view.deleted:
+        lines.append("🗑 deleted since — archived copy kept")
+    return fit("\n".join(lines))
+
+
+def followup(view: AlertView, tz: str) -> str:
+    """A short message replying to the original alert: edited or deleted."""
+    payload = view.alert.payload
+    if view.alert.reason == "deleted":
+        return "🗑 deleted — archived copy kept"
+    text = payload.get("text", view.text)
+    head = "✏️ edited"
+    if not payload.get("matches", True):
+        head += " (no longer matches)"
+    body = snippet(text, payload.get("spans", ()), limit=SNIPPET // 2)
+    line = f"{head}: {body}" if body else f"{head}: (no text)"
+    if view.reply_to is None:  # the original went out in a digest or a batch we lost
+        line = f'<a href="{post_link(view.place)}">{esc(channel_name(view.place))}</a> ' + line
+    return fit(line)
+
+
+def entry(view: AlertView, tz: str) -> str:
+    """One alert as a compact entry of a burst or a digest."""
+    payload = view.alert.payload
+    when = local_time(view.date, tz)
+    head = f'• <b>{esc(channel_name(view.place))}</b> <a href="{post_link(view.place)}">{when}</a>'
+    if marks := _marks(payload):
+        head += f" <i>{marks}</i>"
+    body = snippet(payload.get("text", view.text), payload.get("spans", ()), limit=SHORT)
+    extra = []
+    if summary := media_summary(view.media, view.grouped_id is not None):
+        extra.append(summary)
+    extra.append(why(payload))
+    if view.also_in:
+        extra.append(f"also in {len(view.also_in)} more")
+    if view.deleted:
+        extra.append("deleted since")
+    # every part is escaped already (why() escapes the rule and its words)
+    return head + ("\n" + body if body else "") + "\n<i>" + " · ".join(extra) + "</i>"
+
+
+def pack(header: str, entries: Sequence[str], limit: int = LIMIT) -> list[str]:
+    """Split entries into as few messages as fit, each starting with the header."""
+    messages: list[str] = []
+    current: list[str] = []
+    size = plain_length(header)
+    for item in entries:
+        item = fit(item, limit - plain_length(header) - 2)
+        item_size = plain_length(item) + 2
+        if current and size + item_size > limit:
+            messages.append(header + "\n\n" + "\n\n".join(current))
+            current, size = [], plain_length(header)
+        current.append(item)
+        size += item_size
+    if current:
+        messages.append(header + "\n\n" + "\n\n".join(current))
+    return messages
+
+
+def burst(views: Sequence[AlertView], tz: str) -> list[str]:
+    """Many alerts at once (a burst or a catch-up) as few messages, oldest first."""
+    header = f"⚡ <b>{len(views)} alerts</b>"
+    return pack(header, [entry(v, tz) for v in views])
+
+
+def digest(views: Sequence[AlertView], tz: str, now: datetime) -> list[str]:
+    day = now.astimezone(zone(tz)).strftime("%Y-%m-%d")
+    if not views:
+        return [f"📰 <b>Digest {day}</b>: nothing matched since the last digest."]
+    header = f"📰 <b>Digest {day}</b>: {len(views)} alert" + ("s" if len(views) != 1 else "")
+    return pack(header, [entry(v, tz) for v in views])
+
+
+def fit(text: str, limit: int = LIMIT) -> str:
+    """Cut our HTML so its visible text fits `limit`, never inside a tag or an entity."""
+    if plain_length(text) <= limit:
+        return text
+    out: list[str] = []
+    size = 0
+    open_tags: list[str] = []
+    for token in re.split(r"(<[^>]+>|&[#\w]+;)", text):
+        if not token:
+            continue
+        if token.startswith("<"):
+            name = token.strip("</>").split()[0]
+            if token.startswith("</"):
+                if open_tags and open_tags[-1] == name:
+                    open_tags.pop()
+            else:
+                open_tags.append(name)
+            out.append(token)
+            continue
+        visible = html.unescape(token) if token.startswith("&") else token
+        units = len(visible.encode("utf-16-le")) // 2
+        if size + units > limit - 1:
+            room = limit - 1 - size
+            if not token.startswith("&"):
+                cut = ""
+                for ch in token:
+                    w = len(ch.encode("utf-16-le")) // 2
+                    if room - w < 0:
+                        break
+                    cut += ch
+                    room -= w
+                out.append(cut)
+            break
+        out.append(token)
+        size += units
+    out.append("…")
+    out.extend(f"</{name}>" for name in reversed(open_tags))
+    return "".join(out)
