@@ -284,7 +284,7 @@ class Watcher:
                 return
             async with watched.lock:
                 head = await self._head(watched)
-                if isinstance(event, events.NewMessage.Event) and post.msg_id > head + 1 and head:
+                if isinstance(event, events.NewMessage.Event) and post.msg_id > head + 1:
                     # Ids jumped: posts in between may never be pushed (Telethon only
                     # notices a gap once it knows the channel's pts), so fetch them.
                     await self._fetch_above(watched, head, "catchup", below=post.msg_id)

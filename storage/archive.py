@@ -395,12 +395,14 @@ async def post_media(db: Database, post_id: int) -> list[sqlite3.Row]:
     return await db.fetchall("SELECT * FROM media WHERE post_id = ? ORDER BY idx", (post_id,))
 
 
-async def recent_msg_ids(db: Database, channel_id: int, limit: int) -> list[int]:
+async def recent_msg_ids(
+    db: Database, channel_id: int, limit: int, up_to: int | None = None
+) -> list[int]:
     """The newest archived, not deleted message ids of a channel (for reconcile)."""
     rows = await db.fetchall(
         """SELECT msg_id FROM posts WHERE channel_id = ? AND deleted_at IS NULL
-           ORDER BY msg_id DESC LIMIT ?""",
-        (channel_id, limit),
+           AND msg_id <= ? ORDER BY msg_id DESC LIMIT ?""",
+        (channel_id, up_to if up_to is not None else 2**62, limit),
     )
     return [row[0] for row in rows]
 

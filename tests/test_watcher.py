@@ -112,11 +112,14 @@ async def _text_is(app, channel_id: int, msg_id: int, text: str) -> bool:
 async def test_gap_in_live_updates_is_filled(sim, user, tmp_path: Path):
     ch = sim.add_channel(username="rdk_channel", title="РДК")
     async with running(sim, user, settings_for(tmp_path, "rdk_channel")) as app:
-        hidden = sim.post(ch, "не доставлено", push=False)
-        shown = sim.post(ch, "доставлено")
-        await eventually(app, lambda: _has(app, ch.id, shown))
-        await eventually(app, lambda: _has(app, ch.id, hidden))
-    assert sim.requests_seen("GetChannelDifferenceRequest") >= 1
+        # Before any pushed update Telethon does not know the channel's pts, so
+        # only the watcher's id-jump check can notice the first gap.
+        for round_ in range(2):
+            hidden = sim.post(ch, f"не доставлено {round_}", push=False)
+            shown = sim.post(ch, f"доставлено {round_}")
+            await eventually(app, lambda s=shown: _has(app, ch.id, s))
+            await eventually(app, lambda h=hidden: _has(app, ch.id, h))
+        assert await post_count(app, ch.id) == 4
 
 
 async def test_flood_wait_on_resolve_and_history_is_waited_out(sim, user, tmp_path: Path):
