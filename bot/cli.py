@@ -137,6 +137,18 @@ def _add_import(parser: argparse.ArgumentParser) -> None:
     importer.add_arguments(parser)
 
 
+def cmd_browse(args: argparse.Namespace) -> int:
+    from bot import browse
+
+    return browse.run(args, _settings(args).db_path)
+
+
+def _add_browse(parser: argparse.ArgumentParser) -> None:
+    from bot import browse
+
+    browse.add_arguments(parser)
+
+
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "run": ("watch the configured channels and archive every post", cmd_run, None),
     "login": (
@@ -168,6 +180,11 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "import a Telegram Desktop export (result.json and its media) into the archive",
         cmd_import,
         _add_import,
+    ),
+    "browse": (
+        "browse and query the archive in Datasette, read-only (needs the 'browse' extra)",
+        cmd_browse,
+        _add_browse,
     ),
 }
 
