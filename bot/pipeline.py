@@ -1,26 +1,35 @@
 """One entry for every post, whatever brought it: live event, catch-up, reconcile, import.
 
-Post -> analyze (lemmas for search) -> archive, in one transaction per call.
+Post -> analyze (lemmas for search) -> archive -> detect (claim verdict and
+keyword rules) -> plan alerts into the outbox, all in one transaction per call:
+a post is never archived without its alerts, nor alerted without being archived.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+import aiosqlite
 from loguru import logger
 
+from bot import alerts, audience
+from bot.alerts import Claim, Policy, Subject
+from bot.audience import Audience
 from bot.detection import Analysis, analyze
-from storage import archive
+from bot.detection.claims import ClaimResult, detect_claim
+from storage import archive, outbox
 from storage.archive import Archived
 from storage.db import Database
-from storage.models import Post, utcnow
+from storage.models import Post, iso, utcnow
 
 Source = Literal["live", "catchup", "reconcile", "poll", "import"]
+Clock = Callable[[], datetime]
 
 
 def lemma_text(analysis: Analysis) -> str:
@@ -28,23 +37,60 @@ def lemma_text(analysis: Analysis) -> str:
     return " ".join(token.lemmas[0] if token.lemmas else token.norm for token in analysis.tokens)
 
 
+def claim_of(result: ClaimResult) -> Claim:
+    spans = tuple((e.start, e.end) for e in result.evidence if e.kind in alerts.HIGHLIGHT_EVIDENCE)
+    return Claim(result.label, result.score, result.count, result.unverified, spans)
+
+
+def detection_row(result: ClaimResult, analysis: Analysis, now: str, post_id: int) -> tuple:
+    evidence = [
+        {"kind": e.kind, "text": e.text, "start": e.start, "end": e.end, "rule": e.rule}
+        for e in result.evidence
+    ]
+    return (
+        analysis.lang,
+        result.label,
+        round(result.score, 4),
+        result.count,
+        int(result.unverified),
+        json.dumps(evidence, ensure_ascii=False) if evidence else None,
+        now,
+        post_id,
+    )
+
+
+SAVE_DETECTION = """UPDATE posts SET lang = ?, claim_label = ?, claim_score = ?, claim_count = ?,
+    claim_unverified = ?, claim_evidence = ?, detected_at = ? WHERE id = ?"""
+
+
 @dataclass(frozen=True, slots=True)
 class Ingested:
     archived: list[Archived]
     source: Source
+    alerts: int = 0  # outbox rows planned
 
 
 Listener = Callable[[Ingested], Awaitable[None]]
 
 
 class Pipeline:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        policy: Policy | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
         self.db = db
+        self.policy = policy or Policy()
+        self.clock = clock
         self._listeners: list[Listener] = []
+        self._alert_hooks: list[Callable[[], None]] = []
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._changed = asyncio.Event()
+        self._audience: Audience | None = None
 
     @property
     def changed(self) -> asyncio.Event:
@@ -55,29 +101,114 @@ class Pipeline:
         """Called after each committed ingest (metrics, status, tests)."""
         self._listeners.append(listener)
 
+    def on_alerts(self, hook: Callable[[], None]) -> None:
+        """Called (synchronously) after a commit that planned outbox rows: wakes the notifier."""
+        self._alert_hooks.append(hook)
+
+    def audience_changed(self) -> None:
+        """Rules or subscribers changed: reload them before the next post."""
+        self._audience = None
+
+    async def audience(self) -> Audience:
+        if self._audience is None:
+            self._audience = await audience.load(self.db)
+        return self._audience
+
     async def ingest(self, posts: Sequence[Post], source: Source) -> list[Archived]:
         if not posts:
             return []
-        items = [(post, lemma_text(analyze(post.text))) for post in posts]
+        analyses: dict[str, Analysis] = {}
+        items = []
+        for post in posts:
+            analysis = analyses.get(post.text)
+            if analysis is None:
+                analysis = analyses[post.text] = analyze(post.text)
+            items.append((post, lemma_text(analysis)))
+        who = await self.audience()
         async with self._tracked(), self.db.transaction() as conn:
             result = await archive.archive_posts_in(conn, items)
+            planned = await self._detect_and_plan(conn, result, analyses, source, who)
         log = logger.bind(source=source, channel=posts[0].channel_id)
         changed = sum(1 for a in result if a.status in ("new", "edited"))
         if changed:
             log.debug("archived {changed} of {n} posts", changed=changed, n=len(posts))
-        await self._notify(Ingested(result, source))
+        if planned:
+            log.info("planned {n} alerts", n=planned)
+            self._wake()
+        await self._notify(Ingested(result, source, planned))
         return result
+
+    async def _detect_and_plan(
+        self,
+        conn: aiosqlite.Connection,
+        result: Sequence[Archived],
+        analyses: dict[str, Analysis],
+        source: Source,
+        who: Audience,
+    ) -> int:
+        touched = [a for a in result if a.status in ("new", "edited")]
+        if not touched:
+            return 0
+        now = self.clock()
+        stamp = iso(now)
+        usernames = await _usernames_in(conn, {a.post.channel_id for a in touched})
+        edited = [a.post_id for a in touched if a.status == "edited"]
+        alerted = await outbox.alerted_in(conn, edited) if edited else {}
+        rows = []
+        planned = []
+        for item in touched:
+            analysis = analyses.get(item.post.text) or analyze(item.post.text)
+            verdict = detect_claim(analysis)
+            rows.append(detection_row(verdict, analysis, stamp, item.post_id))
+            if not who.subscribers or source in alerts.SILENT_SOURCES:
+                continue
+            channel: list[str | int] = [item.post.channel_id]
+            if name := usernames.get(item.post.channel_id):
+                channel.append(name)
+            subject = Subject(
+                post_id=item.post_id,
+                post=item.post,
+                status=item.status,
+                source=source,
+                claim=claim_of(verdict),
+                hits=who.hits(analysis, channel),
+                alerted=alerted.get(item.post_id, {}),
+                revision=(
+                    await outbox.revision_count_in(conn, item.post_id)
+                    if item.status == "edited"
+                    else 0
+                ),
+            )
+            planned.extend(alerts.plan(subject, who.subscribers, self.policy, now))
+        await conn.executemany(SAVE_DETECTION, rows)
+        return await outbox.add_in(conn, planned)
 
     async def deleted(
         self, channel_id: int, msg_ids: Sequence[int], when: datetime | None = None
     ) -> list[int]:
         async with self._tracked(), self.db.transaction() as conn:
             marked = await archive.mark_deleted_in(conn, channel_id, msg_ids, when or utcnow())
+            planned = 0
+            if marked:
+                told = await outbox.alerted_in(conn, marked)
+                stories = await outbox.stories_in(conn, list(told))
+                rows = [
+                    row
+                    for post_id, chats in told.items()
+                    for row in alerts.plan_deleted(post_id, stories[post_id], chats)
+                ]
+                planned = await outbox.add_in(conn, rows)
         if marked:
             logger.bind(channel=channel_id).info(
                 "marked {n} posts deleted (text kept)", n=len(marked)
             )
+        if planned:
+            self._wake()
         return marked
+
+    def _wake(self) -> None:
+        for hook in self._alert_hooks:
+            hook()
 
     @asynccontextmanager
     async def _tracked(self) -> AsyncIterator[None]:
@@ -99,3 +230,10 @@ class Pipeline:
     async def _notify(self, ingested: Ingested) -> None:
         for listener in self._listeners:
             await listener(ingested)
+
+
+async def _usernames_in(conn: aiosqlite.Connection, channel_ids: set[int]) -> dict[int, str]:
+    marks = ",".join("?" * len(channel_ids))
+    sql = f"SELECT id, username FROM channels WHERE id IN ({marks}) AND username IS NOT NULL"
+    async with conn.execute(sql, sorted(channel_ids)) as cursor:
+        return {row[0]: row[1] for row in await cursor.fetchall()}

@@ -147,6 +147,22 @@ async def alerted_in(
     return found
 
 
+async def stories_in(conn: aiosqlite.Connection, post_ids: Sequence[int]) -> dict[int, str]:
+    """post id -> its story: the forward origin 'channel/msg', or the post's own key."""
+    found: dict[int, str] = {}
+    ids = list(post_ids)
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            "SELECT id, coalesce(fwd_key, channel_id || '/' || msg_id) AS story FROM posts "
+            f"WHERE id IN ({marks})"
+        )
+        async with conn.execute(sql, chunk) as cursor:
+            found.update({row["id"]: row["story"] for row in await cursor.fetchall()})
+    return found
+
+
 async def revision_count_in(conn: aiosqlite.Connection, post_id: int) -> int:
     async with conn.execute(
         "SELECT count(*) FROM post_revisions WHERE post_id = ?", (post_id,)
