@@ -61,7 +61,7 @@ async def _chanwatch(
     )
 
 
-async def _count(db: Path, sql: str) -> int:
+def _count(db: Path, sql: str) -> int:
     """Read the archive the service writes (WAL lets a reader in while it runs)."""
     if not db.exists():
         return -1
@@ -74,7 +74,7 @@ async def _count(db: Path, sql: str) -> int:
 
 async def _until(db: Path, sql: str, expected: int, proc: asyncio.subprocess.Process) -> None:
     async with asyncio.timeout(TIMEOUT):
-        while await _count(db, sql) != expected:
+        while _count(db, sql) != expected:
             if proc.returncode is not None:
                 raise AssertionError(f"service exited with {proc.returncode}")
             await asyncio.sleep(0.05)  # poll interval of a condition check on another process
@@ -119,7 +119,7 @@ async def test_login_then_run_then_sigterm(sim: Simulator, tmp_path: Path) -> No
     assert run.returncode == 0, log
     assert "stopping after in-flight writes" in log
     assert "0123456789abcdef0123456789abcdef" not in log
-    assert await _count(db, "SELECT count(*) FROM posts") == 21
+    assert _count(db, "SELECT count(*) FROM posts") == 21
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
