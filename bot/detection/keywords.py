@@ -226,6 +226,12 @@ class _Pattern:
     length: int
 
 
+# What one token hits: single-word patterns, and (pattern, position) of phrase words.
+_Entries = tuple[tuple[int, ...], tuple[tuple[int, int], ...]]
+_NOTHING: _Entries = ((), ())
+_MEMO_LIMIT = 200_000
+
+
 @dataclass(slots=True)
 class Matcher:
     """All rules compiled into one lemma index; build with `compile_rules`."""
@@ -238,6 +244,8 @@ class Matcher:
     stems: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
     regexes: list[tuple[int, re.Pattern[str]]] = field(default_factory=list)
     scoped: dict[int, frozenset[str]] = field(default_factory=dict)
+    # (norm, lemmas) of a token -> what it hits; the same words recur in every post.
+    _memo: dict[tuple[str, tuple[str, ...]], _Entries] = field(default_factory=dict)
 
     def match(
         self, analysis: Analysis, channel: str | int | Sequence[str | int] | None = None
@@ -245,58 +253,91 @@ class Matcher:
         """Rules that match the post, in rule order. `channel`: the post's
         channel id and/or username, for rules limited to some channels."""
         tokens = analysis.tokens
-        hits = self._hits(tokens)
-        found: dict[int, list[MatchedWord]] = {}
+        singles, phrases = self._hits(tokens)
+        patterns = self.patterns
+        scoped = self.scoped
+        # rule -> token indexes, sorted; a rule has one positive pattern.
+        found: dict[int, list[int]] = {}
         excluded: set[int] = set()
-        for pattern_index, positions in hits.items():
-            pattern = self.patterns[pattern_index]
+        for pattern_index, where in singles.items():
+            pattern = patterns[pattern_index]
+            if pattern.exclude:
+                excluded.add(pattern.rule)
+            elif pattern.rule not in scoped or self._in_scope(pattern.rule, channel):
+                found[pattern.rule] = where
+        for pattern_index, positions in phrases.items():
+            pattern = patterns[pattern_index]
             if pattern.exclude and pattern.rule in excluded:
                 continue
-            if not pattern.exclude and not self._in_scope(pattern.rule, channel):
+            if pattern.rule in scoped and not self._in_scope(pattern.rule, channel):
                 continue
-            words = _occurrences(tokens, positions, pattern.length)
-            if not words:
+            where = _occurrences(tokens, positions, pattern.length)
+            if not where:
                 continue
             if pattern.exclude:
                 excluded.add(pattern.rule)
             else:
-                found.setdefault(pattern.rule, []).extend(words)
+                found[pattern.rule] = sorted(set(where))
+        by_regex: dict[int, list[tuple[int, int]]] = {}
         for rule_index, regex in self.regexes:
-            if not self._in_scope(rule_index, channel):
+            if rule_index in scoped and not self._in_scope(rule_index, channel):
                 continue
-            words = [
-                MatchedWord(m.group(), m.start(), m.end()) for m in regex.finditer(analysis.text)
-            ]
-            if words:
-                found.setdefault(rule_index, []).extend(words)
+            spans = [m.span() for m in regex.finditer(analysis.text)]
+            if spans:
+                by_regex[rule_index] = spans
         out: list[KeywordMatch] = []
-        for rule_index in sorted(found.keys() - excluded):
-            words = sorted(set(found[rule_index]), key=lambda w: (w.start, w.end))
-            out.append(KeywordMatch(self.rules[rule_index].id, tuple(words)))
+        text = analysis.text
+        for rule_index in sorted((found.keys() | by_regex.keys()) - excluded):
+            where = found.get(rule_index)
+            if where is not None:
+                picked = map(tokens.__getitem__, where)
+                words = tuple(MatchedWord(t.text, t.start, t.end) for t in picked)
+            else:
+                words = tuple(MatchedWord(text[a:b], a, b) for a, b in by_regex[rule_index])
+            out.append(KeywordMatch(self.rules[rule_index].id, words))
         return out
 
-    def _hits(self, tokens: Sequence[Token]) -> dict[int, dict[int, list[int]]]:
-        """pattern -> word position -> token indexes where that word matched."""
-        exact = self.exact
-        stems = self.stems
-        hits: dict[int, dict[int, list[int]]] = {}
+    def _hits(
+        self, tokens: Sequence[Token]
+    ) -> tuple[dict[int, list[int]], dict[int, dict[int, list[int]]]]:
+        """Token indexes hit per single-word pattern, and per phrase pattern and word."""
+        memo = self._memo
+        singles: dict[int, list[int]] = {}
+        phrases: dict[int, dict[int, list[int]]] = {}
         for i, token in enumerate(tokens):
-            seen: set[tuple[int, int]] = set()
-            entries = exact.get(token.norm)
-            if entries:
-                seen.update(entries)
-            for lemma in token.lemmas:
-                entries = exact.get(lemma)
-                if entries:
-                    seen.update(entries)
-                if stems:
-                    for stem in derived_stems(lemma):
-                        entries = stems.get(stem)
-                        if entries:
-                            seen.update(entries)
-            for pattern_index, position in seen:
-                hits.setdefault(pattern_index, {}).setdefault(position, []).append(i)
-        return hits
+            key = (token.norm, token.lemmas)
+            entries = memo.get(key)
+            if entries is None:
+                entries = self._entries(token)
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                memo[key] = entries
+            if entries is _NOTHING:
+                continue
+            for pattern_index in entries[0]:
+                where = singles.get(pattern_index)
+                if where is None:
+                    singles[pattern_index] = [i]
+                else:
+                    where.append(i)
+            for pattern_index, position in entries[1]:
+                phrases.setdefault(pattern_index, {}).setdefault(position, []).append(i)
+        return singles, phrases
+
+    def _entries(self, token: Token) -> _Entries:
+        seen: set[tuple[int, int]] = set()
+        seen.update(self.exact.get(token.norm, ()))
+        for lemma in token.lemmas:
+            seen.update(self.exact.get(lemma, ()))
+            if self.stems:
+                for stem in derived_stems(lemma):
+                    seen.update(self.stems.get(stem, ()))
+        if not seen:
+            return _NOTHING
+        patterns = self.patterns
+        singles = tuple(sorted(p for p, _ in seen if patterns[p].length == 1))
+        phrase_words = tuple(sorted((p, k) for p, k in seen if patterns[p].length > 1))
+        return singles, phrase_words
 
     def _in_scope(self, rule_index: int, channel: str | int | Sequence[str | int] | None) -> bool:
         allowed = self.scoped.get(rule_index)
@@ -319,22 +360,17 @@ class Matcher:
 
 def _occurrences(
     tokens: Sequence[Token], positions: dict[int, list[int]], length: int
-) -> list[MatchedWord]:
-    """Words of every occurrence of a pattern: its words in order, each within
-    MAX_GAP words of the previous one, all in one sentence."""
-    starts = positions.get(0)
-    if not starts:
-        return []
-    if length == 1:
-        return [_word(tokens[i]) for i in starts]
+) -> list[int]:
+    """Token indexes of every occurrence of a phrase: its words in order, each
+    within MAX_GAP words of the previous one, all in one sentence."""
     columns = [positions.get(k) for k in range(length)]
     if not all(columns):
         return []
-    out: list[MatchedWord] = []
-    for start in starts:
+    out: list[int] = []
+    for start in columns[0] or ():
         chain = _extend(tokens, columns, [start])
         if chain:
-            out.extend(_word(tokens[i]) for i in chain)
+            out.extend(chain)
     return out
 
 
@@ -352,10 +388,6 @@ def _extend(
             if found:
                 return found
     return None
-
-
-def _word(token: Token) -> MatchedWord:
-    return MatchedWord(token.text, token.start, token.end)
 
 
 def normalize_channel(channel: str | int) -> str:

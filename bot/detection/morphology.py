@@ -116,6 +116,13 @@ def word_lemmas(norm: str, key: str) -> tuple[str, ...]:
     return (norm,)
 
 
+def clear_caches() -> None:
+    lemmas.cache_clear()
+    _pymorphy_lemmas.cache_clear()
+    stem_en.cache_clear()
+    guess_cyrillic.cache_clear()
+
+
 def letter_language(uk: int, ru: int, cyrillic: int, latin: int) -> str | None:
     """The letter rule over counts of letters; None when Cyrillic but undecided."""
     if cyrillic == 0 and latin == 0:

@@ -57,14 +57,15 @@ _BREAK = r"[.!?…]+(?=\s|$)|\n"
 
 
 def _scanner(letter: str, join: str) -> re.Pattern[str]:
-    word = f"{letter}+(?:{join}{letter}+)*"
-    return re.compile(f"(?P<word>{word})|(?P<num>{_NUMBER})|(?P<brk>{_BREAK})")
+    return re.compile(f"{letter}+(?:{join}{letter}+)*|{_NUMBER}")
 
 
 # Most posts have no stress marks or invisible characters; their scanner is
 # several times faster than the one that allows them inside words.
 _SCAN_FAST = _scanner(r"[^\W\d_]", f"[{_APOSTROPHES}]")
 _SCAN_FULL = _scanner(f"(?:[^\\W\\d_]|[{_MARKS}])", f"[{_APOSTROPHES}{_INVISIBLE}]")
+_BREAK_RE = re.compile(_BREAK)
+_LAST_WORD = re.compile(r"[^\W\d_]+$")
 _NEEDS_FULL = re.compile(f"[{_MARKS}{_INVISIBLE}]")
 _URL_RE = re.compile(_URL)
 _MAY_HAVE_URL = re.compile(r"/|www\.", re.IGNORECASE)
@@ -120,9 +121,9 @@ _UK_MARKS = frozenset("іїєґІЇЄҐ")
 _CYR_RE = re.compile("[\u0400-\u04ff]+")
 _LAT_RE = re.compile("[A-Za-z\u00c0-\u024f]+")
 
-# Per lemma key: raw word -> (norm, lemmas). Plain dicts: this lookup runs
+# Per lemma key: raw word -> (norm, lemmas, is_number). Plain dicts: this lookup runs
 # once per token and lru_cache's tuple keys cost measurably more.
-_WORD_CACHE: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}
+_WORD_CACHE: dict[str, dict[str, tuple[str, tuple[str, ...], bool]]] = {}
 _WORD_CACHE_LIMIT = 200_000
 
 
@@ -133,18 +134,33 @@ def normalize(text: str) -> str:
     return text.casefold().translate(_FOLD).translate(_STRIP)
 
 
-def _ends_sentence(text: str, match: re.Match[str], prev: str | None) -> bool:
+def _ends_sentence(text: str, match: re.Match[str]) -> bool:
     mark = match.group()
     if mark == "\n":
         return True
-    if mark == "." and prev is not None and prev.lower() in _ABBREVIATIONS:
-        return False
+    pos = match.start()
+    if mark == ".":
+        prev = _LAST_WORD.search(text, max(0, pos - 8), pos)
+        if prev is not None and prev.group().lower() in _ABBREVIATIONS:
+            return False
     # "т.е. мы", "и т. д. и" — a lowercase continuation is not a new sentence.
     pos = match.end()
     length = len(text)
     while pos < length and text[pos] in " \t\u00a0":
         pos += 1
     return not (pos < length and text[pos].islower())
+
+
+def _segments(text: str) -> list[tuple[int, int, int]]:
+    """(start, end, end of its closing punctuation or -1) between sentence breaks."""
+    out: list[tuple[int, int, int]] = []
+    pos = 0
+    for m in _BREAK_RE.finditer(text):
+        if _ends_sentence(text, m):
+            out.append((pos, m.start(), m.end() if m.group() != "\n" else -1))
+            pos = m.end()
+    out.append((pos, len(text), -1))
+    return out
 
 
 def _url_spans(text: str) -> list[tuple[int, int]]:
@@ -182,7 +198,17 @@ def _lemma_key(lang: str, decided: bool) -> str:
     return morphology.RU_UK
 
 
-def _cache(key: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+_Word = tuple[str, tuple[str, ...], bool]
+
+
+def clear_caches() -> None:
+    """Forget every cached word (benchmarks of a cold start; memory)."""
+    _WORD_CACHE.clear()
+    normalize_word.cache_clear()
+    morphology.clear_caches()
+
+
+def _cache(key: str) -> dict[str, _Word]:
     cache = _WORD_CACHE.get(key)
     if cache is None:
         cache = _WORD_CACHE[key] = {}
@@ -191,15 +217,34 @@ def _cache(key: str) -> dict[str, tuple[str, tuple[str, ...]]]:
     return cache
 
 
-def _word(raw: str, key: str, cache: dict[str, tuple[str, tuple[str, ...]]]) -> tuple[str, ...]:
-    norm = normalize_word(raw)
-    hit = cache[raw] = (norm, morphology.word_lemmas(norm, key))
+def _word(raw: str, key: str, cache: dict[str, _Word]) -> _Word:
+    """(norm, lemmas, is_number) of a raw token, stored in the key's cache."""
+    if raw[0].isdigit():
+        digits = "".join(ch for ch in raw if ch.isdigit())
+        digits = digits if digits.isascii() else str(int(digits))
+        hit = cache[raw] = (digits, (digits,), True)
+    else:
+        norm = normalize_word(raw)
+        hit = cache[raw] = (norm, morphology.word_lemmas(norm, key), False)
     return hit
 
 
-def _number(raw: str) -> str:
-    digits = "".join(ch for ch in raw if ch.isdigit())
-    return digits if digits.isascii() else str(int(digits))
+def _words(
+    scan: re.Pattern[str], start: int, end: int, urls: list[tuple[int, int]], text: str
+) -> list[re.Match[str]]:
+    """Word and number matches in text[start:end], outside URLs."""
+    if not urls:
+        return list(scan.finditer(text, start, end))
+    out: list[re.Match[str]] = []
+    pos = start
+    for url_start, url_end in urls:
+        if url_end <= pos or url_start >= end:
+            continue
+        out.extend(scan.finditer(text, pos, max(pos, url_start)))
+        pos = max(pos, url_end)
+    if pos < end:
+        out.extend(scan.finditer(text, pos, end))
+    return out
 
 
 def analyze(text: str) -> Analysis:
@@ -207,63 +252,40 @@ def analyze(text: str) -> Analysis:
     urls = _url_spans(text)
     scan = _SCAN_FULL if _NEEDS_FULL.search(text) else _SCAN_FAST
 
-    # Pass 1: raw tokens and sentence spans.
-    raw: list[tuple[int, int, str, bool, int]] = []
-    spans: list[list[int]] = []
-    current: list[int] | None = None
-    url_at = 0  # index of the first URL span not yet passed
-    for m in scan.finditer(text):
-        if m.lastgroup == "brk":
-            if current is not None:
-                prev = raw[-1][2] if raw[-1][1] == m.start() else None
-                if _ends_sentence(text, m, prev):
-                    if m.group() != "\n":
-                        current[1] = m.end()
-                    current = None
+    # Sentences (with at least one word or number) and the letter rule on each.
+    found: list[tuple[int, int, list[re.Match[str]], str | None]] = []
+    uk_total = ru_total = 0
+    for seg_start, seg_end, punct_end in _segments(text):
+        matches = _words(scan, seg_start, seg_end, urls, text)
+        if not matches:
             continue
-        start, end = m.span()
-        if urls:
-            while url_at < len(urls) and urls[url_at][1] <= start:
-                url_at += 1
-            if url_at < len(urls) and urls[url_at][0] <= start:
-                continue
-        if current is None:
-            current = [start, end]
-            spans.append(current)
-        current[1] = end
-        raw.append((start, end, m.group(), m.lastgroup == "num", len(spans) - 1))
+        start = matches[0].start()
+        end = punct_end if punct_end >= 0 else matches[-1].end()
+        has_url = any(u[0] < end and start < u[1] for u in urls)
+        lang, uk, ru = _sentence_language(text[start:end], has_url)
+        uk_total += uk
+        ru_total += ru
+        found.append((start, end, matches, lang))
 
-    # Pass 2: language per sentence — letter rule, then the whole post, then lingua.
-    rules = [
-        _sentence_language(text[start:end], any(u[0] < end and start < u[1] for u in urls))
-        for start, end in spans
-    ]
-    uk_total = sum(r[1] for r in rules)
-    ru_total = sum(r[2] for r in rules)
+    # A post whose letters all point one way lends its language to short
+    # sentences; lingua decides the rest.
     post_lang = "uk" if uk_total and not ru_total else "ru" if ru_total and not uk_total else None
     sentences: list[Sentence] = []
-    keys: list[str] = []
-    caches: list[dict[str, tuple[str, tuple[str, ...]]]] = []
-    for (start, end), (lang, _uk, _ru) in zip(spans, rules, strict=True):
+    tokens: list[Token] = []
+    for index, (start, end, matches, lang) in enumerate(found):
         guessed = lang or post_lang or morphology.guess_cyrillic(text[start:end])
         sentences.append(Sentence(start, end, guessed))
-        keys.append(key := _lemma_key(guessed, lang is not None))
-        caches.append(_cache(key))
+        key = _lemma_key(guessed, lang is not None)
+        cache = _cache(key)
+        for m in matches:
+            raw = m.group()
+            norm, forms, is_number = cache.get(raw) or _word(raw, key, cache)
+            tokens.append(Token(raw, norm, m.start(), m.end(), index, forms, is_number))
 
-    # Pass 3: tokens with lemmas.
-    tokens: list[Token] = []
-    for start, end, word, is_number, sent in raw:
-        if is_number:
-            digits = _number(word)
-            tokens.append(Token(word, digits, start, end, sent, (digits,), True))
-        else:
-            norm, forms = caches[sent].get(word) or _word(word, keys[sent], caches[sent])
-            tokens.append(Token(word, norm, start, end, sent, forms, False))
-
-    return Analysis(text, tuple(tokens), tuple(sentences), _dominant(text, sentences))
+    return Analysis(text, tuple(tokens), tuple(sentences), _dominant(sentences))
 
 
-def _dominant(text: str, sentences: list[Sentence]) -> str:
+def _dominant(sentences: list[Sentence]) -> str:
     weight: dict[str, int] = {}
     for s in sentences:
         weight[s.lang] = weight.get(s.lang, 0) + s.end - s.start
