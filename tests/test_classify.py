@@ -95,3 +95,17 @@ def test_missing_rules_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     code = classify.run(parse_args("--rules", str(tmp_path / "nope")), StringIO(""), StringIO())
     assert code == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_detect_runs_analysis_keywords_and_claims_together() -> None:
+    from bot.detection import compile_rules, detect, parse_rule
+
+    text = "ВСУ заявили, что взяли в плен двоих у Белгорода"
+    result = detect(text, compile_rules([parse_rule("Белгород")]), channel="any")
+    assert result.analysis.text == text
+    assert [k.rule_id for k in result.keywords] == ["Белгород"]
+    assert result.claim.label == "claim"
+    assert detect(text).keywords == ()
+    as_dict = result.to_dict()
+    assert as_dict["lang"] == "ru" and as_dict["claim"] is True
+    assert as_dict["keywords"][0]["words"][0]["text"] == "Белгорода"

@@ -93,9 +93,30 @@ def test_irregular_names_come_from_the_alias_list(
     assert matched([keyword], text) == {keyword: words}
 
 
-def test_a_lowercase_common_word_gets_no_name_derivatives() -> None:
-    # "курс" is not a place: "курсовой" must not match through a derived stem.
-    assert matched(["курс"], "курсовая работа") == {}
+@pytest.mark.parametrize(
+    ("keyword", "text"),
+    [
+        ("курс", "курсовая работа"),  # not a place: no курс|овой
+        ("Плен", "плёнка и пленка"),  # capitalized, but a common word: no плен|ка
+        ("Мир", "мирянин"),
+    ],
+)
+def test_common_words_get_no_name_derivatives(keyword: str, text: str) -> None:
+    assert matched([keyword], text) == {}
+
+
+@pytest.mark.parametrize(
+    ("keyword", "text", "words"),
+    [
+        ("херсон", "херсонский порт", ["херсонский"]),  # a lowercase place name
+        ("Костянтинівка", "костянтинівський напрямок", ["костянтинівський"]),  # not Russian
+        ("Торецк", "торецкое направление", ["торецкое"]),  # unknown to both dictionaries
+    ],
+)
+def test_names_without_capitals_or_dictionary_entries(
+    keyword: str, text: str, words: list[str]
+) -> None:
+    assert matched([keyword], text) == {keyword: words}
 
 
 def test_phrase_words_in_order_with_a_small_gap() -> None:

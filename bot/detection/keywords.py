@@ -55,7 +55,7 @@ _DERIVED_ENDINGS = tuple(
             "ий", "ой", "кий", "ский", "ской", "цкий", "овский", "евский",
             "ський", "цький", "зький", "івський",
             "ец", "ець", "ка", "ит", "итка", "чанин", "чанка", "янин", "янка",
-            "анин", "анка", "лянин", "лянка", "щина", "чина", "ич",
+            "анин", "анка", "лянин", "лянка", "щина", "чина",
         },
         key=len,
     )
@@ -200,13 +200,23 @@ def _word_keys(token: Token, as_name: bool) -> _WordKeys:
 
 
 def _is_name(token: Token) -> bool:
-    """A capitalized word (not an all-caps abbreviation) or a known place name."""
-    text = token.text
-    if text[:1].isupper() and not (len(text) > 1 and text.isupper()):
+    """Whether a rule word is a place name, whose derivatives should match too.
+
+    Capitalized words are, unless Russian knows them only as common words
+    (`Плен` must not match `плёнка` through плен|ка); lowercase ones are when
+    their likeliest reading is a place. All-caps words are abbreviations.
+    """
+    norm = token.norm
+    if norm in _aliases():
         return True
-    if _is_cyrillic_word(token.norm):
-        return any("Geox" in p.tag.grammemes for p in morphology.morph("ru").parse(token.norm))
-    return False
+    if not _is_cyrillic_word(norm):
+        return False
+    text = token.text
+    ru = morphology.morph("ru")
+    parses = ru.parse(norm)
+    if text[:1].isupper() and not (len(text) > 1 and text.isupper()):
+        return not ru.word_is_known(norm) or any("Geox" in p.tag.grammemes for p in parses)
+    return "Geox" in parses[0].tag.grammemes
 
 
 def _phrase_keys(phrase: str) -> tuple[_WordKeys, ...]:
