@@ -10,10 +10,14 @@ from typing import Any
 from loguru import logger
 from telethon.sessions import Session
 
+from bot.alertbot import AlertBot, BotOptions
+from bot.alerts import Policy
 from bot.clients import MonitorClient, user_client
+from bot.notifier import DeliveredListener
 from bot.pipeline import Pipeline
 from bot.watcher import Watcher
 from config.settings import Settings
+from storage import watchlist
 from storage.db import Database, open_database
 
 BACKOFF_MAX = 300.0
@@ -31,7 +35,10 @@ class App:
         session: Session | None = None,
         client_options: dict[str, Any] | None = None,
         page_wait: float | None = None,
+        bot: BotOptions | None = None,
     ) -> None:
+        """`bot` runs the analysts' bot (alerts, commands, digests); without it the bot
+        runs only when CHANWATCH_BOT_TOKEN is set, with production defaults."""
         self.settings = settings
         self._session = session
         self._client_options = client_options or {}
@@ -42,23 +49,47 @@ class App:
         self.client: MonitorClient | None = None
         self.pipeline: Pipeline | None = None
         self.watcher: Watcher | None = None
+        self.bot: AlertBot | None = None
         self.catchups = 0
+        self._bot_options = bot if bot is not None else BotOptions()
+        self._run_bot = bot is not None or settings.bot_token is not None
+        self._alert_listeners: list[DeliveredListener] = []
+
+    def on_alert(self, listener: DeliveredListener) -> None:
+        """Call `listener` with every alert message delivered (demo, benchmarks, tests)."""
+        self._alert_listeners.append(listener)
+        if self.bot is not None:
+            self.bot.add_listener(listener)
 
     async def run(self) -> None:
         """Run until `stop()` (or SIGTERM/SIGINT when installed)."""
         self.db = await open_database(self.settings.db_path)
         try:
-            self.pipeline = Pipeline(self.db)
+            policy = Policy(max_age=self.settings.alert_max_age)
+            self.pipeline = Pipeline(self.db, policy=policy, clock=self._bot_options.clock)
             self.client = user_client(self.settings, self._session, **self._client_options)
+            specs = await watchlist.effective_specs(self.db, self.settings.channels)
             self.watcher = Watcher(
                 self.client,
                 self.db,
                 self.pipeline,
-                self.settings.channels,
+                specs,
                 backfill=self.settings.backfill,
                 page_wait=self._page_wait,
             )
             self.client.reconnect_callbacks.append(self._after_reconnect)
+            if self._run_bot:
+                self.bot = AlertBot(
+                    self.settings,
+                    self.db,
+                    self.pipeline,
+                    self._bot_options,
+                    channels=self.watcher,
+                    flood_waits=self.watcher.flood_waits_since,
+                )
+                for listener in self._alert_listeners:
+                    self.bot.add_listener(listener)
+                await self.bot.start()
             await self._serve()
         finally:
             await self._shutdown()
@@ -134,6 +165,8 @@ class App:
         self.stop()
 
     async def _shutdown(self) -> None:
+        if self.bot is not None:
+            await self.bot.stop()
         if self.client is not None:
             await self.client.disconnect()
         if self.pipeline is not None:

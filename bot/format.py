@@ -206,28 +206,39 @@ def entry(view: AlertView, tz: str) -> str:
     return head + ("\n" + body if body else "") + "\n<i>" + " · ".join(extra) + "</i>"
 
 
+def split(header: str, entries: Sequence[str], limit: int = LIMIT) -> list[list[int]]:
+    """Group entries (by index, in order) into as few messages as fit under `limit`."""
+    room = limit - plain_length(header) - 2
+    groups: list[list[int]] = []
+    size = 0
+    for index, item in enumerate(entries):
+        item_size = min(plain_length(item), room) + 2
+        if groups and size + item_size <= room + 2:
+            groups[-1].append(index)
+            size += item_size
+        else:
+            groups.append([index])
+            size = item_size
+    return groups
+
+
+def join(header: str, entries: Sequence[str], limit: int = LIMIT) -> str:
+    room = limit - plain_length(header) - 2
+    return header + "\n\n" + "\n\n".join(fit(item, room) for item in entries)
+
+
 def pack(header: str, entries: Sequence[str], limit: int = LIMIT) -> list[str]:
     """Split entries into as few messages as fit, each starting with the header."""
-    messages: list[str] = []
-    current: list[str] = []
-    size = plain_length(header)
-    for item in entries:
-        item = fit(item, limit - plain_length(header) - 2)
-        item_size = plain_length(item) + 2
-        if current and size + item_size > limit:
-            messages.append(header + "\n\n" + "\n\n".join(current))
-            current, size = [], plain_length(header)
-        current.append(item)
-        size += item_size
-    if current:
-        messages.append(header + "\n\n" + "\n\n".join(current))
-    return messages
+    return [join(header, [entries[i] for i in g], limit) for g in split(header, entries, limit)]
+
+
+def burst_header(count: int) -> str:
+    return f"⚡ <b>{count} alerts</b>"
 
 
 def burst(views: Sequence[AlertView], tz: str) -> list[str]:
     """Many alerts at once (a burst or a catch-up) as few messages, oldest first."""
-    header = f"⚡ <b>{len(views)} alerts</b>"
-    return pack(header, [entry(v, tz) for v in views])
+    return pack(burst_header(len(views)), [entry(v, tz) for v in views])
 
 
 def digest(views: Sequence[AlertView], tz: str, now: datetime) -> list[str]:

@@ -8,9 +8,10 @@ are relied on, because Telethon does not fetch missed channel posts itself.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from loguru import logger
@@ -19,7 +20,7 @@ from telethon import TelegramClient, errors, events, functions, types, utils
 from bot.pipeline import Pipeline, Source
 from bot.telegram import channel_id_of, to_post
 from config.settings import Backfill, ChannelSpec
-from storage import archive
+from storage import archive, watchlist
 from storage.db import Database
 from storage.models import Channel, Post, utcnow
 
@@ -66,6 +67,8 @@ class Watcher:
         self.channels: dict[int, Watched] = {}
         self.unavailable: dict[str, str] = {}
         self.flood_waits: list[tuple[str, int]] = []
+        self.flood_wait_times: deque[datetime] = deque(maxlen=1000)
+        self._background: set[asyncio.Task[int]] = set()
         self._catchup_lock = asyncio.Lock()
         self._handlers_added = False
 
@@ -85,6 +88,55 @@ class Watcher:
                 continue
             self.unavailable.pop(spec.label, None)
             self.channels[watched.id] = watched
+
+    # --- channels added and removed at run time (admins, from the bot) ---------
+
+    async def watch(self, spec: ChannelSpec) -> Channel:
+        """Start watching a channel now: resolve it (once), join it if live, and catch
+        up in the background. Raises ValueError with the reason it cannot be watched."""
+        known_error = await archive.unresolved_error(self.db, spec.label)
+        if known_error is not None and await archive.find_channel(self.db, spec.ref) is None:
+            raise ValueError(f"{known_error} (checked before; not asking Telegram again)")
+        try:
+            watched = await self._resolve(spec)
+        except ChannelUnavailable as exc:
+            self.unavailable[spec.label] = str(exc)
+            await archive.record_unresolved(self.db, spec.label, str(exc))
+            raise ValueError(str(exc)) from None
+        self.unavailable.pop(spec.label, None)
+        self.channels[watched.id] = watched
+        self.specs = [s for s in self.specs if s.ref != spec.ref] + [spec]
+        await watchlist.mark(self.db, watched.id, "added")
+        if spec.mode == "live":
+            await self._join(watched)
+        task = asyncio.create_task(self.catch_up(watched))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return watched.channel
+
+    async def unwatch(self, channel_id: int) -> None:
+        """Stop watching a channel; its archive stays."""
+        watched = self.channels.pop(channel_id, None)
+        await watchlist.mark(self.db, channel_id, "removed")
+        if watched is None:
+            return
+        self.specs = [s for s in self.specs if s.ref not in (watched.id, watched.channel.username)]
+        if watched.channel.mode == "live":
+            try:
+                await self.client(functions.channels.LeaveChannelRequest(watched.entity))
+            except errors.RPCError as exc:
+                logger.bind(channel=channel_id).warning(
+                    "could not leave the channel: {error}", error=exc.__class__.__name__
+                )
+
+    def watched(self) -> list[Channel]:
+        return [w.channel for w in self.channels.values()]
+
+    def unavailable_channels(self) -> dict[str, str]:
+        return dict(self.unavailable)
+
+    def flood_waits_since(self, since: datetime) -> int:
+        return sum(1 for when in self.flood_wait_times if when >= since)
 
     async def _resolve(self, spec: ChannelSpec) -> Watched:
         known = await archive.find_channel(self.db, spec.ref)
@@ -147,21 +199,23 @@ class Watcher:
 
     async def join_live(self) -> None:
         for watched in self.channels.values():
-            if watched.channel.mode != "live":
-                continue
-            try:
-                await self._with_flood_wait(
-                    str(watched.id),
-                    lambda w=watched: self.client(functions.channels.JoinChannelRequest(w.entity)),
-                )
-            except errors.UserAlreadyParticipantError:
-                pass
-            except errors.RPCError as exc:
-                logger.bind(channel=watched.id).warning(
-                    "could not join {title}: {error}; it will be polled",
-                    title=watched.channel.title,
-                    error=exc.__class__.__name__,
-                )
+            if watched.channel.mode == "live":
+                await self._join(watched)
+
+    async def _join(self, watched: Watched) -> None:
+        try:
+            await self._with_flood_wait(
+                str(watched.id),
+                lambda w=watched: self.client(functions.channels.JoinChannelRequest(w.entity)),
+            )
+        except errors.UserAlreadyParticipantError:
+            pass
+        except errors.RPCError as exc:
+            logger.bind(channel=watched.id).warning(
+                "could not join {title}: {error}; it will be polled",
+                title=watched.channel.title,
+                error=exc.__class__.__name__,
+            )
 
     # --- catch-up ------------------------------------------------------------
 
@@ -318,6 +372,7 @@ class Watcher:
     async def _pause(self, what: str, seconds: int) -> None:
         wait = min(max(seconds, 1), MAX_FLOOD_WAIT)
         self.flood_waits.append((what, wait))
+        self.flood_wait_times.append(utcnow())
         logger.bind(channel=what).warning(
             "FloodWait: Telegram asked to wait {seconds} s; pausing this work", seconds=wait
         )

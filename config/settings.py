@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,8 @@ _LINK = re.compile(r"^(?:https?://)?(?:www\.)?(?:t|telegram)\.(?:me|dog)/(?:s/)?
 _TOKEN = re.compile(r"^\d{3,}:[A-Za-z0-9_-]{10,}$")
 _API_HASH = re.compile(r"^[0-9a-fA-F]{32}$")
 _BACKFILL = re.compile(r"^(\d+)\s*([dD]?)$")
+_AGE = re.compile(r"^(\d+)\s*([mhd])$", re.IGNORECASE)
+_AGE_UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 
 class ConfigError(Exception):
@@ -76,6 +79,8 @@ class Settings:
     server_key: str | None = field(default=None, repr=False)
     backfill: Backfill = Backfill()
     flood_sleep_threshold: int = 60
+    # Catch-up posts older than this are archived without alerting (None: always alert).
+    alert_max_age: timedelta | None = timedelta(hours=12)
 
 
 def parse_channel(text: str) -> ChannelSpec:
@@ -232,6 +237,18 @@ def load_settings(
             kw["flood_sleep_threshold"] = int(flood)
         else:
             problems.append("CHANWATCH_FLOOD_SLEEP_THRESHOLD must be a number of seconds")
+
+    if (age := get("ALERT_MAX_AGE")) is not None:
+        match = _AGE.match(age)
+        if age.lower() in ("off", "none"):
+            kw["alert_max_age"] = None
+        elif match is None:
+            problems.append(
+                "CHANWATCH_ALERT_MAX_AGE must be a duration like 90m, 12h or 2d, or off"
+            )
+        else:
+            seconds = int(match.group(1)) * _AGE_UNITS[match.group(2).lower()]
+            kw["alert_max_age"] = timedelta(seconds=seconds)
 
     if problems:
         raise ConfigError(problems)

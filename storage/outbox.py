@@ -182,6 +182,23 @@ async def due(db: Database, limit: int = 1000) -> list[Queued]:
     return [_queued(r) for r in rows]
 
 
+async def due_for(db: Database, chat_id: int, limit: int = 200) -> list[Queued]:
+    """One chat's pending rows, in planning order."""
+    rows = await db.fetchall(
+        "SELECT * FROM alerts WHERE status = 'pending' AND chat_id = ? ORDER BY id LIMIT ?",
+        (chat_id, limit),
+    )
+    return [_queued(r) for r in rows]
+
+
+async def chats_pending(db: Database) -> list[int]:
+    rows = await db.fetchall(
+        "SELECT chat_id, min(id) AS first FROM alerts WHERE status = 'pending' "
+        "GROUP BY chat_id ORDER BY first"
+    )
+    return [r["chat_id"] for r in rows]
+
+
 async def next_wakeup(db: Database) -> datetime | None:
     row = await db.fetchone(
         "SELECT min(not_before) FROM alerts WHERE status = 'pending' AND not_before IS NOT NULL"
@@ -228,7 +245,7 @@ async def mark(db: Database, ids: Sequence[int], status: Status, error: str | No
 async def defer(db: Database, ids: Sequence[int], until: datetime, error: str) -> None:
     marks = ",".join("?" * len(ids))
     await db.execute(
-        f"UPDATE alerts SET not_before = ?, error = ?, batch = NULL WHERE id IN ({marks})",
+        f"UPDATE alerts SET not_before = ?, error = ? WHERE id IN ({marks})",
         (iso(until), error, *ids),
     )
 

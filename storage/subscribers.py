@@ -254,6 +254,12 @@ async def redeem_invite(
     return "ok"
 
 
+async def cancel_invite(db: Database, code: str) -> bool:
+    return (
+        await db.execute("DELETE FROM invites WHERE code = ? AND used_by IS NULL", (code,)) > 0
+    )
+
+
 async def open_invites(db: Database, now: datetime | None = None) -> list[Invite]:
     rows = await db.fetchall(
         """SELECT code, created_by, expires_at FROM invites

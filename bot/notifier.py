@@ -1,0 +1,411 @@
+"""Drains the outbox into analysts' chats: at least once, in order per chat, rate limited.
+
+One worker per chat sends that chat's rows in planning order. Before a message
+goes out, the rows it carries are recorded as one batch, and the message is sent
+with a random id derived from that batch: Telegram refuses a second message with
+the same random id (RANDOM_ID_DUPLICATE), so resending after a crash between the
+send and the "sent" mark does not show the analyst a second copy. A server that
+ignores random ids would show at most one duplicate per message that was in
+flight at the crash.
+
+A backlog of several alerts for one chat (a burst, a catch-up after an outage)
+goes out as a few combined messages instead of one message a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from loguru import logger
+
+from bot import format as fmt
+from bot.alerts import Decision, decide
+from bot.ratelimit import RateLimiter
+from storage import outbox, subscribers
+from storage.db import Database
+from storage.models import utcnow
+from storage.outbox import Queued
+from storage.subscribers import Subscriber
+
+Buttons = Sequence[Sequence[tuple[str, bytes]]]
+
+
+# --- what a sender may report ------------------------------------------------------
+
+
+class SendError(Exception):
+    """A message could not be sent."""
+
+
+class FloodWait(SendError):
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"FloodWait {seconds} s")
+        self.seconds = seconds
+
+
+class Blocked(SendError):
+    """The user blocked the bot (or deleted their account): stop writing to them."""
+
+
+class AlreadySent(SendError):
+    """The server already has a message with this random id: it was delivered."""
+
+
+class Undeliverable(SendError):
+    """A permanent problem with this message or chat; retrying will not help."""
+
+
+class Transient(SendError):
+    """Network trouble or a server error: retry later."""
+
+
+class Postponed(SendError):
+    """The chat cannot be served now (blocked the bot, undeliverable, or retry later)."""
+
+
+class Sender(Protocol):
+    async def send(
+        self,
+        chat: Subscriber,
+        html: str,
+        *,
+        random_id: int,
+        reply_to: int | None = None,
+        silent: bool = False,
+        buttons: Buttons | None = None,
+    ) -> int:
+        """Send one HTML message; returns its id in the chat."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """One message that reached a chat, and the outbox rows it carried."""
+
+    chat_id: int
+    message_id: int | None
+    alert_ids: tuple[int, ...]
+    post_ids: tuple[int, ...]
+    kind: str  # alert | burst | followup | digest
+    at: datetime
+
+
+DeliveredListener = Callable[[Delivered], Awaitable[None] | None]
+
+
+def random_id_for(key: str) -> int:
+    """A stable signed 64-bit random id for one message (same key, same id)."""
+    digest = hashlib.sha256(("chanwatch:" + key).encode()).digest()
+    return int.from_bytes(digest[:8], "little", signed=True)
+
+
+@dataclass
+class NotifierOptions:
+    burst_after: int = 4  # this many alerts waiting for one chat go out combined
+    max_attempts: int = 8
+    retry_base: float = 2.0  # seconds; doubles per attempt, at most retry_max
+    retry_max: float = 600.0
+    idle_check: float = 30.0  # seconds between outbox checks when nothing woke us
+
+
+class Notifier:
+    def __init__(
+        self,
+        db: Database,
+        sender: Sender,
+        limiter: RateLimiter | None = None,
+        *,
+        options: NotifierOptions | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        on_blocked: Callable[[int], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.sender = sender
+        self.limiter = limiter or RateLimiter()
+        self.options = options or NotifierOptions()
+        self.clock = clock
+        self.on_blocked = on_blocked
+        self.listeners: list[DeliveredListener] = []
+        self.flood_waits: deque[tuple[datetime, int]] = deque(maxlen=1000)
+        self.sent_messages = 0
+        self._wake = asyncio.Event()
+        self._workers: dict[int, asyncio.Task[None]] = {}
+
+    # --- the loop -------------------------------------------------------------------
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until cancelled; what is pending at start goes out first."""
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self._dispatch()
+                    timeout = await self._idle_timeout()
+                except Exception:
+                    logger.exception("notifier: outbox check failed; retrying")
+                    timeout = self.options.retry_base
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+        finally:
+            workers = list(self._workers.values())
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _dispatch(self) -> None:
+        for chat_id in await outbox.chats_pending(self.db):
+            worker = self._workers.get(chat_id)
+            if worker is not None and not worker.done():
+                continue
+            task = asyncio.create_task(self._serve(chat_id), name=f"notify-{chat_id}")
+            self._workers[chat_id] = task
+            task.add_done_callback(lambda t, c=chat_id: self._worker_done(c, t))
+
+    def _worker_done(self, chat_id: int, task: asyncio.Task[None]) -> None:
+        if self._workers.get(chat_id) is task:
+            del self._workers[chat_id]
+        if not task.cancelled() and task.exception() is not None:
+            logger.bind(chat=chat_id).opt(exception=task.exception()).error(
+                "notifier: delivery to a chat failed unexpectedly; will retry"
+            )
+        self.wake()  # rows may have arrived while the worker was finishing
+
+    async def _idle_timeout(self) -> float:
+        wakeup = await outbox.next_wakeup(self.db)
+        timeout = self.options.idle_check
+        if wakeup is not None:
+            timeout = min(timeout, max(0.05, (wakeup - self.clock()).total_seconds()))
+        return timeout
+
+    async def idle(self) -> bool:
+        """Whether nothing is pending or being sent (tests, clean shutdown)."""
+        return not self._workers and await outbox.pending_count(self.db) == 0
+
+    # --- one chat -------------------------------------------------------------------
+
+    async def _serve(self, chat_id: int) -> None:
+        log = logger.bind(chat=chat_id)
+        while True:
+            rows = await outbox.due_for(self.db, chat_id)
+            now = self.clock()
+            ready = []
+            for row in rows:
+                if row.not_before is not None and row.not_before > now:
+                    break  # later rows wait too: order per chat is kept
+                ready.append(row)
+            if not ready:
+                return
+            sub = await subscribers.get(self.db, chat_id)
+            try:
+                await self._handle(sub, ready, now)
+            except Postponed as stop:
+                log.debug("notifier: pausing this chat ({reason})", reason=str(stop))
+                return
+
+    async def _handle(self, sub: Subscriber | None, rows: list[Queued], now: datetime) -> None:
+        head = rows[0]
+        decision = decide(sub, now, followup=head.is_followup)
+        if decision is Decision.SKIP:
+            await outbox.mark(self.db, [r.id for r in rows], "skipped", "not a subscriber")
+            return
+        if decision is Decision.MUTED:
+            await outbox.mark(self.db, [r.id for r in rows], "muted")
+            return
+        if decision is Decision.DIGEST:
+            run = _leading(rows, lambda r: not r.is_followup)
+            await outbox.mark(self.db, [r.id for r in run], "digest")
+            return
+        assert sub is not None
+        silent = decision is Decision.SEND_SILENTLY
+        if head.batch is not None:  # sent (perhaps) before a crash: resend the same rows
+            group = [r for r in rows if r.batch == head.batch]
+            kind = "followup" if head.is_followup else "alert" if len(group) == 1 else "burst"
+            await self._send_group(sub, group, kind, silent)
+            return
+        if head.is_followup:
+            await self._send_followup(sub, head, silent)
+            return
+        run = _leading(rows, lambda r: not r.is_followup and r.batch is None)
+        if len(run) >= self.options.burst_after:
+            await self._send_burst(sub, run, silent)
+        else:
+            await self._send_group(sub, [head], "alert", silent)
+
+    async def _send_followup(self, sub: Subscriber, row: Queued, silent: bool) -> None:
+        original = await outbox.original_of(self.db, sub.chat_id, row.post_id)
+        if original is None or original[0] != "sent":
+            await outbox.mark(self.db, [row.id], "skipped", "original alert was not sent")
+            return
+        await self._send_group(sub, [row], "followup", silent)
+
+    async def _send_burst(self, sub: Subscriber, rows: list[Queued], silent: bool) -> None:
+        views = await outbox.views(self.db, rows)
+        await self._drop_missing(rows, views)
+        if not views:
+            return
+        entries = [fmt.entry(v, sub.tz) for v in views]
+        header = fmt.burst_header(len(views))
+        for group in fmt.split(header, entries):  # each message is its own batch
+            message = fmt.join(header, [entries[i] for i in group])
+            part = [views[i].alert for i in group]
+            await self._deliver(sub, part, message, "burst", silent)
+
+    async def _send_group(
+        self, sub: Subscriber, rows: list[Queued], kind: str, silent: bool
+    ) -> None:
+        views = await outbox.views(self.db, rows)
+        await self._drop_missing(rows, views)
+        if not views:
+            return
+        if kind == "followup":
+            html = fmt.followup(views[0], sub.tz)
+            reply_to = views[0].reply_to
+        elif len(views) == 1:
+            html, reply_to = fmt.alert(views[0], sub.tz), None
+        else:
+            html, reply_to = fmt.burst(views, sub.tz)[0], None
+        await self._deliver(sub, [v.alert for v in views], html, kind, silent, reply_to)
+
+    async def _drop_missing(
+        self, rows: Sequence[Queued], views: Sequence[outbox.AlertView]
+    ) -> None:
+        found = {v.alert.id for v in views}
+        missing = [r.id for r in rows if r.id not in found]
+        if missing:
+            await outbox.mark(self.db, missing, "failed", "post missing from the archive")
+
+    # --- sending --------------------------------------------------------------------
+
+    async def _deliver(
+        self,
+        sub: Subscriber,
+        rows: Sequence[Queued],
+        html: str,
+        kind: str,
+        silent: bool,
+        reply_to: int | None = None,
+    ) -> None:
+        ids = [r.id for r in rows]
+        batch = await outbox.assign_batch(self.db, ids)
+        attempts = max(r.attempts for r in rows) + 1
+        message_id = await self.send(
+            sub,
+            html,
+            key=f"alert-batch:{batch}",
+            reply_to=reply_to,
+            silent=silent,
+            attempts=attempts,
+            on_retry=lambda until, why: outbox.defer(self.db, ids, until, why),
+            on_give_up=lambda why: outbox.mark(self.db, ids, "failed", why),
+        )
+        await outbox.mark_sent(self.db, ids, message_id, self.clock())
+        await self._emit(
+            Delivered(
+                sub.chat_id,
+                message_id,
+                tuple(ids),
+                tuple(r.post_id for r in rows),
+                kind,
+                self.clock(),
+            )
+        )
+
+    async def send(
+        self,
+        sub: Subscriber,
+        html: str,
+        *,
+        key: str,
+        reply_to: int | None = None,
+        silent: bool = False,
+        buttons: Buttons | None = None,
+        attempts: int = 1,
+        on_retry: Callable[[datetime, str], Awaitable[None]] | None = None,
+        on_give_up: Callable[[str], Awaitable[None]] | None = None,
+    ) -> int | None:
+        """Send one message through the limiter, waiting out FloodWaits.
+
+        Returns the message id (None when the server says it already has it).
+        Raises Postponed when the chat must not be served now (blocked, retry later).
+        """
+        log = logger.bind(chat=sub.chat_id)
+        random_id = random_id_for(key)
+        while True:
+            await self.limiter.acquire(sub.chat_id, sub.is_group)
+            try:
+                message_id = await self.sender.send(
+                    sub,
+                    html,
+                    random_id=random_id,
+                    reply_to=reply_to,
+                    silent=silent,
+                    buttons=buttons,
+                )
+            except FloodWait as exc:
+                self.flood_waits.append((self.clock(), exc.seconds))
+                log.warning("FloodWait sending to a chat: waiting {seconds} s", seconds=exc.seconds)
+                self.limiter.pause(exc.seconds, sub.chat_id)
+                continue
+            except AlreadySent:
+                log.info("message {key} was already delivered before a restart", key=key)
+                return None
+            except Blocked:
+                log.warning("the analyst blocked the bot; marking them inactive")
+                await subscribers.deactivate(self.db, sub.chat_id, "blocked the bot")
+                await outbox.skip_pending_of(self.db, sub.chat_id, "blocked the bot")
+                if self.on_blocked is not None:
+                    self.on_blocked(sub.chat_id)
+                raise Postponed("blocked") from None
+            except Undeliverable as exc:
+                log.error("cannot deliver to this chat: {error}", error=str(exc))
+                if on_give_up is not None:
+                    await on_give_up(str(exc))
+                raise Postponed("undeliverable") from None
+            except Transient as exc:
+                if attempts >= self.options.max_attempts:
+                    log.error("giving up after {n} attempts: {error}", n=attempts, error=str(exc))
+                    if on_give_up is not None:
+                        await on_give_up(str(exc))
+                    raise Postponed("gave up") from None
+                delay = min(self.options.retry_max, self.options.retry_base * 2 ** (attempts - 1))
+                log.warning(
+                    "sending failed ({error}); retrying in {delay:.0f} s",
+                    error=str(exc),
+                    delay=delay,
+                )
+                if on_retry is not None:
+                    await on_retry(self.clock() + timedelta(seconds=delay), str(exc))
+                raise Postponed("retry later") from None
+            self.sent_messages += 1
+            return message_id
+
+    async def _emit(self, delivered: Delivered) -> None:
+        for listener in self.listeners:
+            try:
+                result = listener(delivered)
+                if result is not None:
+                    await result
+            except Exception:
+                logger.exception("a delivered-alert listener failed")
+
+    def flood_waits_since(self, since: datetime) -> int:
+        return sum(1 for when, _ in self.flood_waits if when >= since)
+
+
+def _leading(rows: Sequence[Queued], keep: Callable[[Queued], bool]) -> list[Queued]:
+    run = []
+    for row in rows:
+        if not keep(row):
+            break
+        run.append(row)
+    return run

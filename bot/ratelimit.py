@@ -1,0 +1,63 @@
+"""Spacing the bot's messages to stay under Telegram's limits.
+
+Telegram lets a bot send about 30 messages a second overall, about one a second
+to one chat and 20 a minute to one group; going faster earns FloodWait. The
+limiter spaces sends per chat and overall (a little under each limit), and a
+FloodWait pushes back the chat it hit (or everything, for a global one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    overall_per_second: float = 25.0
+    chat_interval: float = 1.05  # seconds between messages to one private chat
+    group_interval: float = 3.1  # seconds between messages to one group (20/min)
+
+
+class RateLimiter:
+    def __init__(
+        self, limits: Limits | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limits = limits or Limits()
+        self.clock = clock
+        self._next_overall = 0.0
+        self._next_chat: dict[int, float] = {}
+        self._paused_until = 0.0
+
+    def delay(self, chat_id: int) -> float:
+        """Seconds until a message to `chat_id` may go out (0: now)."""
+        ready = max(self._next_overall, self._next_chat.get(chat_id, 0.0), self._paused_until)
+        return max(0.0, ready - self.clock())
+
+    def take(self, chat_id: int, group: bool = False) -> None:
+        """Record a message going out now."""
+        now = self.clock()
+        interval = self.limits.group_interval if group else self.limits.chat_interval
+        self._next_overall = max(now, self._next_overall) + 1.0 / self.limits.overall_per_second
+        self._next_chat[chat_id] = now + interval
+        if len(self._next_chat) > 10_000:  # forget chats that are long ready
+            self._next_chat = {c: t for c, t in self._next_chat.items() if t > now}
+
+    def pause(self, seconds: float, chat_id: int | None = None) -> None:
+        """Telegram asked to wait: hold the chat (or every chat when `chat_id` is None)."""
+        until = self.clock() + seconds
+        if chat_id is None:
+            self._paused_until = max(self._paused_until, until)
+        else:
+            self._next_chat[chat_id] = max(self._next_chat.get(chat_id, 0.0), until)
+
+    async def acquire(self, chat_id: int, group: bool = False) -> None:
+        """Wait for the chat's and the overall slot, then take it."""
+        while True:
+            wait = self.delay(chat_id)  # pacing, not synchronisation: the slot is a time
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        self.take(chat_id, group)
