@@ -20,7 +20,7 @@ from storage.models import Channel, Media, Post, canonical_json, iso, utcnow
 
 Status = Literal["new", "edited", "unchanged", "stale"]
 _CHUNK = 500
-_KEY_BITS = 10
+KEY_BITS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +34,10 @@ class Archived:
 
 
 def post_key(date: datetime, channel_id: int, msg_id: int) -> int:
-    """A rowid that sorts by post time: seconds since epoch, then a 10-bit spread."""
-    spread = (channel_id * 7919 + msg_id) & ((1 << _KEY_BITS) - 1)
-    return (int(date.timestamp()) << _KEY_BITS) | spread
+    """A rowid that sorts by post time: seconds since epoch, then a 20-bit spread
+    (room for a million posts in one second before two keys can meet)."""
+    spread = (channel_id * 7919 + msg_id) & ((1 << KEY_BITS) - 1)
+    return (int(date.timestamp()) << KEY_BITS) | spread
 
 
 # --- channels -----------------------------------------------------------------

@@ -152,11 +152,12 @@ async def test_rowid_follows_post_time_even_when_archived_late(db) -> None:
 
 
 async def test_key_collisions_are_resolved(db) -> None:
-    await archive.save_channel(db, Channel(100 + 1024, 1, "other", "Other"))
-    # same second and same 10-bit spread: 7919*1024 is a multiple of 1024
+    other = 100 + (1 << archive.KEY_BITS)
+    await archive.save_channel(db, Channel(other, 1, "other", "Other"))
+    # same second and same spread: 7919 * 2**KEY_BITS is a multiple of 2**KEY_BITS
     a = Post(channel_id=100, msg_id=1, date=T0, text="a")
-    b = Post(channel_id=100 + 1024, msg_id=1, date=T0, text="b")
-    assert archive.post_key(a.date, 100, 1) == archive.post_key(b.date, 100 + 1024, 1)
+    b = Post(channel_id=other, msg_id=1, date=T0, text="b")
+    assert archive.post_key(a.date, 100, 1) == archive.post_key(b.date, other, 1)
     results = await archive.archive_posts(db, [(a, ""), (b, "")])
     assert len({r.post_id for r in results}) == 2
 
