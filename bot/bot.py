@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from telethon import TelegramClient, errors, events, functions, types, utils
+from telethon import Button, TelegramClient, errors, events, functions, types, utils
 from telethon.extensions import html as tg_html
 from telethon.sessions import Session, SQLiteSession
 
@@ -99,9 +99,7 @@ def reply_markup(buttons: Buttons | None) -> types.ReplyInlineMarkup | None:
         return None
     return types.ReplyInlineMarkup(
         rows=[
-            types.KeyboardButtonRow(
-                buttons=[types.KeyboardButtonCallback(text=label, data=data) for label, data in row]
-            )
+            types.KeyboardButtonRow(buttons=[Button.inline(label, data) for label, data in row])
             for row in buttons
         ]
     )

@@ -137,6 +137,17 @@ class Notifier:
         self.sent_messages = 0
         self._wake = asyncio.Event()
         self._workers: dict[int, asyncio.Task[None]] = {}
+        self._changed = asyncio.Event()
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set after the next outbox rows are handled (sent, muted, held for the digest...);
+        take it before checking, then wait on it."""
+        return self._changed
+
+    def _fire(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
 
     # --- the loop -------------------------------------------------------------------
 
@@ -196,6 +207,8 @@ class Notifier:
     async def _serve(self, chat_id: int) -> None:
         log = logger.bind(chat=chat_id)
         while True:
+            # wait for the chat's slot before reading: the message shows the freshest state
+            await self.limiter.ready(chat_id)
             rows = await outbox.due_for(self.db, chat_id)
             now = self.clock()
             ready = []
@@ -211,6 +224,8 @@ class Notifier:
             except Postponed as stop:
                 log.debug("notifier: pausing this chat ({reason})", reason=str(stop))
                 return
+            finally:
+                self._fire()
 
     async def _handle(self, sub: Subscriber | None, rows: list[Queued], now: datetime) -> None:
         head = rows[0]

@@ -30,9 +30,13 @@ class RateLimiter:
         self._next_overall = 0.0
         self._next_chat: dict[int, float] = {}
         self._paused_until = 0.0
+        self._held: set[int] = set()
+        self._changed = asyncio.Event()
 
     def delay(self, chat_id: int) -> float:
-        """Seconds until a message to `chat_id` may go out (0: now)."""
+        """Seconds until a message to `chat_id` may go out (0: now; inf while held)."""
+        if chat_id in self._held:
+            return float("inf")
         ready = max(self._next_overall, self._next_chat.get(chat_id, 0.0), self._paused_until)
         return max(0.0, ready - self.clock())
 
@@ -53,11 +57,29 @@ class RateLimiter:
         else:
             self._next_chat[chat_id] = max(self._next_chat.get(chat_id, 0.0), until)
 
+    def hold(self, chat_id: int) -> None:
+        """Send nothing to this chat until `release()` (maintenance, tests)."""
+        self._held.add(chat_id)
+
+    def release(self, chat_id: int) -> None:
+        self._held.discard(chat_id)
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def ready(self, chat_id: int) -> None:
+        """Wait until a message to the chat may go out (without taking the slot)."""
+        while True:
+            wait = self.delay(chat_id)
+            if wait <= 0:
+                return
+            changed = self._changed
+            try:
+                # pacing: the slot is a point in time; a release() ends the wait early
+                await asyncio.wait_for(changed.wait(), None if wait == float("inf") else wait)
+            except TimeoutError:
+                pass
+
     async def acquire(self, chat_id: int, group: bool = False) -> None:
         """Wait for the chat's and the overall slot, then take it."""
-        while True:
-            wait = self.delay(chat_id)  # pacing, not synchronisation: the slot is a time
-            if wait <= 0:
-                break
-            await asyncio.sleep(wait)
+        await self.ready(chat_id)
         self.take(chat_id, group)

@@ -234,6 +234,14 @@ async def mark_sent(
     )
 
 
+async def mark_digested(db: Database, ids: Sequence[int], when: datetime) -> None:
+    marks = ",".join("?" * len(ids))
+    await db.execute(
+        f"UPDATE alerts SET status = 'digested', delivered_at = ? WHERE id IN ({marks})",
+        (iso(when), *ids),
+    )
+
+
 async def mark(db: Database, ids: Sequence[int], status: Status, error: str | None = None) -> None:
     marks = ",".join("?" * len(ids))
     await db.execute(

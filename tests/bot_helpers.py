@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +121,27 @@ def bold_words(message: SimMessage) -> list[str]:
         for e in message.entities or []
         if isinstance(e, types.MessageEntityBold)
     ]
+
+
+async def settled(app: App, check: Callable[[], Awaitable[bool]]) -> None:
+    """Wait until `check()` holds, re-checking after each archive write or outbox change."""
+    assert app.pipeline is not None and app.bot is not None and app.bot.notifier is not None
+    notifier = app.bot.notifier
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            archived, handled = app.pipeline.changed, notifier.changed
+            if await check():
+                return
+            waits = {asyncio.ensure_future(archived.wait()), asyncio.ensure_future(handled.wait())}
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
+
+
+async def statuses(app: App, user: SimUser) -> list[tuple[str, str]]:
+    """(reason, status) of the user's outbox rows, in planning order."""
+    assert app.db is not None
+    rows = await app.db.fetchall(
+        "SELECT reason, status FROM alerts WHERE chat_id = ? ORDER BY id", (user.id,)
+    )
+    return [(r["reason"], r["status"]) for r in rows]

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.simulator import Simulator
-from tests.bot_helpers import add_rule, bold_words, bot_settings, make_analyst, received, service
+from storage import archive, subscribers
+from tests.bot_helpers import (
+    add_rule,
+    ask,
+    bold_words,
+    bot_settings,
+    make_analyst,
+    received,
+    service,
+    settled,
+    statuses,
+)
+from tests.watch_helpers import eventually
 
 
 @pytest.fixture
@@ -45,3 +58,246 @@ async def test_a_matching_post_reaches_the_analyst(sim, monitor, bot, admin, ann
         assert "rule «Белгород» (Белгородской)" in alert.text
         assert bold_words(alert) == ["РДК", "Белгородской"]
         assert sim.messages_to(admin, from_=bot) == []  # admins have no rules here
+
+
+@pytest.fixture
+def rdk(sim: Simulator):
+    return sim.add_channel(username="rdk_channel", title="РДК")
+
+
+@pytest.fixture
+def agg(sim: Simulator):
+    return sim.add_channel(username="news_agg", title="Новости")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, bot, admin, rdk, agg):
+    return bot_settings(tmp_path, bot, [admin], "rdk_channel", "news_agg")
+
+
+async def test_one_alert_however_many_rules_and_forwards_and_it_lists_the_copies(
+    sim, monitor, bot, admin, ann, rdk, agg, settings
+):
+    async with service(sim, monitor, bot, settings) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Белгород")
+        await add_rule(app, ann, "обстрел")
+        app.bot.notifier.limiter.hold(ann.id)  # deliver only once every copy is archived
+        original = sim.post(rdk, "Обстрел Белгорода")
+        copy = sim.forward(rdk, original, to=agg)
+        await eventually(app, lambda: has_post(app, agg.id, copy))
+        app.bot.notifier.limiter.release(ann.id)
+        (alert,) = await received(sim, ann, bot, 1)
+        assert "rule «Белгород» (Белгорода); rule «обстрел» (Обстрел)" in alert.text
+        assert "Also in: Новости" in alert.text
+        await settled(app, lambda: statuses_are(app, ann, [("alert", "sent")]))
+        # a later copy does not alert again either
+        again = sim.forward(rdk, original, to=agg)
+        await eventually(app, lambda: has_post(app, agg.id, again))
+        await settled(app, lambda: statuses_are(app, ann, [("alert", "sent")]))
+
+
+async def has_post(app, channel_id: int, msg_id: int) -> bool:
+    return await archive.get_post(app.db, channel_id, msg_id) is not None
+
+
+async def test_edits_and_deletion_follow_up_as_replies(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    async with service(sim, monitor, bot, settings) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+        quiet = sim.post(rdk, "Обстановка спокойная")
+        shown = sim.post(rdk, "Обстрел Шебекино")
+        (alert,) = await received(sim, ann, bot, 1)
+        sim.edit(rdk, shown, "Обстрел Шебекино: двое раненых")
+        edited = (await received(sim, ann, bot, 2))[1]
+        assert edited.text == "✏️ edited: Обстрел Шебекино: двое раненых"
+        assert edited.reply_to == alert.id
+        sim.delete(rdk, [shown])
+        deleted = (await received(sim, ann, bot, 3))[2]
+        assert deleted.text == "🗑 deleted — archived copy kept" and deleted.reply_to == alert.id
+        # an edit that makes a post match alerts
+        sim.edit(rdk, quiet, "Обстановка в Шебекино напряжённая")
+        late = (await received(sim, ann, bot, 4))[3]
+        assert "matches after an edit" in late.text and late.reply_to is None
+        await settled(
+            app,
+            lambda: statuses_are(
+                app,
+                ann,
+                [
+                    ("alert", "sent"),
+                    ("edited:1", "sent"),
+                    ("deleted", "sent"),
+                    ("alert", "sent"),
+                ],
+            ),
+        )
+
+
+async def test_album_alert_summarises_the_media(sim, monitor, bot, admin, ann, rdk, settings):
+    async with service(sim, monitor, bot, settings) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+        sim.post_album(
+            rdk, [sim.photo(), sim.photo(), sim.video(duration=9)], caption="Шебекино сегодня"
+        )
+        (alert,) = await received(sim, ann, bot, 1)
+        assert "📎 album: 2 photos, 1 video" in alert.text
+
+
+async def test_mute_skips_and_unmute_resumes(sim, monitor, bot, admin, ann, rdk, settings):
+    async with service(sim, monitor, bot, settings) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+        later = datetime.now(UTC) + timedelta(hours=2)
+        await subscribers.set_preferences(app.db, ann.id, muted_until=later)
+        sim.post(rdk, "Шебекино 1")
+        await settled(app, lambda: has_status(app, ann, "muted"))
+        await subscribers.set_preferences(app.db, ann.id, muted_until=None)
+        sim.post(rdk, "Шебекино 2")
+        (alert,) = await received(sim, ann, bot, 1)
+        assert "Шебекино 2" in alert.text
+        await settled(app, lambda: statuses_are(app, ann, [("alert", "muted"), ("alert", "sent")]))
+
+
+async def has_status(app, user, status: str) -> bool:
+    return any(s == status for _, s in await statuses(app, user))
+
+
+async def test_quiet_hours_deliver_without_sound(sim, monitor, bot, admin, ann, rdk, settings):
+    seen: list[bool] = []
+    now = datetime.now(UTC)
+    start, end = (
+        (now - timedelta(hours=1)).strftime("%H:%M"),
+        (now + timedelta(hours=1)).strftime("%H:%M"),
+    )
+
+    def spy(sender):
+        class Spy:
+            async def send(self, chat, html, **kw):
+                seen.append(kw["silent"])
+                return await sender.send(chat, html, **kw)
+
+        return Spy()
+
+    async with service(sim, monitor, bot, settings, wrap_sender=spy) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+        await subscribers.set_preferences(app.db, ann.id, quiet_from=start, quiet_to=end)
+        sim.post(rdk, "Шебекино ночью")
+        await received(sim, ann, bot, 1)
+        assert seen == [True]
+
+
+async def test_digest_collects_alerts_for_the_chats_morning(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    from bot.jobs import send_digests
+
+    async with service(sim, monitor, bot, settings) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+        await subscribers.set_preferences(app.db, ann.id, tz="Europe/Kyiv", digest_at="08:00")
+        sim.post(rdk, "Шебекино 1")
+        sim.post(rdk, "Шебекино 2")
+        await settled(app, lambda: _digest_rows(app, ann, 2))
+        assert sim.messages_to(ann, from_=bot) == []
+        notifier = app.bot.notifier
+        before = datetime(2030, 6, 1, 4, 59, tzinfo=UTC)  # 07:59 in Kyiv
+        assert await send_digests(app.db, notifier, before) == 0
+        morning = datetime(2030, 6, 1, 5, 0, tzinfo=UTC)
+        assert await send_digests(app.db, notifier, morning) == 1
+        (digest,) = await received(sim, ann, bot, 1)
+        assert digest.text.startswith("📰 Digest 2030-06-01: 2 alerts")
+        assert "Шебекино 1" in digest.text and "Шебекино 2" in digest.text
+        assert await send_digests(app.db, notifier, morning + timedelta(hours=3)) == 0
+        await settled(
+            app, lambda: statuses_are(app, ann, [("alert", "digested"), ("alert", "digested")])
+        )
+
+
+async def _digest_rows(app, user, n: int) -> bool:
+    return [s for _, s in await statuses(app, user)] == ["digest"] * n
+
+
+async def test_an_analyst_who_blocked_the_bot_is_marked_inactive(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    async with service(sim, monitor, bot, settings) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+        sim.block(ann, bot)
+        sim.post(rdk, "Шебекино 1")
+        await settled(app, lambda: has_status(app, ann, "skipped"))
+        sub = await subscribers.get(app.db, ann.id)
+        assert not sub.active and sub.inactive_reason == "blocked the bot"
+        sim.post(rdk, "Шебекино 2")  # not planned for an inactive analyst
+        await eventually(app, lambda: _posts(app, rdk.id, 2))
+        await settled(app, lambda: statuses_are(app, ann, [("alert", "skipped")]))
+        # unblocking and writing again brings them back
+        sim.unblock(ann, bot)
+        await ask(sim, ann, bot, "/start")
+        assert (await subscribers.get(app.db, ann.id)).active
+
+
+async def _posts(app, channel_id: int, n: int) -> bool:
+    row = await app.db.fetchone("SELECT count(*) FROM posts WHERE channel_id = ?", (channel_id,))
+    return row[0] >= n
+
+
+async def test_catch_up_alerts_are_marked_delayed_and_old_ones_skipped(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    async with service(sim, monitor, bot, settings) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+    old = datetime.now(UTC) - timedelta(days=2)
+    sim.post(rdk, "Шебекино позавчера", date=old)
+    sim.post(rdk, "Шебекино только что")
+    async with service(sim, monitor, bot, settings) as app:
+        (alert,) = await received(sim, ann, bot, 1)
+        assert "Шебекино только что" in alert.text and "delayed" in alert.text
+        await eventually(app, lambda: _posts(app, rdk.id, 2))
+        await settled(app, lambda: statuses_are(app, ann, [("alert", "sent")]))
+
+
+async def statuses_are(app, user, expected: list[tuple[str, str]]) -> bool:
+    return await statuses(app, user) == expected
+
+
+async def test_a_burst_of_200_matching_posts_arrives_whole_in_order_without_flood_waits(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    bob = sim.add_user(phone="+15550009", first_name="Bob")
+    sim.enforce_bot_limits = True
+    async with service(sim, monitor, bot, settings, limits=None) as app:  # production limits
+        for analyst in (ann, bob):
+            await make_analyst(app, analyst)
+            await add_rule(app, analyst, "Шебекино")
+        posted = [sim.post(rdk, f"Шебекино, сообщение {i}") for i in range(200)]
+        expected = [f"https://t.me/rdk_channel/{m}" for m in posted]
+        for analyst in (ann, bob):
+            await sim.wait_for_messages(
+                analyst,
+                from_=bot,
+                predicate=lambda msgs: len(linked(msgs)) >= 200,
+                timeout=90,
+            )
+            messages = sim.messages_to(analyst, from_=bot)
+            assert linked(messages) == expected  # none lost, none twice, in order
+            assert len(messages) < 30  # a backlog goes out combined, not one a second
+        assert sim.flood_waits_issued == 0
+        assert app.bot.notifier.flood_waits_since(datetime(2000, 1, 1, tzinfo=UTC)) == 0
+
+
+def linked(messages) -> list[str]:
+    from telethon.tl import types
+
+    return [
+        e.url
+        for m in messages
+        for e in m.entities or []
+        if isinstance(e, types.MessageEntityTextUrl) and "/rdk_channel/" in e.url
+    ]

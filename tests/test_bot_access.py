@@ -1,0 +1,152 @@
+"""Who may use the bot: admins from the settings, invited analysts, nobody else."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+from bot.simulator import Simulator
+from storage import subscribers
+from tests.bot_helpers import ask, bot_settings, service
+from tests.watch_helpers import TIMEOUT
+
+
+@pytest.fixture
+def monitor(sim: Simulator):
+    return sim.add_user(phone="+15550001", first_name="Monitor")
+
+
+@pytest.fixture
+def bot(sim: Simulator):
+    return sim.add_bot(username="watch_bot")
+
+
+@pytest.fixture
+def admin(sim: Simulator):
+    return sim.add_user(phone="+15550002", first_name="Admin")
+
+
+@pytest.fixture
+def ann(sim: Simulator):
+    return sim.add_user(phone="+15550003", first_name="Ann", username="ann")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, bot, admin):
+    return bot_settings(tmp_path, bot, [admin])
+
+
+async def test_strangers_get_one_polite_refusal_and_a_log_line(
+    sim, monitor, bot, admin, ann, settings
+):
+    lines: list[str] = []
+    ignored_three = asyncio.Event()
+
+    def sink(message) -> None:
+        lines.append(message.record["message"])
+        if sum(1 for line in lines if line.startswith("ignored another message")) == 3:
+            ignored_three.set()
+
+    sink_id = logger.add(sink, level="INFO")
+    try:
+        async with service(sim, monitor, bot, settings) as app:
+            refusal = await ask(sim, ann, bot, "/search пленный")
+            assert "private bot" in refusal.text and "invitation" in refusal.text
+            await sim.user_sends(ann, bot, "/rule add пленный")
+            await sim.user_sends(ann, bot, "hello?")
+            await sim.user_sends(ann, bot, "/status")
+            async with asyncio.timeout(TIMEOUT):
+                await ignored_three.wait()
+            assert len(sim.messages_to(ann, from_=bot)) == 1
+            assert await subscribers.rules_of(app.db, ann.id) == []
+    finally:
+        logger.remove(sink_id)
+    assert len([line for line in lines if line.startswith("refused Ann (@ann)")]) == 1
+
+
+async def test_invite_link_admits_one_analyst_once(sim, monitor, bot, admin, ann, settings):
+    eve = sim.add_user(phone="+15550004", first_name="Eve")
+    async with service(sim, monitor, bot, settings) as app:
+        answer = await ask(sim, admin, bot, "/invite")
+        link = re.search(r"https://t\.me/watch_bot\?start=(\S+)", answer.text)
+        assert link, answer.text
+        code = link.group(1)
+        welcome = await ask(sim, ann, bot, f"/start {code}")
+        assert "Welcome to chanwatch" in welcome.text
+        sub = await subscribers.get(app.db, ann.id)
+        assert sub.role == "analyst" and sub.active and sub.name == "Ann (@ann)"
+        used = await ask(sim, eve, bot, f"/start {code}")
+        assert used.text == "This invitation was already used. Ask an admin for a new one."
+        assert await subscribers.get(app.db, eve.id) is None
+        # the analyst can now use commands
+        assert "Rule 1 added" in (await ask(sim, ann, bot, "/rule add пленный")).text
+        # /users lists them; /revoke shuts them out
+        users = await ask(sim, admin, bot, "/users")
+        assert f"{ann.id} Ann (@ann) — analyst, active, 1 rules" in users.text
+        revoked = await ask(sim, admin, bot, f"/revoke {ann.id}")
+        assert revoked.text.startswith("Revoked Ann")
+        refused = await ask(sim, ann, bot, "/rule list")
+        assert "private bot" in refused.text
+
+
+async def test_expired_and_cancelled_invitations(sim, monitor, bot, admin, ann, settings):
+    from datetime import timedelta
+
+    async with service(sim, monitor, bot, settings) as app:
+        app.bot.dispatcher.services.invite_ttl = timedelta(seconds=-1)
+        code = re.search(r"start=(\S+)", (await ask(sim, admin, bot, "/invite")).text).group(1)
+        assert "expired" in (await ask(sim, ann, bot, f"/start {code}")).text
+        app.bot.dispatcher.services.invite_ttl = timedelta(hours=1)
+        code = re.search(r"start=(\S+)", (await ask(sim, admin, bot, "/invite")).text).group(1)
+        assert (await ask(sim, admin, bot, f"/revoke {code}")).text == "Invitation cancelled."
+        assert "not valid" in (await ask(sim, ann, bot, f"/start {code}")).text
+
+
+async def test_admin_commands_are_for_admins_and_bad_arguments_get_usage(
+    sim, monitor, bot, admin, ann, settings
+):
+    async with service(sim, monitor, bot, settings) as app:
+        await subscribers.upsert(app.db, ann.id, "analyst", name="Ann")
+        assert (await ask(sim, ann, bot, "/invite")).text == "Only admins can use /invite."
+        assert (await ask(sim, ann, bot, "/watch @x")).text == "Only admins can use /watch."
+        assert (await ask(sim, admin, bot, "/invite now")).text == "Usage: /invite (no arguments)"
+        assert (await ask(sim, admin, bot, "/revoke")).text.startswith("Usage: /revoke")
+        assert "is not an active analyst" in (await ask(sim, admin, bot, "/revoke 42")).text
+        assert "admins come from" in (await ask(sim, admin, bot, f"/revoke {admin.id}")).text
+        assert (await ask(sim, ann, bot, "/frobnicate")).text.startswith("Unknown command")
+        assert (
+            await ask(sim, ann, bot, "hello")
+        ).text == "I only understand commands; /help lists them."
+
+
+async def test_commands_are_registered_and_help_lists_them(sim, monitor, bot, admin, ann, settings):
+    async with service(sim, monitor, bot, settings) as app:
+        names = [name for name, _ in bot.commands]
+        for expected in ("watch", "rule", "claims", "mute", "quiet", "tz", "search", "status"):
+            assert expected in names
+        await subscribers.upsert(app.db, ann.id, "analyst", name="Ann")
+        analyst_help = (await ask(sim, ann, bot, "/help")).text
+        admin_help = (await ask(sim, admin, bot, "/help")).text
+        assert "/rule add" in analyst_help and "/invite" not in analyst_help
+        assert "/invite" in admin_help and "/watch" in admin_help
+
+
+async def test_a_failing_command_gets_an_apology_not_a_traceback(
+    sim, monitor, bot, admin, settings, monkeypatch
+):
+    from bot.commands import base
+
+    async def broken(ctx) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(
+        base.REGISTRY, "status", base.REGISTRY["status"].__class__("status", "s", "u", broken)
+    )
+    async with service(sim, monitor, bot, settings):
+        answer = await ask(sim, admin, bot, "/status")
+        assert answer.text == "Sorry, /status failed on our side; the error was logged."
+        assert "Traceback" not in answer.text
