@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from bot.detection.text import Analysis, analyze, normalize, normalize_word
+from bot.detection.text import Analysis, Token, analyze, normalize, normalize_word
 
 
 def words(analysis: Analysis) -> list[str]:
@@ -134,3 +136,11 @@ def test_mixed_scripts_with_unfixable_letters_keep_their_form() -> None:
     a = analyze("Zлой умысел")
     assert a.tokens[0].norm == "zлой"
     assert_offsets(a)
+
+
+def test_tokens_are_ordinary_frozen_tokens() -> None:
+    token = analyze("Пленных").tokens[0]
+    assert token == Token("Пленных", "пленных", 0, 7, 0, token.lemmas, False)
+    assert hash(token) == hash(Token("Пленных", "пленных", 0, 7, 0, token.lemmas, False))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        token.norm = "x"  # type: ignore[misc]
