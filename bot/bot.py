@@ -67,6 +67,7 @@ def bot_client(
         "retry_delay": 2,
         "auto_reconnect": True,
         "sequential_updates": False,
+        "raise_last_call_error": True,  # the real error, not "Request was unsuccessful"
     }
     options.update(overrides)
     return TelegramClient(session, settings.api_id, settings.api_hash, **options)
@@ -161,6 +162,8 @@ class BotSender:
             raise Undeliverable(exc.__class__.__name__) from None
         except (OSError, ConnectionError, TimeoutError, asyncio.IncompleteReadError) as exc:
             raise Transient(exc.__class__.__name__) from None
+        except ValueError as exc:  # Telethon: "Request was unsuccessful N time(s)"
+            raise Transient(str(exc)) from None
         message_id = _sent_id(result, random_id)
         if message_id is None:
             raise Transient("no message id in the answer")

@@ -224,6 +224,12 @@ class Notifier:
             except Postponed as stop:
                 log.debug("notifier: pausing this chat ({reason})", reason=str(stop))
                 return
+            except Exception:
+                # a bug or an unexpected answer: hold this chat's head a while, not in a loop
+                log.exception("notifier: could not deliver; retrying later")
+                until = now + timedelta(seconds=self.options.retry_max / 10)
+                await outbox.defer(self.db, [ready[0].id], until, "unexpected error")
+                return
             finally:
                 self._fire()
 

@@ -44,12 +44,13 @@ async def service(
     notifier: NotifierOptions | None = None,
     wrap_sender: Callable[..., Any] | None = None,
     clock: Callable[..., Any] | None = None,
+    bot_client: dict[str, Any] | None = None,
 ) -> AsyncIterator[App]:
     """Start the App with the bot; stop it cleanly on exit."""
     fast = {"flood_sleep_threshold": 0, "retry_delay": 0.1, "connection_retries": 5}
     options = BotOptions(
         session=sim.session_for(bot),
-        client_options=dict(fast),
+        client_options=dict(fast) | (bot_client or {}),
         limits=limits,
         notifier=notifier or NotifierOptions(),
         wrap_sender=wrap_sender,

@@ -301,3 +301,36 @@ def linked(messages) -> list[str]:
         for e in m.entities or []
         if isinstance(e, types.MessageEntityTextUrl) and "/rdk_channel/" in e.url
     ]
+
+
+async def test_flood_wait_pauses_the_chat_then_delivers_once(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    async with service(sim, monitor, bot, settings) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+        sim.fail(request="SendMessageRequest", error="FLOOD_WAIT_1", times=1)
+        sim.post(rdk, "Шебекино")
+        (alert,) = await received(sim, ann, bot, 1)
+        assert "Шебекино" in alert.text
+        await settled(app, lambda: statuses_are(app, ann, [("alert", "sent")]))
+        status = await ask(sim, admin, bot, "/status")
+        assert "FloodWaits in the last hour: 1" in status.text
+    assert len(sim.messages_to(ann, from_=bot)) == 1
+
+
+async def test_a_server_error_is_retried_later(sim, monitor, bot, admin, ann, rdk, settings):
+    from bot.notifier import NotifierOptions
+
+    options = NotifierOptions(retry_base=0.2)
+    # Telethon would otherwise retry a 500 by itself
+    once = {"request_retries": 0, "raise_last_call_error": True}
+    async with service(sim, monitor, bot, settings, notifier=options, bot_client=once) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+        sim.fail(request="SendMessageRequest", error="INTERNAL", times=1, code=500)
+        sim.post(rdk, "Шебекино")
+        (alert,) = await received(sim, ann, bot, 1)
+        await settled(app, lambda: statuses_are(app, ann, [("alert", "sent")]))
+        row = await app.db.fetchone("SELECT attempts FROM alerts WHERE chat_id = ?", (ann.id,))
+        assert row["attempts"] == 2

@@ -1,0 +1,175 @@
+"""Crashes around delivery: nothing lost, and no copy shown twice where Telegram can tell.
+
+An alert is planned in the transaction that archives its post, so a crash before
+the send leaves a pending row that the next start delivers. A crash after the
+send but before the row is marked sent makes the next start send it again, with
+the same random id; Telegram drops a message whose random id it has already seen
+(RANDOM_ID_DUPLICATE), so the analyst sees it once. The simulator does not keep
+random ids, so the raw bound there is one duplicate; a sender that answers like
+Telegram shows exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from bot.notifier import AlreadySent
+from bot.simulator import Simulator
+from tests.bot_helpers import (
+    add_rule,
+    bot_settings,
+    crash,
+    make_analyst,
+    received,
+    service,
+    settled,
+    statuses,
+)
+from tests.watch_helpers import TIMEOUT
+
+
+@pytest.fixture
+def monitor(sim: Simulator):
+    return sim.add_user(phone="+15550001", first_name="Monitor")
+
+
+@pytest.fixture
+def bot(sim: Simulator):
+    return sim.add_bot(username="watch_bot")
+
+
+@pytest.fixture
+def admin(sim: Simulator):
+    return sim.add_user(phone="+15550002", first_name="Admin")
+
+
+@pytest.fixture
+def ann(sim: Simulator):
+    return sim.add_user(phone="+15550003", first_name="Ann")
+
+
+@pytest.fixture
+def rdk(sim: Simulator):
+    return sim.add_channel(username="rdk_channel", title="РДК")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, bot, admin, rdk):
+    return bot_settings(tmp_path, bot, [admin], "rdk_channel")
+
+
+class Freeze:
+    """A sender that stops the world before or after the first real send."""
+
+    def __init__(self, when: str) -> None:
+        self.when = when
+        self.reached = asyncio.Event()
+        self.random_ids: list[int] = []
+
+    def wrap(self, sender):
+        freeze = self
+
+        class Frozen:
+            async def send(self, chat, html, **kw):
+                freeze.random_ids.append(kw["random_id"])
+                if freeze.when == "before":
+                    freeze.reached.set()
+                    await asyncio.Event().wait()  # the process dies here
+                message_id = await sender.send(chat, html, **kw)
+                freeze.reached.set()
+                await asyncio.Event().wait()  # ... or here
+                return message_id
+
+        return Frozen()
+
+
+class TelegramDedup:
+    """Answers a repeated random id the way Telegram does (RANDOM_ID_DUPLICATE).
+
+    It stands for the server, so it outlives the crashed process."""
+
+    def __init__(self) -> None:
+        self.seen: set[int] = set()
+
+    def wrap(self, sender):
+        dedup = self
+
+        class Deduplicating:
+            async def send(self, chat, html, **kw):
+                if kw["random_id"] in dedup.seen:
+                    raise AlreadySent()
+                message_id = await sender.send(chat, html, **kw)
+                dedup.seen.add(kw["random_id"])
+                return message_id
+
+        return Deduplicating()
+
+
+async def _crash_once(sim, monitor, bot, ann, rdk, settings, freeze, wrap=None):
+    inner = wrap or (lambda s: s)
+    async with service(
+        sim, monitor, bot, settings, wrap_sender=lambda s: freeze.wrap(inner(s))
+    ) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+        sim.post(rdk, "Обстрел Шебекино")
+        async with asyncio.timeout(TIMEOUT):
+            await freeze.reached.wait()
+        await crash(app)
+
+
+async def test_crash_between_outbox_write_and_send(sim, monitor, bot, admin, ann, rdk, settings):
+    freeze = Freeze("before")
+    await _crash_once(sim, monitor, bot, ann, rdk, settings, freeze)
+    assert sim.messages_to(ann, from_=bot) == []
+    async with service(sim, monitor, bot, settings) as app:
+        (alert,) = await received(sim, ann, bot, 1)
+        assert "Обстрел Шебекино" in alert.text
+        await settled(app, lambda: _all_sent(app, ann))
+        sim.post(rdk, "Шебекино: всё спокойно")  # and the service goes on
+        await received(sim, ann, bot, 2)
+    assert len(sim.messages_to(ann, from_=bot)) == 2
+
+
+async def test_crash_between_send_and_mark_delivered_shows_the_alert_once(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    server = TelegramDedup()
+    freeze = Freeze("after")
+    await _crash_once(sim, monitor, bot, ann, rdk, settings, freeze, wrap=server.wrap)
+    assert len(sim.messages_to(ann, from_=bot)) == 1
+    resent: list[int] = []
+
+    def spy(sender):
+        class Spy:
+            async def send(self, chat, html, **kw):
+                resent.append(kw["random_id"])
+                return await sender.send(chat, html, **kw)
+
+        return Spy()
+
+    async with service(
+        sim, monitor, bot, settings, wrap_sender=lambda s: spy(server.wrap(s))
+    ) as app:
+        await settled(app, lambda: _all_sent(app, ann))
+        assert resent == freeze.random_ids  # the same message, under the same random id
+    assert len(sim.messages_to(ann, from_=bot)) == 1
+
+
+async def test_without_telegrams_dedup_a_crash_after_send_costs_at_most_one_duplicate(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    freeze = Freeze("after")
+    await _crash_once(sim, monitor, bot, ann, rdk, settings, freeze)
+    async with service(sim, monitor, bot, settings) as app:
+        await settled(app, lambda: _all_sent(app, ann))
+    texts = [m.text for m in sim.messages_to(ann, from_=bot)]
+    assert len(texts) == 2 and texts[0] == texts[1]
+
+
+async def _all_sent(app, user) -> bool:
+    rows = await statuses(app, user)
+    return bool(rows) and all(status == "sent" for _, status in rows)
