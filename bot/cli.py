@@ -77,6 +77,15 @@ def cmd_login(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bot.doctor import report, run_checks
+
+    setup_logging(args.log_level or "WARNING")
+    text, code = report(asyncio.run(run_checks(args.env_file)))
+    print(text)
+    return code
+
+
 def cmd_classify(args: argparse.Namespace) -> int:
     from bot import classify
 
@@ -155,6 +164,11 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "log the user account in (phone, code, 2FA) and save the session (mode 0600)",
         cmd_login,
         lambda p: p.add_argument("--phone", help="phone number; asked for when missing"),
+    ),
+    "doctor": (
+        "check settings, session, database, disk space and the server; print fixes",
+        cmd_doctor,
+        None,
     ),
     "classify": (
         "detect keywords and captured-soldier claims in JSON lines from stdin",

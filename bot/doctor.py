@@ -1,0 +1,209 @@
+"""`chanwatch doctor`: check settings, session, database, disk and server; say how to fix."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from config.settings import ConfigError, Settings, load_settings
+
+DISK_FAIL_BYTES = 200 * 1024**2
+DISK_WARN_BYTES = 2 * 1024**3
+TELEGRAM_DC = ("149.154.167.51", 443)  # DC 2, where new sessions start
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    warning: bool = False  # not fatal: printed, exit code unaffected
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else ("warn" if self.warning else "FAIL")
+        text = f"[{mark}] {self.name}: {self.detail}"
+        return text + (f"\n       fix: {self.fix}" if self.fix and not self.ok else "")
+
+
+def _session_file(settings: Settings) -> Path:
+    path = settings.session_path
+    return path if path.suffix == ".session" else path.with_name(path.name + ".session")
+
+
+def check_private_file(name: str, path: Path, missing_fix: str) -> Check:
+    if not path.exists():
+        return Check(name, False, f"{path} does not exist", missing_fix)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return Check(
+            name,
+            False,
+            f"{path} has mode {mode:04o}: other users can read it",
+            f"chmod 600 {path}",
+        )
+    return Check(name, True, f"{path} (mode {mode:04o})")
+
+
+def check_database(path: Path) -> list[Check]:
+    from storage.db import SCHEMA_VERSION
+
+    if not path.exists():
+        return [Check("database", True, f"{path} will be created on first run")]
+    checks = [check_private_file("database permissions", path, "")]
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.Error as exc:
+        return [
+            *checks,
+            Check(
+                "database integrity",
+                False,
+                f"{path}: {exc}",
+                "restore the latest backup (see README: Backups) or move the file aside",
+            ),
+        ]
+    if result != "ok":
+        checks.append(
+            Check(
+                "database integrity",
+                False,
+                f"quick_check: {result}",
+                "stop chanwatch and restore the latest backup (see README: Backups)",
+            )
+        )
+    else:
+        checks.append(Check("database integrity", True, f"{path} passes quick_check"))
+    if version > SCHEMA_VERSION:
+        checks.append(
+            Check(
+                "database schema",
+                False,
+                f"version {version} is newer than this chanwatch ({SCHEMA_VERSION})",
+                "upgrade chanwatch",
+            )
+        )
+    else:
+        checks.append(Check("database schema", True, f"version {version} of {SCHEMA_VERSION}"))
+    return checks
+
+
+def check_disk(path: Path) -> Check:
+    folder = path.parent if path.parent.exists() else Path.cwd()
+    free = shutil.disk_usage(folder).free
+    gib = free / 1024**3
+    if free < DISK_FAIL_BYTES:
+        return Check("disk space", False, f"{gib:.2f} GiB free in {folder}", "free disk space")
+    if free < DISK_WARN_BYTES:
+        return Check(
+            "disk space",
+            False,
+            f"only {gib:.2f} GiB free in {folder}",
+            "free disk space",
+            warning=True,
+        )
+    return Check("disk space", True, f"{gib:.1f} GiB free in {folder}")
+
+
+async def check_reachable(host: str, port: int) -> Check:
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            _, writer = await asyncio.open_connection(host, port)
+        writer.close()
+        await writer.wait_closed()
+    except (OSError, TimeoutError) as exc:
+        return Check(
+            "server reachable",
+            False,
+            f"{host}:{port}: {exc.__class__.__name__}",
+            "check the network/firewall, or CHANWATCH_SERVER",
+        )
+    return Check("server reachable", True, f"{host}:{port} accepts connections")
+
+
+async def check_session(settings: Settings) -> Check:
+    from telethon.sessions import SQLiteSession
+
+    from bot.clients import user_client
+
+    session = SQLiteSession(str(_session_file(settings)))
+    if not session.auth_key:  # an AuthKey without data is falsy
+        session.close()
+        return Check(
+            "session valid", False, "the session was never logged in", "run `chanwatch login`"
+        )
+    client = user_client(settings, session, connection_retries=1, timeout=CONNECT_TIMEOUT)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT * 3):
+            await client.connect()
+            if not await client.is_user_authorized():
+                return Check(
+                    "session valid",
+                    False,
+                    "the session has no logged-in account",
+                    "run `chanwatch login`",
+                )
+            me = await client.get_me()
+    except (OSError, TimeoutError, ConnectionError, EOFError) as exc:
+        return Check(
+            "session valid",
+            False,
+            f"could not connect: {exc.__class__.__name__}",
+            "see 'server reachable'",
+        )
+    finally:
+        await client.disconnect()
+        session.close()
+    return Check("session valid", True, f"logged in as {me.first_name} (id {me.id})")
+
+
+async def run_checks(
+    env_file: str | Path | None, load: Callable[..., Settings] = load_settings
+) -> list[Check]:
+    try:
+        settings = load(env_file=env_file, need=frozenset({"user"}))
+    except ConfigError as exc:
+        return [
+            Check("settings", False, problem, "edit .env (see .env.example)")
+            for problem in exc.problems
+        ]
+    checks = [Check("settings", True, f"{len(settings.channels)} channels configured")]
+    if not settings.channels:
+        checks.append(
+            Check("channels", False, "none configured", "set CHANWATCH_CHANNELS", warning=True)
+        )
+    if settings.bot_token is None:
+        checks.append(
+            Check(
+                "bot",
+                False,
+                "no CHANWATCH_BOT_TOKEN: alerts are off",
+                "create a bot with BotFather",
+                warning=True,
+            )
+        )
+    session_file = _session_file(settings)
+    checks.append(check_private_file("session file", session_file, "run `chanwatch login`"))
+    checks.extend(check_database(settings.db_path))
+    checks.append(check_disk(settings.db_path))
+    host, port = (settings.server.host, settings.server.port) if settings.server else TELEGRAM_DC
+    reachable = await check_reachable(host, port)
+    checks.append(reachable)
+    if reachable.ok and session_file.exists():
+        checks.append(await check_session(settings))
+    return checks
+
+
+def report(checks: list[Check]) -> tuple[str, int]:
+    text = "\n".join(check.line() for check in checks)
+    failed = [c for c in checks if not c.ok and not c.warning]
+    summary = f"\n{len(failed)} problem(s) found" if failed else "\nall checks passed"
+    return text + summary, 1 if failed else 0
