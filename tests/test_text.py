@@ -121,8 +121,10 @@ def test_undecided_words_get_lemmas_from_both_languages() -> None:
 
 
 def test_lingua_decides_a_post_the_letters_cannot() -> None:
+    # Neither text has a letter unique to one language.
     assert analyze("Сегодня в городе прошла акция").lang == "ru"
-    assert analyze("Сьогодні в місті пройшла акція").lang == "uk"
+    assert analyze("Зараз у нас тривога").lang == "uk"
+    assert analyze("Вчора вона була вдома").lang == "uk"
 
 
 def test_dominant_language_and_empty_text() -> None:

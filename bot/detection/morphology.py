@@ -16,10 +16,6 @@ if TYPE_CHECKING:
     import Stemmer
     from lingua import LanguageDetector
 
-LANGS = ("ru", "uk", "en")
-UK_LETTERS = frozenset("іїєґ")
-RU_LETTERS = frozenset("ыэъё")
-
 # Lemma "keys": which analyzers a Cyrillic word goes through, most likely first.
 RU = "ru"
 UK = "uk"
