@@ -240,6 +240,7 @@ def test_rule_text_syntax() -> None:
     assert parse_rule("Белгород").id == "Белгород"
     assert parse_rule("«сдаться в плен»").phrase == "сдаться в плен"
     assert parse_rule("re:/a b/i -not c").regex == "(?i)a b"
+    assert parse_rule("плен —not кино").exclude == ("кино",)  # a phone's auto-dash
 
 
 @pytest.mark.parametrize(

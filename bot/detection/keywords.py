@@ -447,6 +447,7 @@ def compile_rules(rules: Iterable[Rule]) -> Matcher:
 
 _QUOTES = {'"': '"', "«": "»", "“": "”", "„": "“"}
 _REGEX = re.compile(r"re:/((?:[^/\\]|\\.)*)/([aimsx]*)(?=\s|$)")
+_NOT_WORDS = frozenset({"-not", "—not", "–not", "−not"})
 _RULE_ID = re.compile(r"\[([^\[\]\s]+)\]\s*")
 
 
@@ -501,6 +502,8 @@ def parse_rule(text: str, rule_id: str | None = None) -> Rule:
     i = 0
     while i < len(items):
         kind, value = items[i]
+        if kind == "word" and value in _NOT_WORDS:
+            value = "-not"  # phones turn "-" into a dash
         if kind == "word" and value in ("-not", "in"):
             if i + 1 >= len(items) or items[i + 1][0] == "regex":
                 raise ValueError(f"{value} needs a word after it")
