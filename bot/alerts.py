@@ -65,6 +65,7 @@ class Subject:
     hits: Mapping[int, Sequence[Hit]] = field(default_factory=dict)  # chat id -> hits
     alerted: Mapping[int, str] = field(default_factory=dict)  # chat id -> 'alert' row status
     revision: int = 0  # how many earlier texts the post has (edits)
+    forced: bool = False  # alert even though the source is silent (`import --alert`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +93,12 @@ def _event_time(post: Post) -> datetime:
     return post.date
 
 
+def is_delayed(subject: Subject) -> bool:
+    return subject.source in DELAYED_SOURCES or subject.source in SILENT_SOURCES
+
+
 def too_old(subject: Subject, policy: Policy, now: datetime) -> bool:
-    if subject.source not in DELAYED_SOURCES or policy.max_age is None:
+    if not is_delayed(subject) or policy.max_age is None:
         return False
     return now - _event_time(subject.post) > policy.max_age
 
@@ -128,7 +133,9 @@ def plan(
     now: datetime,
 ) -> list[NewAlert]:
     """The outbox rows one archived post calls for."""
-    if subject.source in SILENT_SOURCES or subject.status not in ("new", "edited"):
+    if subject.source in SILENT_SOURCES and not subject.forced:
+        return []
+    if subject.status not in ("new", "edited"):
         return []
     story = story_of(subject.post)
     not_before = now + policy.album_settle if subject.post.grouped_id is not None else None
@@ -149,7 +156,7 @@ def plan(
         if why is None or old:
             continue
         why["source"] = subject.source
-        if subject.source in DELAYED_SOURCES:
+        if is_delayed(subject):
             why["delayed"] = True
         if subject.status == "edited":
             why["edited"] = True

@@ -158,6 +158,18 @@ def _add_browse(parser: argparse.ArgumentParser) -> None:
     browse.add_arguments(parser)
 
 
+def cmd_redetect(args: argparse.Namespace) -> int:
+    from bot import redetect
+
+    return redetect.run(args, _settings(args).db_path)
+
+
+def _add_redetect(parser: argparse.ArgumentParser) -> None:
+    from bot import redetect
+
+    redetect.add_arguments(parser)
+
+
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "run": ("watch the configured channels and archive every post", cmd_run, None),
     "login": (
@@ -199,6 +211,11 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "browse and query the archive in Datasette, read-only (needs the 'browse' extra)",
         cmd_browse,
         _add_browse,
+    ),
+    "redetect": (
+        "re-run claim detection over the archive and store the new verdicts (no alerts)",
+        cmd_redetect,
+        _add_redetect,
     ),
 }
 

@@ -114,7 +114,13 @@ class Pipeline:
             self._audience = await audience.load(self.db)
         return self._audience
 
-    async def ingest(self, posts: Sequence[Post], source: Source) -> list[Archived]:
+    async def ingest(
+        self, posts: Sequence[Post], source: Source, *, alert: bool | None = None
+    ) -> list[Archived]:
+        """Archive posts, store their detection results and plan their alerts.
+
+        `alert`: None plans alerts for every source but "import"; True plans them for
+        imports too (marked delayed, subject to the maximum age); False never."""
         if not posts:
             return []
         analyses: dict[str, Analysis] = {}
@@ -127,7 +133,7 @@ class Pipeline:
         who = await self.audience()
         async with self._tracked(), self.db.transaction() as conn:
             result = await archive.archive_posts_in(conn, items)
-            planned = await self._detect_and_plan(conn, result, analyses, source, who)
+            planned = await self._detect_and_plan(conn, result, analyses, source, who, alert)
         log = logger.bind(source=source, channel=posts[0].channel_id)
         changed = sum(1 for a in result if a.status in ("new", "edited"))
         if changed:
@@ -145,6 +151,7 @@ class Pipeline:
         analyses: dict[str, Analysis],
         source: Source,
         who: Audience,
+        alert: bool | None = None,
     ) -> int:
         touched = [a for a in result if a.status in ("new", "edited")]
         if not touched:
@@ -160,7 +167,8 @@ class Pipeline:
             analysis = analyses.get(item.post.text) or analyze(item.post.text)
             verdict = detect_claim(analysis)
             rows.append(detection_row(verdict, analysis, stamp, item.post_id))
-            if not who.subscribers or source in alerts.SILENT_SOURCES:
+            silent = source in alerts.SILENT_SOURCES if alert is None else not alert
+            if not who.subscribers or silent:
                 continue
             channel: list[str | int] = [item.post.channel_id]
             if name := usernames.get(item.post.channel_id):
@@ -178,6 +186,7 @@ class Pipeline:
                     if item.status == "edited"
                     else 0
                 ),
+                forced=bool(alert),
             )
             planned.extend(alerts.plan(subject, who.subscribers, self.policy, now))
         await conn.executemany(SAVE_DETECTION, rows)

@@ -118,6 +118,10 @@ async def test_old_catch_up_posts_are_archived_only_and_imports_never_alert(db) 
     await pipeline.ingest([post(10, 3, "Шебекино сейчас")], "catchup")
     assert [r["delayed"] for _, _, _, r in await rows(db)] == [True]
     assert (await archive.get_post(db, 10, 2))["claim_label"] == "none"  # detected all the same
+    # `chanwatch import --alert`: imports alert too, as late posts
+    await pipeline.ingest([post(10, 4, "Шебекино из файла")], "import", alert=True)
+    await pipeline.ingest([post(10, 5, "Шебекино давно", date=old)], "import", alert=True)
+    assert [r["source"] for _, _, _, r in await rows(db)] == ["catchup", "import"]
 
 
 async def test_rule_changes_apply_after_audience_changed(db) -> None:
