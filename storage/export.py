@@ -8,11 +8,14 @@ of `raw` exactly as exported), its earlier revisions and its media metadata.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -83,45 +86,66 @@ async def count(db: Database, selection: Selection) -> int:
 async def records(
     db: Database, selection: Selection, chunk: int = CHUNK
 ) -> AsyncIterator[list[dict[str, Any]]]:
-    """Chunks of export records, oldest post first."""
+    """Chunks of export records, oldest post first.
+
+    The next chunk is fetched (in aiosqlite's thread) while the caller encodes
+    this one; at most two chunks are in memory.
+    """
     await check_filters(db, selection.filters)
     sql, params, key = _from_where(selection)
-    last = -(1 << 62)
-    while True:
-        rows = await db.fetchall(
-            f"SELECT p.*, c.username AS channel_username, c.title AS channel_title {sql} "
-            f"AND {key} > ? ORDER BY {key} LIMIT ?",
-            (*params, last, chunk),
+    query = (
+        f"SELECT p.*, c.username AS channel_username, c.title AS channel_title {sql} "
+        f"AND {key} > ? ORDER BY {key} LIMIT ?"
+    )
+
+    def fetch(after: int) -> asyncio.Task[list[sqlite3.Row]]:
+        return asyncio.ensure_future(db.fetchall(query, (*params, after, chunk)))
+
+    pending = fetch(-(1 << 62))
+    try:
+        while True:
+            rows = await pending
+            if not rows:
+                return
+            more = len(rows) == chunk
+            if more:
+                pending = fetch(rows[-1]["id"])
+            yield await _records(db, rows)
+            if not more:
+                return
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+
+
+async def _records(db: Database, rows: list[sqlite3.Row]) -> list[dict[str, Any]]:
+    ids = [row["id"] for row in rows]
+    marks = ",".join("?" * len(ids))
+    revisions: dict[int, list[dict[str, Any]]] = {}
+    for rev in await db.fetchall(
+        f"SELECT * FROM post_revisions WHERE post_id IN ({marks}) ORDER BY id", ids
+    ):
+        revisions.setdefault(rev["post_id"], []).append(
+            {name: rev[name] for name in _REVISION_COLUMNS}
         )
-        if not rows:
-            return
-        last = rows[-1]["id"]
-        ids = [row["id"] for row in rows]
-        marks = ",".join("?" * len(ids))
-        revisions: dict[int, list[dict[str, Any]]] = {}
-        for rev in await db.fetchall(
-            f"SELECT * FROM post_revisions WHERE post_id IN ({marks}) ORDER BY id", ids
-        ):
-            revisions.setdefault(rev["post_id"], []).append(
-                {name: rev[name] for name in _REVISION_COLUMNS}
-            )
-        media: dict[int, list[dict[str, Any]]] = {}
-        for item in await db.fetchall(
-            f"SELECT * FROM media WHERE post_id IN ({marks}) ORDER BY post_id, idx", ids
-        ):
-            media.setdefault(item["post_id"], []).append(
-                {name: item[name] for name in item.keys() if name not in _MEDIA_SKIP}
-            )
-        out = []
-        for row in rows:
-            record = {name: row[name] for name in row.keys()}
-            record["link"] = post_link(row["channel_username"], row["channel_id"], row["msg_id"])
-            record["revisions"] = revisions.get(row["id"], [])
-            record["media"] = media.get(row["id"], [])
-            out.append(record)
-        yield out
-        if len(rows) < chunk:
-            return
+    media: dict[int, list[dict[str, Any]]] = {}
+    for item in await db.fetchall(
+        f"SELECT * FROM media WHERE post_id IN ({marks}) ORDER BY post_id, idx", ids
+    ):
+        media.setdefault(item["post_id"], []).append(
+            {name: item[name] for name in item.keys() if name not in _MEDIA_SKIP}
+        )
+    names = rows[0].keys()
+    out = []
+    for row in rows:
+        record = dict(zip(names, row, strict=True))
+        record["link"] = post_link(record["channel_username"], record["channel_id"], row["msg_id"])
+        record["revisions"] = revisions.get(record["id"], [])
+        record["media"] = media.get(record["id"], [])
+        out.append(record)
+    return out
 
 
 # --- encoding --------------------------------------------------------------------

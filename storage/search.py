@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.detection import analyze
+from bot.detection import analyze, morphology
+from bot.detection.text import normalize_word
 from storage.archive import post_key
 from storage.db import Database
 from storage.models import iso
@@ -216,6 +217,7 @@ class CompiledQuery:
     lemmas: set[str] = field(default_factory=set)
     words: set[str] = field(default_factory=set)
     prefixes: set[str] = field(default_factory=set)
+    initials: set[str] = field(default_factory=set)  # first letters of the lemmas
 
 
 def _words_of(term: Term) -> list[tuple[str, tuple[str, ...]]]:
@@ -280,6 +282,7 @@ def compile_query(query: str) -> CompiledQuery:
     """Translate the analyst's query into a safe FTS5 query (QueryError if malformed)."""
     out = CompiledQuery(query, "")
     out.fts = _compile(parse_query(query), out)
+    out.initials = {lemma[:1] for lemma in out.lemmas}
     return out
 
 
@@ -426,7 +429,7 @@ async def search(
     order = "posts_fts.rank" if rank else "posts_fts.rowid DESC"
     # CROSS JOIN keeps the FTS index as the outer loop, so rowid order needs no sort.
     sql = f"""SELECT p.id, p.channel_id, p.msg_id, p.date, p.text, p.deleted_at,
-                     c.username, c.title, bm25(posts_fts) AS score,
+                     c.username, c.title, {"bm25(posts_fts)" if rank else "NULL"} AS score,
                      snippet(posts_fts, 0, ?, ?, '…', {_SNIPPET_TOKENS}) AS snip
               FROM posts_fts CROSS JOIN posts p ON p.id = posts_fts.rowid
               LEFT JOIN channels c ON c.id = p.channel_id
@@ -464,31 +467,42 @@ def _snippet(fts_snippet: str | None, text: str, compiled: CompiledQuery) -> str
     return _one_line(highlight(text, compiled))
 
 
+_WORD = re.compile(r"[^\W_]+(?:['’ʼ][^\W_]+)*")
+
+
+def _matches(word: str, compiled: CompiledQuery) -> bool:
+    low = word.lower()
+    if low in compiled.words or any(low.startswith(p) for p in compiled.prefixes):
+        return True
+    # Inflection keeps the first letter (bar a few suppletive forms): skip the lookup.
+    if not compiled.lemmas or low[:1] not in compiled.initials:
+        return False
+    return not compiled.lemmas.isdisjoint(
+        morphology.word_lemmas(normalize_word(word), morphology.RU_UK)
+    )
+
+
 def highlight(text: str, compiled: CompiledQuery, window: int = _SNIPPET_TOKENS) -> str:
-    """A window of `text` around the first matching word, matches marked."""
-    tokens = analyze(text).tokens
-    hits = [
-        i
-        for i, tok in enumerate(tokens)
-        if compiled.lemmas.intersection(tok.lemmas)
-        or tok.text.lower() in compiled.words
-        or any(tok.text.lower().startswith(p) for p in compiled.prefixes)
-    ]
-    if not tokens:
+    """A window of `text` around the first matching word, matches marked.
+
+    Used when FTS5 matched only the lemmas column, so its snippet of the text has
+    nothing marked. Word by word with cached lemma lookups: no full analysis.
+    """
+    words = list(_WORD.finditer(text))
+    if not words:
         return text[:200]
-    first = hits[0] if hits else 0
+    first = next((i for i, w in enumerate(words) if _matches(w.group(), compiled)), 0)
     lo = max(0, first - window // 3)
-    hi = min(len(tokens), lo + window)
-    start, end = tokens[lo].start, tokens[hi - 1].end
-    marked = set(hits)
-    pieces: list[str] = ["…" if lo > 0 else text[:start]]
-    pos = start
+    hi = min(len(words), lo + window)
+    pieces: list[str] = ["…" if lo > 0 else text[: words[lo].start()]]
+    pos = words[lo].start()
     for i in range(lo, hi):
-        tok = tokens[i]
-        pieces.append(text[pos : tok.start])
-        pieces.append(MARK_START + tok.text + MARK_END if i in marked else tok.text)
-        pos = tok.end
-    pieces.append("…" if hi < len(tokens) else text[end:])
+        word = words[i]
+        pieces.append(text[pos : word.start()])
+        hit = i == first or (i > first and _matches(word.group(), compiled))
+        pieces.append(MARK_START + word.group() + MARK_END if hit else word.group())
+        pos = word.end()
+    pieces.append("…" if hi < len(words) else text[pos:])
     return "".join(pieces)
 
 

@@ -96,6 +96,7 @@ def test_claims_query_only_when_the_archive_has_claims(db_file: Path) -> None:
     with sqlite3.connect(db_file) as conn:
         if "claim_label" not in columns:
             conn.execute("ALTER TABLE posts ADD COLUMN claim_label TEXT")
+        conn.execute("UPDATE posts SET claim_label = NULL")  # whatever detection said
         conn.execute("UPDATE posts SET claim_label = 'claim' WHERE msg_id = 1")
         conn.execute("UPDATE posts SET claim_label = 'exchange' WHERE msg_id IN (2, 5)")
         rows = conn.execute(sql).fetchall()

@@ -209,6 +209,7 @@ async def test_claims_filter_needs_the_detection_column(db: Database) -> None:
 async def test_claims_filter_when_the_column_exists(db: Database) -> None:
     if not await has_column(db, "posts", "claim_label"):
         await db.execute("ALTER TABLE posts ADD COLUMN claim_label TEXT")
+    await db.execute("UPDATE posts SET claim_label = NULL")  # whatever detection said
     await db.execute("UPDATE posts SET claim_label = 'claim' WHERE channel_id = 100 AND msg_id = 1")
     await db.execute("UPDATE posts SET claim_label = 'exchange' WHERE msg_id = 2")
     assert await ids(db, "плен*", filters=Filters(claims=True)) == [(100, 1)]
