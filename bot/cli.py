@@ -77,6 +77,21 @@ def cmd_login(args: argparse.Namespace) -> int:
     return asyncio.run(main())
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bot import demo
+
+    setup_logging(args.log_level or "WARNING")
+    return demo.run(Path(args.dir), forever=args.forever, pace=args.pace)
+
+
+def _add_demo(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", default="data/demo", help="where the demo archive is written")
+    parser.add_argument("--forever", action="store_true", help="keep posting after the scenario")
+    parser.add_argument("--pace", type=float, default=0.8, help="seconds between steps")
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from bot.doctor import report, run_checks
 
@@ -176,6 +191,11 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "log the user account in (phone, code, 2FA) and save the session (mode 0600)",
         cmd_login,
         lambda p: p.add_argument("--phone", help="phone number; asked for when missing"),
+    ),
+    "demo": (
+        "play a scripted scenario against a simulated Telegram: no account needed",
+        cmd_demo,
+        _add_demo,
     ),
     "doctor": (
         "check settings, session, database, disk space and the server; print fixes",

@@ -1,0 +1,32 @@
+"""`chanwatch demo` plays its whole scenario and ends by itself."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+
+from rich.console import Console
+
+from bot.demo import Demo
+
+
+async def test_demo_plays_the_scenario_and_leaves_a_searchable_archive(tmp_path: Path) -> None:
+    out = io.StringIO()
+    demo = Demo(tmp_path / "demo", Console(file=out, width=120), pace=0)
+    await demo.run(forever=False)
+    text = out.getvalue()
+    # the analyst's subscription replies, then one message per alerting step
+    assert demo.seen == 5 + 7, text
+    assert "captured-soldier claim" in text and "2 captives" in text and "3 captives" in text
+    assert "edited:" in text and "deleted — archived copy kept" in text
+    assert text.count("archived; nothing sent to Olena") == 4
+    db = tmp_path / "demo" / "chanwatch-demo.db"
+    assert f"Archive: {db}" in text.replace("\n", "")
+    with sqlite3.connect(db) as conn:
+        deleted = conn.execute("SELECT text FROM posts WHERE deleted_at IS NOT NULL").fetchall()
+        hits = conn.execute(
+            "SELECT count(*) FROM posts_fts WHERE posts_fts MATCH 'lemmas:плен'"
+        ).fetchone()[0]
+    assert deleted == [("Обстрел Шебекино Белгородской области: повреждены два дома.",)]
+    assert hits >= 3
