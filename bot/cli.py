@@ -152,7 +152,7 @@ def _add_verify_export(parser: argparse.ArgumentParser) -> None:
 def cmd_import(args: argparse.Namespace) -> int:
     from bot import importer
 
-    return importer.run(args, _settings(args).db_path)
+    return importer.run(args, _settings(args))
 
 
 def _add_import(parser: argparse.ArgumentParser) -> None:

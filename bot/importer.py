@@ -29,7 +29,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from loguru import logger
 
+from bot.alerts import Policy
 from bot.pipeline import Pipeline
+from config.settings import Settings
 from storage.db import Database, open_database
 from storage.models import Forward, Media, Post, iso, utcnow
 
@@ -438,16 +440,22 @@ async def ingest(
     *,
     progress: Callable[[int], None] | None = None,
     batch: int = BATCH,
+    alert: bool = False,
+    policy: Policy | None = None,
 ) -> list[ChatResult]:
-    """Write a validated plan through the pipeline, in batches."""
-    pipeline = Pipeline(db)
+    """Write a validated plan through the pipeline, in batches.
+
+    Imported posts never alert unless `alert` is set; then they alert as late
+    posts do (marked delayed, not when older than the policy's maximum age).
+    """
+    pipeline = Pipeline(db, policy=policy)
     results: list[ChatResult] = []
     for chat in plan.chats:
         result = ChatResult(chat, channel_created=await _ensure_channel(db, chat))
         post_ids: dict[int, int] = {}
         for i in range(0, len(chat.posts), batch):
             posts = chat.posts[i : i + batch]
-            for archived in await pipeline.ingest(posts, "import"):
+            for archived in await pipeline.ingest(posts, "import", alert=True if alert else None):
                 result.statuses[archived.status] += 1
                 post_ids[archived.post.msg_id] = archived.post_id
             if progress is not None:
@@ -508,7 +516,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="time zone of the exporting computer, for exports without Unix times (UTC)",
     )
     parser.add_argument("--dry-run", action="store_true", help="validate and report only")
-    parser.add_argument("--alert", action="store_true", help="alert on imported posts")
+    parser.add_argument(
+        "--alert",
+        action="store_true",
+        help="plan alerts for matching imported posts (as late posts: marked delayed)",
+    )
 
 
 @contextmanager
@@ -531,17 +543,22 @@ def _progress(total: int, err: TextIO) -> Iterator[Callable[[int], None] | None]
         yield lambda n: bar.advance(task, n)
 
 
-async def _write(db_path: Path, plan: ImportPlan, err: TextIO) -> list[ChatResult]:
+async def _write(
+    db_path: Path, plan: ImportPlan, err: TextIO, *, alert: bool, policy: Policy
+) -> list[ChatResult]:
     db = await open_database(db_path)
     try:
         with _progress(plan.total_posts, err) as progress:
-            return await ingest(db, plan, progress=progress)
+            return await ingest(db, plan, progress=progress, alert=alert, policy=policy)
     finally:
         await db.close()
 
 
 def run(
-    args: argparse.Namespace, db_path: Path, out: TextIO | None = None, err: TextIO | None = None
+    args: argparse.Namespace,
+    settings: Settings,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
@@ -555,19 +572,23 @@ def run(
     except ImportFailed as exc:
         err.write(f"chanwatch import: {exc}\n")
         return 2
-    if args.alert:
-        err.write(
-            "chanwatch import: --alert: alerts on imported posts are not built yet; "
-            "the posts are archived without alerting\n"
-        )
     if args.dry_run:
         out.write(f"{plan.source} is valid: {plan.total_posts} posts would be imported\n")
         results = [ChatResult(chat) for chat in plan.chats]
     else:
-        results = asyncio.run(_write(args.db or db_path, plan, err))
+        policy = Policy(max_age=settings.alert_max_age)
+        write = _write(args.db or settings.db_path, plan, err, alert=args.alert, policy=policy)
+        results = asyncio.run(write)
         logger.bind(source=str(plan.source)).info(
             "imported {n} posts from a Telegram Desktop export", n=plan.total_posts
         )
+        if args.alert:
+            age = settings.alert_max_age
+            out.write(
+                "alerts were planned for matching posts (delivered by `chanwatch run`"
+                + (f"; posts older than {age} are archived only" if age else "")
+                + ")\n"
+            )
     for line in report(plan, results):
         out.write(line + "\n")
     return 0

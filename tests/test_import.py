@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from bot import cli, importer
-from storage import archive
+from bot.alerts import Policy
+from storage import archive, subscribers
 from storage.db import Database, open_database
 from storage.models import Channel
 from storage.search import search
@@ -236,6 +237,27 @@ async def test_full_account_export_imports_channels_and_skips_other_chats(
     assert (await db.fetchone("SELECT count(*) FROM posts"))[0] == 3
 
 
+async def _alerts(db: Database) -> list[tuple[int, int]]:
+    rows = await db.fetchall(
+        "SELECT a.chat_id, p.msg_id FROM alerts a JOIN posts p ON p.id = a.post_id ORDER BY a.id"
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+async def test_imports_alert_only_when_asked(tmp_path: Path) -> None:
+    export = desktop_export(tmp_path / "export")
+    for alert, expected in ((False, []), (True, [(7, 2)])):
+        db = await open_database(tmp_path / f"alert-{alert}.db")
+        await subscribers.upsert(db, 7, "analyst", name="Ann")
+        await subscribers.set_preferences(db, 7, claims=False)
+        await subscribers.add_rule(db, 7, "Работино", None)
+        plan = importer.load(export)
+        # the export is older than any maximum alert age: lift it to see alerts planned
+        await importer.ingest(db, plan, alert=alert, policy=Policy(max_age=None))
+        assert await _alerts(db) == expected
+        await db.close()
+
+
 def _broken(folder: Path, change: Any) -> Path:
     path = desktop_export(folder)
     data = json.loads(path.read_text("utf-8"))
@@ -309,7 +331,7 @@ def test_cli_import_reports_and_reimport_changes_nothing(tmp_path: Path, capsys)
     assert "3 posts: 3 new" in captured.out
     assert "skipped 2 service messages (create_channel 1, pin_message 1)" in captured.out
     assert "1 media files were not included" in captured.out
-    assert "not built yet" in captured.err
+    assert "alerts were planned" in captured.out
     assert _run(tmp_path, str(export)) == 0
     assert "0 new, 0 updated, 3 already archived" in capsys.readouterr().out
     assert _run(tmp_path, str(export), "--dry-run") == 0
