@@ -2,8 +2,10 @@
 
 Telegram lets a bot send about 30 messages a second overall, about one a second
 to one chat and 20 a minute to one group; going faster earns FloodWait. The
-limiter spaces sends per chat and overall (a little under each limit), and a
-FloodWait pushes back the chat it hit (or everything, for a global one).
+limiter spaces sends per chat, and overall lets a burst through a token bucket
+that refills a little under Telegram's rate (so a steady load never queues
+behind the overall limit); a FloodWait pushes back the chat it hit (or
+everything, for a global one).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True, slots=True)
 class Limits:
     overall_per_second: float = 25.0
+    overall_burst: float = 20.0  # messages that may go out back to back overall
     chat_interval: float = 1.05  # seconds between messages to one private chat
     group_interval: float = 3.1  # seconds between messages to one group (20/min)
 
@@ -27,7 +30,8 @@ class RateLimiter:
     ) -> None:
         self.limits = limits or Limits()
         self.clock = clock
-        self._next_overall = 0.0
+        self._tokens = self.limits.overall_burst
+        self._stamp = clock()
         self._next_chat: dict[int, float] = {}
         self._paused_until = 0.0
         self._held: set[int] = set()
@@ -37,14 +41,23 @@ class RateLimiter:
         """Seconds until a message to `chat_id` may go out (0: now; inf while held)."""
         if chat_id in self._held:
             return float("inf")
-        ready = max(self._next_overall, self._next_chat.get(chat_id, 0.0), self._paused_until)
-        return max(0.0, ready - self.clock())
+        now = self.clock()
+        self._refill(now)
+        overall = 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.limits.overall_per_second
+        ready = max(now + overall, self._next_chat.get(chat_id, 0.0), self._paused_until)
+        return max(0.0, ready - now)
+
+    def _refill(self, now: float) -> None:
+        rate, burst = self.limits.overall_per_second, self.limits.overall_burst
+        self._tokens = min(burst, self._tokens + (now - self._stamp) * rate)
+        self._stamp = now
 
     def take(self, chat_id: int, group: bool = False) -> None:
         """Record a message going out now."""
         now = self.clock()
         interval = self.limits.group_interval if group else self.limits.chat_interval
-        self._next_overall = max(now, self._next_overall) + 1.0 / self.limits.overall_per_second
+        self._refill(now)
+        self._tokens -= 1
         self._next_chat[chat_id] = now + interval
         if len(self._next_chat) > 10_000:  # forget chats that are long ready
             self._next_chat = {c: t for c, t in self._next_chat.items() if t > now}

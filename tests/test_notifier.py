@@ -334,3 +334,56 @@ async def test_a_server_error_is_retried_later(sim, monitor, bot, admin, ann, rd
         await settled(app, lambda: statuses_are(app, ann, [("alert", "sent")]))
         row = await app.db.fetchone("SELECT attempts FROM alerts WHERE chat_id = ?", (ann.id,))
         assert row["attempts"] == 2
+
+
+# --- the rate limiter, with a controlled clock -------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_limiter_spaces_each_chat_and_groups_more() -> None:
+    from bot.ratelimit import Limits, RateLimiter
+
+    clock = Clock()
+    limiter = RateLimiter(Limits(chat_interval=1.0, group_interval=3.0), clock)
+    assert limiter.delay(1) == 0
+    limiter.take(1)
+    assert limiter.delay(1) == pytest.approx(1.0) and limiter.delay(2) == 0
+    limiter.take(-5, group=True)
+    clock.now += 1.0
+    assert limiter.delay(1) == 0 and limiter.delay(-5) == pytest.approx(2.0)
+
+
+def test_limiter_lets_a_burst_through_then_holds_the_overall_rate() -> None:
+    from bot.ratelimit import Limits, RateLimiter
+
+    clock = Clock()
+    limiter = RateLimiter(Limits(overall_per_second=10, overall_burst=5, chat_interval=0), clock)
+    for chat in range(5):
+        assert limiter.delay(chat) == 0
+        limiter.take(chat)
+    assert limiter.delay(99) == pytest.approx(0.1)
+    clock.now += 0.1
+    assert limiter.delay(99) == pytest.approx(0, abs=1e-9)
+
+
+def test_limiter_pauses_for_flood_wait_and_holds_until_released() -> None:
+    from bot.ratelimit import Limits, RateLimiter
+
+    clock = Clock()
+    limiter = RateLimiter(Limits(chat_interval=0), clock)
+    limiter.pause(5, chat_id=1)
+    assert limiter.delay(1) == pytest.approx(5) and limiter.delay(2) == 0
+    limiter.pause(2)
+    assert limiter.delay(2) == pytest.approx(2)
+    limiter.hold(3)
+    clock.now += 10
+    assert limiter.delay(3) == float("inf") and limiter.delay(1) == 0
+    limiter.release(3)
+    assert limiter.delay(3) == 0
