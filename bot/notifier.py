@@ -174,7 +174,7 @@ class Notifier:
             await asyncio.gather(*workers, return_exceptions=True)
 
     async def _dispatch(self) -> None:
-        for chat_id in await outbox.chats_pending(self.db):
+        for chat_id in await outbox.chats_due(self.db, self.clock()):
             worker = self._workers.get(chat_id)
             if worker is not None and not worker.done():
                 continue
@@ -192,7 +192,7 @@ class Notifier:
         self.wake()  # rows may have arrived while the worker was finishing
 
     async def _idle_timeout(self) -> float:
-        wakeup = await outbox.next_wakeup(self.db)
+        wakeup = await outbox.next_wakeup(self.db, self.clock())
         timeout = self.options.idle_check
         if wakeup is not None:
             timeout = min(timeout, max(0.05, (wakeup - self.clock()).total_seconds()))

@@ -191,17 +191,23 @@ async def due_for(db: Database, chat_id: int, limit: int = 200) -> list[Queued]:
     return [_queued(r) for r in rows]
 
 
-async def chats_pending(db: Database) -> list[int]:
+async def chats_due(db: Database, now: datetime) -> list[int]:
+    """Chats whose oldest pending row may go out now (rows behind it wait their turn)."""
     rows = await db.fetchall(
-        "SELECT chat_id, min(id) AS first FROM alerts WHERE status = 'pending' "
-        "GROUP BY chat_id ORDER BY first"
+        """SELECT a.chat_id FROM alerts a
+           JOIN (SELECT min(id) AS first FROM alerts WHERE status = 'pending'
+                 GROUP BY chat_id) f ON a.id = f.first
+           WHERE a.not_before IS NULL OR a.not_before <= ? ORDER BY a.id""",
+        (iso(now),),
     )
     return [r["chat_id"] for r in rows]
 
 
-async def next_wakeup(db: Database) -> datetime | None:
+async def next_wakeup(db: Database, now: datetime) -> datetime | None:
+    """The earliest time a pending row that is not due yet becomes due."""
     row = await db.fetchone(
-        "SELECT min(not_before) FROM alerts WHERE status = 'pending' AND not_before IS NOT NULL"
+        "SELECT min(not_before) FROM alerts WHERE status = 'pending' AND not_before > ?",
+        (iso(now),),
     )
     return _dt(row[0]) if row else None
 

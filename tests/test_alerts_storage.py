@@ -141,7 +141,10 @@ async def test_deferral_skip_and_stats(db) -> None:
         await outbox.add_in(conn, [NewAlert(50, pid, "alert", "10/5")])
     (row,) = await outbox.due(db)
     await outbox.defer(db, [row.id], T0 + timedelta(seconds=30), "FLOOD_WAIT")
-    assert await outbox.next_wakeup(db) == T0 + timedelta(seconds=30)
+    assert await outbox.next_wakeup(db, T0) == T0 + timedelta(seconds=30)
+    assert await outbox.next_wakeup(db, T0 + timedelta(minutes=1)) is None
+    assert await outbox.chats_due(db, T0) == []
+    assert await outbox.chats_due(db, T0 + timedelta(minutes=1)) == [50]
     assert await outbox.skip_pending_of(db, 50, "blocked the bot") == 1
     assert await outbox.pending_count(db) == 0
     stats = await outbox.stats(db, T0 - timedelta(days=1000))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from loguru import logger
 
 from bot import format as fmt
-from bot.commands.base import REGISTRY, Context, UsageError, command
+from bot.commands.base import Context, UsageError, command, ordered
 from storage import outbox, subscribers
 
 WELCOME = (
@@ -50,7 +50,7 @@ async def start(ctx: Context) -> None:
 @command("help", "list the commands", "/help")
 async def help_(ctx: Context) -> None:
     lines = ["<b>Commands</b>"]
-    for cmd in REGISTRY.values():
+    for cmd in ordered():
         if cmd.admin and not ctx.is_admin:
             continue
         lines.append(f"{fmt.esc(cmd.usage)} — {fmt.esc(cmd.summary)}")

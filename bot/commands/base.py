@@ -122,6 +122,18 @@ REGISTRY: dict[str, Command] = {}
 PAGERS: dict[str, PageHandler] = {}  # callback data prefix -> handler of button presses
 
 
+# How /help and Telegram's command menu list them: an analyst's day first, admins' last.
+ORDER = (
+    "rule claims search recent mute unmute quiet tz digest status start help "
+    "watch unwatch channels invite revoke users addgroup"
+).split()
+
+
+def ordered() -> list[Command]:
+    rank = {name: i for i, name in enumerate(ORDER)}
+    return sorted(REGISTRY.values(), key=lambda c: rank.get(c.name, len(rank)))
+
+
 def command(
     name: str, summary: str, usage: str, *, admin: bool = False
 ) -> Callable[[Handler], Handler]:

@@ -14,7 +14,16 @@ from loguru import logger
 
 # importing the topic modules registers their commands
 from bot.commands import access, archive, channels, prefs, rules, status  # noqa: F401
-from bot.commands.base import PAGERS, REGISTRY, Caller, Context, Reply, Services, UsageError
+from bot.commands.base import (
+    PAGERS,
+    REGISTRY,
+    Caller,
+    Context,
+    Reply,
+    Services,
+    UsageError,
+    ordered,
+)
 from storage import subscribers
 from storage.subscribers import Subscriber
 
@@ -28,7 +37,7 @@ EditReply = Callable[[Subscriber, int, Reply], Awaitable[None]]
 
 def bot_commands() -> list[tuple[str, str]]:
     """(command, description) for bots.setBotCommands."""
-    return [(c.name, c.summary) for c in REGISTRY.values()]
+    return [(c.name, c.summary) for c in ordered()]
 
 
 def split_command(text: str, bot_username: str) -> tuple[str, str] | None:
