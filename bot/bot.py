@@ -204,13 +204,16 @@ def attach(
         if getattr(sender, "bot", False):
             return
         input_sender = await event.get_input_sender()
+        input_chat = None if event.is_private else await event.get_input_chat()
+        chat = None if event.is_private else await event.get_chat()
         caller = Caller(
             chat_id=event.chat_id,
             user_id=event.sender_id,
             is_group=not event.is_private,
-            name=_name(sender),
+            name=_name(chat if chat is not None else sender),
             access_hash=_access_hash(input_sender),
             message_id=event.message.id,
+            chat_access_hash=_access_hash(input_chat),
         )
         try:
             await on_message(caller, event.raw_text)

@@ -207,6 +207,8 @@ class Notifier:
     async def _serve(self, chat_id: int) -> None:
         log = logger.bind(chat=chat_id)
         while True:
+            if not await outbox.due_for(self.db, chat_id, limit=1):
+                return
             # wait for the chat's slot before reading: the message shows the freshest state
             await self.limiter.ready(chat_id)
             rows = await outbox.due_for(self.db, chat_id)

@@ -134,7 +134,7 @@ async def addgroup(ctx: Context) -> None:
         "group",
         kind="group",
         name=ctx.caller.name,
-        access_hash=None,
+        access_hash=ctx.caller.chat_access_hash,
         invited_by=ctx.caller.user_id,
     )
     ctx.services.pipeline.audience_changed()

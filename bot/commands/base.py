@@ -40,8 +40,9 @@ class Caller:
     user_id: int
     is_group: bool = False
     name: str | None = None
-    access_hash: int | None = None
+    access_hash: int | None = None  # the sender's, as the bot sees them
     message_id: int = 0
+    chat_access_hash: int | None = None  # a supergroup's, for /addgroup
 
 
 class ChannelControl(Protocol):
