@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from datetime import datetime
 from typing import Any
 
 from loguru import logger
@@ -15,12 +16,15 @@ from bot.alerts import Policy
 from bot.clients import MonitorClient, user_client
 from bot.notifier import DeliveredListener
 from bot.pipeline import Pipeline
+from bot.systemd import Notifier as SystemdNotifier
+from bot.systemd import watchdog_interval
 from bot.watcher import Watcher
 from config.settings import Settings
-from storage import watchlist
+from storage import outbox, watchlist
 from storage.db import Database, open_database
 
 BACKOFF_MAX = 300.0
+STATUS_INTERVAL = 30.0
 
 
 class NotAuthorized(Exception):
@@ -54,6 +58,8 @@ class App:
         self._bot_options = bot if bot is not None else BotOptions()
         self._run_bot = bot is not None or settings.bot_token is not None
         self._alert_listeners: list[DeliveredListener] = []
+        self.systemd = SystemdNotifier()
+        self._heartbeat: asyncio.Task[None] | None = None
 
     def on_alert(self, listener: DeliveredListener) -> None:
         """Call `listener` with every alert message delivered (demo, benchmarks, tests)."""
@@ -64,6 +70,7 @@ class App:
     async def run(self) -> None:
         """Run until `stop()` (or SIGTERM/SIGINT when installed)."""
         self.db = await open_database(self.settings.db_path)
+        self._heartbeat = asyncio.create_task(self._beat())
         try:
             policy = Policy(max_age=self.settings.alert_max_age)
             self.pipeline = Pipeline(self.db, policy=policy, clock=self._bot_options.clock)
@@ -112,6 +119,8 @@ class App:
                 await self._catch_up()
                 first = False
                 delay = 1.0
+                if not self.ready.is_set():
+                    self.systemd.ready(await self.status_line())
                 self.ready.set()
                 logger.info("watching {n} channels", n=len(self.watcher.channels))
                 await self._until_disconnected_or_stopped()
@@ -164,7 +173,42 @@ class App:
         logger.info("received {signal}; stopping after in-flight writes", signal=sig.name)
         self.stop()
 
+    async def status_line(self) -> str:
+        """One line for `systemctl status`: channels, newest post, its lag, alert queue."""
+        assert self.db is not None
+        channels = len(self.watcher.channels) if self.watcher else 0
+        row = await self.db.fetchone(
+            "SELECT date, captured_at FROM posts ORDER BY captured_at DESC, id DESC LIMIT 1"
+        )
+        queue = await outbox.pending_count(self.db)
+        if row is None:
+            return f"{channels} channels, no posts yet, {queue} alerts queued"
+        posted = datetime.fromisoformat(row["date"])
+        lag = (datetime.fromisoformat(row["captured_at"]) - posted).total_seconds()
+        return (
+            f"{channels} channels, last post {posted:%Y-%m-%d %H:%M} UTC "
+            f"(archived after {max(lag, 0):.0f} s), {queue} alerts queued"
+        )
+
+    async def _beat(self) -> None:
+        """Ping the systemd watchdog from the event loop (a stuck loop stops the pings,
+        so systemd restarts the service) and refresh the status line."""
+        interval = min(watchdog_interval() or STATUS_INTERVAL, STATUS_INTERVAL)
+        while True:
+            self.systemd.watchdog()
+            if self.ready.is_set():
+                try:
+                    self.systemd.status(await self.status_line())
+                except Exception:
+                    logger.exception("could not build the status line")
+            await asyncio.sleep(interval)
+
     async def _shutdown(self) -> None:
+        self.systemd.stopping()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
         if self.bot is not None:
             await self.bot.stop()
         if self.client is not None:

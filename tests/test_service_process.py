@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import stat
 import sys
@@ -61,6 +62,17 @@ async def _chanwatch(
     )
 
 
+def _datagrams(sock: socket.socket) -> list[str]:
+    """Everything the service told systemd, one field per item."""
+    fields: list[str] = []
+    with sock:
+        while True:
+            try:
+                fields.extend(sock.recv(4096).decode().splitlines())
+            except BlockingIOError:
+                return fields
+
+
 def _count(db: Path, sql: str) -> int:
     """Read the archive the service writes (WAL lets a reader in while it runs)."""
     if not db.exists():
@@ -102,6 +114,11 @@ async def test_login_then_run_then_sigterm(sim: Simulator, tmp_path: Path) -> No
     assert "correct horse" not in err.decode() + out.decode()
 
     db = tmp_path / "state" / "archive.db"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind("\0chanwatch-test-" + os.urandom(6).hex())
+    notify.setblocking(False)
+    env["NOTIFY_SOCKET"] = "@" + notify.getsockname()[1:].decode()
+    env["WATCHDOG_USEC"] = "1000000"
     run = await _chanwatch(env, "run")
     try:
         await _until(db, "SELECT count(*) FROM posts", 1, run)
@@ -117,6 +134,10 @@ async def test_login_then_run_then_sigterm(sim: Simulator, tmp_path: Path) -> No
             _, err = await run.communicate()
     log = err.decode()
     assert run.returncode == 0, log
+    told = _datagrams(notify)
+    assert "READY=1" in told and "STOPPING=1" in told and "WATCHDOG=1" in told
+    status = next(line for line in told if line.startswith("STATUS="))
+    assert "1 channels" in status and "alerts queued" in status
     assert "stopping after in-flight writes" in log
     assert "0123456789abcdef0123456789abcdef" not in log
     assert _count(db, "SELECT count(*) FROM posts") == 21
