@@ -82,8 +82,10 @@ def test_exchanges_never_alert_and_are_mostly_labelled_exchange() -> None:
 @pytest.mark.parametrize(
     ("text", "label"),
     [
-        ("Гладков: информация о пленении военнослужащих не соответствует действительности.",
-         "denial"),
+        (
+            "Гладков: информация о пленении военнослужащих не соответствует действительности.",
+            "denial",
+        ),
         ("Наши бойцы никого не брали в плен, видео постановочное.", "denial"),
         ("Жоден прикордонник не потрапив у полон, заявили в ДПСУ.", "denial"),
         ("Officials denied that any soldiers were captured during the raid.", "denial"),
@@ -98,8 +100,7 @@ def test_exchanges_never_alert_and_are_mostly_labelled_exchange() -> None:
         ("Если попадёте в плен, называйте только имя.", "none"),
         ("Сколько наших бойцов сейчас в плену?", "none"),
         ("В 1943 году в плен попали тысячи немецких солдат.", "none"),
-        ("Координаційний штаб з питань поводження з військовополоненими провів брифінг.",
-         "none"),
+        ("Координаційний штаб з питань поводження з військовополоненими провів брифінг.", "none"),
     ],
 )
 def test_label(text: str, label: str) -> None:
@@ -180,8 +181,7 @@ def test_evidence_offsets_slice_the_original_text() -> None:
         res = detect(text)
         for ev in res.evidence:
             assert text[ev.start : ev.end] == ev.text, (text, ev)
-            assert ev.kind in {"cue", "blocker", "negation", "denial", "hedge", "exchange",
-                               "count"}
+            assert ev.kind in {"cue", "blocker", "negation", "denial", "hedge", "exchange", "count"}
             assert ev.rule
         if res.label != "none":
             assert any(ev.kind == "cue" for ev in res.evidence)

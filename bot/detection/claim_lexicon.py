@@ -70,8 +70,13 @@ TRIGGERS = (
 # Captivity words that, in a sentence calling a report false, make it a denial even
 # without a full claim ("reports of mass surrender are disinformation").
 MENTIONS = (
-    POW_NOUNS | CAPTIVITY_NOUNS | CAPTURE_SELF_VERBS | SURRENDER_VERBS | SURRENDER_EN
-    | PRISONER_EN | CAPTIVITY_EN
+    POW_NOUNS
+    | CAPTIVITY_NOUNS
+    | CAPTURE_SELF_VERBS
+    | SURRENDER_VERBS
+    | SURRENDER_EN
+    | PRISONER_EN
+    | CAPTIVITY_EN
 )
 
 # --- people ----------------------------------------------------------------------------
@@ -139,9 +144,7 @@ BE_EN = _words("was were been being is are be get got gets getting had has have"
 
 # --- context that turns a cue into something else ---------------------------------------
 
-NEGATIONS = _words(
-    "не ни нет никто нема немає ні ніхто жоден жодний not no none never nobody"
-)
+NEGATIONS = _words("не ни нет никто нема немає ні ніхто жоден жодний not no none never nobody")
 # Words that state a report is false.
 DENIAL_WORDS = _words(
     "опровергнуть опровергать опровержение отрицать фейк фэйк вброс ложь неправда"
@@ -153,8 +156,7 @@ DENIAL_WORDS = _words(
 )
 # "не соответствует действительности", "не відповідає дійсності", "не подтверждается".
 NEGATED_CONFIRM = _words(
-    "подтверждаться подтвердить подтверждать підтверджуватися підтвердити підтверджувати"
-    " confirm"
+    "подтверждаться подтвердить подтверждать підтверджуватися підтвердити підтверджувати confirm"
 )
 MATCH_VERBS = _words("соответствовать відповідати")
 TRUTH_NOUNS = _words("действительность правда реальность дійсність правда реальність")
@@ -185,9 +187,7 @@ HEDGE_NORMS_EN = _words("reportedly purportedly allegedly supposedly seemingly")
 HEDGE_PREPS = _words("по за according")
 HEDGE_HEADS = _words("данные информация сведение дані інформація відомості to")
 
-HYPOTHETICAL = _words(
-    "если якщо якби чтобы щоб аби if unless whether"
-)
+HYPOTHETICAL = _words("если якщо якби чтобы щоб аби if unless whether")
 # "в случае попадания", "у разі потрапляння": the noun after the preposition.
 HYPOTHETICAL_HEADS = _words("случай раз випадок")
 # Modal or normative words: "пленные должны получать помощь", "captured soldiers must...".

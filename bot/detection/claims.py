@@ -171,20 +171,31 @@ class _Sentence:
 
 
 def _captivity_cues(s: _Sentence) -> list[_Cue]:
-    """"в плен / в полон" with its verb, "пленить", POW nouns."""
+    """ "в плен / в полон" with its verb, "пленить", POW nouns."""
     cues: list[_Cue] = []
     toks = s.toks
     for i, tok in enumerate(toks):
         if _has(tok, lx.CAPTIVITY_NOUNS) and not _has(tok, lx.POW_NOUNS):
             if tok.norm.startswith("пленар"):
                 continue
-            prep = next((k for k in (i - 1, i - 2, i - 3) if k >= 0
-                         and toks[k].norm in lx.FROM_PREPS), None)
+            prep = next(
+                (k for k in (i - 1, i - 2, i - 3) if k >= 0 and toks[k].norm in lx.FROM_PREPS), None
+            )
             if prep is not None and all(
                 _top_pos(toks[k], s.lang) in ("ADJF", "PRTF") for k in range(prep + 1, i)
             ):
-                cues.append(_Cue(prep, i, i, "return_from_captivity", 0.6, "exchange",
-                                 "from_captivity", (prep, i)))
+                cues.append(
+                    _Cue(
+                        prep,
+                        i,
+                        i,
+                        "return_from_captivity",
+                        0.6,
+                        "exchange",
+                        "from_captivity",
+                        (prep, i),
+                    )
+                )
                 continue
             verb = None
             for k in (i - 1, i + 1, i - 2, i + 2, i - 3, i + 3, i - 4):
@@ -193,10 +204,24 @@ def _captivity_cues(s: _Sentence) -> list[_Cue]:
                         verb = k
                         break
             strong = verb is not None and not _has(
-                toks[verb], frozenset({"оказаться", "оказываться", "находиться", "оставаться",
-                                       "томиться", "удерживать", "держать", "опинитися",
-                                       "опинятися", "перебувати", "залишатися", "утримувати",
-                                       "тримати"})
+                toks[verb],
+                frozenset(
+                    {
+                        "оказаться",
+                        "оказываться",
+                        "находиться",
+                        "оставаться",
+                        "томиться",
+                        "удерживать",
+                        "держать",
+                        "опинитися",
+                        "опинятися",
+                        "перебувати",
+                        "залишатися",
+                        "утримувати",
+                        "тримати",
+                    }
+                ),
             )
             person = _nearest_person(s, i)
             if not strong and person is None:
@@ -204,9 +229,14 @@ def _captivity_cues(s: _Sentence) -> list[_Cue]:
             first, last = (i, i) if verb is None else (min(i, verb), max(i, verb))
             if not strong and not s.broken(min(first, person), max(last, person)):
                 first, last = min(first, person), max(last, person)
-            cue = _Cue(first, last, verb if verb is not None else i,
-                       "into_captivity" if strong else "in_captivity", 0.9 if strong else 0.7,
-                       subject=person)
+            cue = _Cue(
+                first,
+                last,
+                verb if verb is not None else i,
+                "into_captivity" if strong else "in_captivity",
+                0.9 if strong else 0.7,
+                subject=person,
+            )
             if _metaphor_after(s, i):
                 cue.status, cue.because = "blocked", "metaphor"
                 cue.because_at = (i + 1, min(i + 3, len(toks) - 1))
@@ -214,12 +244,21 @@ def _captivity_cues(s: _Sentence) -> list[_Cue]:
         elif _has(tok, lx.HANDS) and any(
             k >= 0 and toks[k].norm in ("в", "у") for k in (i - 1, i - 2)
         ):
-            holder = next((k for k in (i + 1, i - 1, i - 2, i - 3) if 0 <= k < len(toks)
-                           and _has(toks[k], lx.HOLDERS)), None)
+            holder = next(
+                (
+                    k
+                    for k in (i + 1, i - 1, i - 2, i - 3)
+                    if 0 <= k < len(toks) and _has(toks[k], lx.HOLDERS)
+                ),
+                None,
+            )
             person = _nearest_person(s, i)
-            if holder is not None and person is not None and not s.broken(
-                min(i, person), max(i, person)
-            ) and "plur" in _grammemes(tok, s.lang, lx.HANDS):
+            if (
+                holder is not None
+                and person is not None
+                and not s.broken(min(i, person), max(i, person))
+                and "plur" in _grammemes(tok, s.lang, lx.HANDS)
+            ):
                 first, last = min(i - 2, holder, person), max(i, holder, person)
                 first = first if toks[first].norm in ("в", "у") else first + 1
                 cues.append(_Cue(first, last, i, "in_hands", 0.7, subject=person))
@@ -244,7 +283,7 @@ def _nearest_person(s: _Sentence, i: int) -> int | None:
 
 
 def _metaphor_after(s: _Sentence, i: int) -> bool:
-    """"в плену иллюзий / у сказки / своего гардероба": captivity of an inanimate thing."""
+    """ "в плену иллюзий / у сказки / своего гардероба": captivity of an inanimate thing."""
     toks = s.toks
     k = i + 1
     if k < len(toks) and toks[k].norm == "у" and not s.broken(i, k):
@@ -273,7 +312,7 @@ def _metaphor_after(s: _Sentence, i: int) -> bool:
 
 
 def _capture_cues(s: _Sentence) -> list[_Cue]:
-    """"захватили офицера", "захваченные срочники", "взяли живыми", "удерживают бойцов",
+    """ "захватили офицера", "захваченные срочники", "взяли живыми", "удерживают бойцов",
     bare "сдались" with a soldier around."""
     cues: list[_Cue] = []
     toks = s.toks
@@ -295,8 +334,9 @@ def _capture_cues(s: _Sentence) -> list[_Cue]:
                         break
                     if s.is_person(k):
                         if _object_form(s, k):
-                            cues.append(_Cue(i, k, i, rule, 0.8 if rule == "capture_person"
-                                             else 0.7))
+                            cues.append(
+                                _Cue(i, k, i, rule, 0.8 if rule == "capture_person" else 0.7)
+                            )
                         break
         elif _has(tok, lx.TAKE_VERBS):
             k = s.find(lx.ALIVE, i + 1, i + 4)
@@ -345,29 +385,49 @@ def _english_cues(s: _Sentence) -> list[_Cue]:
             if i + 2 < n and toks[i + 1].norm == "of" and toks[i + 2].norm == "war":
                 cues.append(_Cue(i, i + 2, i, "pow_noun", 0.85))
                 continue
-            take = next((k for k in range(i - 1, max(-1, i - 7), -1)
-                         if toks[k].norm in lx.TAKE_EN_FORMS), None)
+            take = next(
+                (k for k in range(i - 1, max(-1, i - 7), -1) if toks[k].norm in lx.TAKE_EN_FORMS),
+                None,
+            )
             if take is not None and not s.broken(take, i):
                 cues.append(_Cue(take, i, take, "taken_prisoner", 0.9))
             elif i + 1 < n and _has(toks[i + 1], lx.EXCHANGE_WORDS):
-                cues.append(_Cue(i, i + 1, i, "prisoner_exchange", 0.5, "exchange",
-                                 "exchange", (i, i + 1)))
+                cues.append(
+                    _Cue(i, i + 1, i, "prisoner_exchange", 0.5, "exchange", "exchange", (i, i + 1))
+                )
         elif stem in lx.CAPTIVITY_EN:
-            take = next((k for k in range(i - 1, max(-1, i - 7), -1)
-                         if toks[k].norm in lx.TAKE_EN_FORMS), None)
+            take = next(
+                (k for k in range(i - 1, max(-1, i - 7), -1) if toks[k].norm in lx.TAKE_EN_FORMS),
+                None,
+            )
             if take is not None and not s.broken(take, i):
                 cues.append(_Cue(take, i, take, "taken_prisoner", 0.85))
-            elif i and toks[i - 1].norm in ("in", "into", "its", "their", "from") or (
-                i > 1 and toks[i - 2].norm == "in"
+            elif (
+                i
+                and toks[i - 1].norm in ("in", "into", "its", "their", "from")
+                or (i > 1 and toks[i - 2].norm == "in")
             ):
                 if toks[i - 1].norm == "from":
-                    cues.append(_Cue(i - 1, i, i, "return_from_captivity", 0.6, "exchange",
-                                     "from_captivity", (i - 1, i)))
+                    cues.append(
+                        _Cue(
+                            i - 1,
+                            i,
+                            i,
+                            "return_from_captivity",
+                            0.6,
+                            "exchange",
+                            "from_captivity",
+                            (i - 1, i),
+                        )
+                    )
                 else:
                     person = _nearest_person(s, i)
                     if person is not None:
-                        first, last = (i, i) if s.broken(min(i, person), max(i, person)) else (
-                            min(i, person), max(i, person))
+                        first, last = (
+                            (i, i)
+                            if s.broken(min(i, person), max(i, person))
+                            else (min(i, person), max(i, person))
+                        )
                         cues.append(_Cue(first, last, i, "in_captivity", 0.65))
         elif stem in lx.CAPTURE_VERBS_EN or stem in lx.HOLD_EN:
             rule = "hold_person" if stem in lx.HOLD_EN else "capture_person"
@@ -375,8 +435,15 @@ def _english_cues(s: _Sentence) -> list[_Cue]:
             if patient is None and stem in lx.CAPTURE_VERBS_EN:
                 patient = _en_patient_before(s, i)
             if patient is not None:
-                cues.append(_Cue(min(i, patient), max(i, patient), i, rule,
-                                 0.85 if rule == "capture_person" else 0.7))
+                cues.append(
+                    _Cue(
+                        min(i, patient),
+                        max(i, patient),
+                        i,
+                        rule,
+                        0.85 if rule == "capture_person" else 0.7,
+                    )
+                )
         elif stem in lx.SURRENDER_EN:
             for k in range(i - 1, max(-1, i - 7), -1):
                 if s.broken(k, i):
@@ -415,9 +482,27 @@ def _en_patient_before(s: _Sentence, i: int) -> int | None:
     nxt = toks[i + 1].norm if i + 1 < n else ""
     if nxt == "by" or i + 1 >= n or s.broken(i, i + 1):
         passive = True
-    if not passive and i and s.is_person(i - 1) and nxt in (
-        "near", "in", "at", "during", "on", "after", "outside", "while", "alive", "yesterday",
-        "earlier", "last", "overnight", "today",
+    if (
+        not passive
+        and i
+        and s.is_person(i - 1)
+        and nxt
+        in (
+            "near",
+            "in",
+            "at",
+            "during",
+            "on",
+            "after",
+            "outside",
+            "while",
+            "alive",
+            "yesterday",
+            "earlier",
+            "last",
+            "overnight",
+            "today",
+        )
     ):
         return i - 1
     if not passive:
@@ -456,8 +541,7 @@ def _judge(s: _Sentence, cue: _Cue) -> None:
             cue.status = "blocked"
         return
     k = s.find(lx.DENIAL_WORDS, 0, n)
-    if k is not None and not (s.is_en and toks[k].lemmas[0] == "stage"
-                              and toks[k].norm == "stage"):
+    if k is not None and not (s.is_en and toks[k].lemmas[0] == "stage" and toks[k].norm == "stage"):
         cue.status, cue.because, cue.because_at = "denial", "denial_word", (k, k)
         return
     for k in range(n):
@@ -556,15 +640,24 @@ def _blocker(s: _Sentence, cue: _Cue) -> tuple[str, tuple[int, int]] | None:
     if s.is_en:
         for k in range(max(0, cue.first - 3), min(n, cue.last + 6)):
             if toks[k].norm in lx.FUTURE_EN and not s.broken(min(k, a), max(k, a)):
-                if k < cue.first or not s.gap(cue.last, k).strip(" ") or not any(
-                    toks[j].norm == "and" for j in range(cue.last + 1, k)
+                if (
+                    k < cue.first
+                    or not s.gap(cue.last, k).strip(" ")
+                    or not any(toks[j].norm == "and" for j in range(cue.last + 1, k))
                 ):
                     return "hypothetical", (k, k)
     else:
         verb = toks[a]
-        gram = _grammemes(verb, s.lang, lx.INTO_CAPTIVITY_VERBS | lx.CAPTURE_VERBS
-                          | lx.CAPTURE_SELF_VERBS | lx.SURRENDER_VERBS | lx.HOLD_VERBS
-                          | lx.TAKE_VERBS)
+        gram = _grammemes(
+            verb,
+            s.lang,
+            lx.INTO_CAPTIVITY_VERBS
+            | lx.CAPTURE_VERBS
+            | lx.CAPTURE_SELF_VERBS
+            | lx.SURRENDER_VERBS
+            | lx.HOLD_VERBS
+            | lx.TAKE_VERBS,
+        )
         if "INFN" in gram and _has_only(verb, s.lang, "INFN", "VERB"):
             if s.find(lx.SUCCESS_VERBS, a - 3, a) is None:
                 return "hypothetical", (a, a)
@@ -593,8 +686,11 @@ def _hedge(s: _Sentence) -> tuple[int, int] | None:
         if s.is_en and tok.norm in lx.HEDGE_NORMS_EN:
             return k, k
         if _has(tok, lx.HEDGES):
-            if s.is_en and tok.lemmas[0] == "claim" and k and toks[k - 1].norm in (
-                "russian", "ukrainian", "the", "these", "such"
+            if (
+                s.is_en
+                and tok.lemmas[0] == "claim"
+                and k
+                and toks[k - 1].norm in ("russian", "ukrainian", "the", "these", "such")
             ):
                 continue  # "Russian claims that..." as a noun is reported, not hedged speech
             return k, k
@@ -702,8 +798,9 @@ def detect_claim(analysis: Analysis) -> ClaimResult:
     for si in sorted(hit):
         toks = by_sentence[si]
         sentence = analysis.sentences[si]
-        nxt_start = (analysis.sentences[si + 1].start if si + 1 < len(analysis.sentences)
-                     else len(text))
+        nxt_start = (
+            analysis.sentences[si + 1].start if si + 1 < len(analysis.sentences) else len(text)
+        )
         tail = text[toks[-1].end : max(nxt_start, toks[-1].end)]
         s = _Sentence(text, toks, sentence.lang, tail)
         cues = _english_cues(s) if s.is_en else _captivity_cues(s) + _capture_cues(s)
