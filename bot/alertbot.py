@@ -166,10 +166,13 @@ class AlertBot:
         await self.notifier.limiter.acquire(to.chat_id, to.is_group)
         await tg.edit_message(self.client, to, message_id, reply.html, reply.buttons)
 
-    async def stop(self) -> None:
+    async def stop(self, graceful: bool = True) -> None:
+        """Stop; `graceful` lets messages being sent finish and be recorded first."""
         self._stopping.set()
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if graceful and self.notifier is not None:
+            await self.notifier.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

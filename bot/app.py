@@ -210,7 +210,8 @@ class App:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
         if self.bot is not None:
-            await self.bot.stop()
+            # a stop (signal, stop()) lets alerts being sent be recorded; a crash does not
+            await self.bot.stop(graceful=self.stopping.is_set())
         if self.client is not None:
             await self.client.disconnect()
         if self.pipeline is not None:

@@ -97,6 +97,8 @@ class Delivered:
     at: datetime
 
 
+CLOSE_GRACE = 5.0  # seconds a clean stop waits for messages being sent
+
 DeliveredListener = Callable[[Delivered], Awaitable[None] | None]
 
 
@@ -138,6 +140,7 @@ class Notifier:
         self._wake = asyncio.Event()
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
+        self._closing = False
 
     @property
     def changed(self) -> asyncio.Event:
@@ -157,7 +160,7 @@ class Notifier:
     async def run(self) -> None:
         """Deliver until cancelled; what is pending at start goes out first."""
         try:
-            while True:
+            while not self._closing:
                 self._wake.clear()
                 try:
                     await self._dispatch()
@@ -168,10 +171,14 @@ class Notifier:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
         finally:
-            workers = list(self._workers.values())
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            if not self._closing:  # cancelled: a crash or a hard stop
+                await self._cancel_workers()
+
+    async def _cancel_workers(self) -> None:
+        workers = list(self._workers.values())
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
 
     async def _dispatch(self) -> None:
         for chat_id in await outbox.chats_due(self.db, self.clock()):
@@ -198,6 +205,15 @@ class Notifier:
             timeout = min(timeout, max(0.05, (wakeup - self.clock()).total_seconds()))
         return timeout
 
+    async def close(self) -> None:
+        """Stop taking new work; let messages being sent finish (for a few seconds)."""
+        self._closing = True
+        self.wake()
+        workers = list(self._workers.values())
+        if workers:
+            await asyncio.wait(workers, timeout=CLOSE_GRACE)
+        await self._cancel_workers()
+
     async def idle(self) -> bool:
         """Whether nothing is pending or being sent (tests, clean shutdown)."""
         return not self._workers and await outbox.pending_count(self.db) == 0
@@ -206,11 +222,13 @@ class Notifier:
 
     async def _serve(self, chat_id: int) -> None:
         log = logger.bind(chat=chat_id)
-        while True:
+        while not self._closing:
             if not await outbox.due_for(self.db, chat_id, limit=1):
                 return
             # wait for the chat's slot before reading: the message shows the freshest state
             await self.limiter.ready(chat_id)
+            if self._closing:
+                return
             rows = await outbox.due_for(self.db, chat_id)
             now = self.clock()
             ready = []

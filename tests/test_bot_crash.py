@@ -18,6 +18,7 @@ import pytest
 
 from bot.notifier import AlreadySent
 from bot.simulator import Simulator
+from storage.db import open_database
 from tests.bot_helpers import (
     add_rule,
     bot_settings,
@@ -173,3 +174,36 @@ async def test_without_telegrams_dedup_a_crash_after_send_costs_at_most_one_dupl
 async def _all_sent(app, user) -> bool:
     rows = await statuses(app, user)
     return bool(rows) and all(status == "sent" for _, status in rows)
+
+
+async def test_a_clean_stop_lets_the_message_being_sent_finish_and_be_recorded(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    reached, gate = asyncio.Event(), asyncio.Event()
+
+    def slow(sender):
+        class Slow:
+            async def send(self, chat, html, **kw):
+                reached.set()
+                await gate.wait()
+                return await sender.send(chat, html, **kw)
+
+        return Slow()
+
+    async with service(sim, monitor, bot, settings, wrap_sender=slow) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+        sim.post(rdk, "Обстрел Шебекино")
+        async with asyncio.timeout(TIMEOUT):
+            await reached.wait()
+        app.stop()  # SIGTERM while the alert is on its way
+        gate.set()
+        async with asyncio.timeout(TIMEOUT):
+            await app.task
+    db = await open_database(settings.db_path)
+    try:
+        rows = await db.fetchall("SELECT status FROM alerts WHERE chat_id = ?", (ann.id,))
+        assert [r["status"] for r in rows] == ["sent"]
+    finally:
+        await db.close()
+    assert len(sim.messages_to(ann, from_=bot)) == 1
