@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import corpus, figure  # noqa: E402
+from bench.common import corpus, figure, plain_insert_seconds  # noqa: E402
 from bot import importer  # noqa: E402
 from bot.detection import analyze  # noqa: E402
 from bot.pipeline import lemma_text  # noqa: E402
@@ -262,24 +262,9 @@ async def _import_figures(posts: list[dict[str, Any]], workdir: Path) -> dict[st
     await db.close()
     assert sum(r.statuses["new"] for r in results) == len(posts)
 
-    plain = await open_database(workdir / "plain.db")
-    now = datetime.now(UTC).isoformat()
-    await plain.execute(
-        "INSERT INTO channels (id, title, added_at) VALUES (4242, 'Bench', ?)", (now,)
+    plain_s = await plain_insert_seconds(
+        workdir / "plain.db", [(row["date"], row["text"]) for row in posts]
     )
-    rows = [
-        (i + 1, 4242, i + 1, row["date"], row["text"], "{}", "", now, now)
-        for i, row in enumerate(posts)
-    ]
-    started = time.perf_counter()
-    async with plain.transaction() as conn:
-        await conn.executemany(
-            "INSERT INTO posts (id, channel_id, msg_id, date, text, raw, raw_sha256, "
-            "captured_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-    plain_s = time.perf_counter() - started
-    await plain.close()
     n = len(posts)
     return {"import_posts_per_s": figure(n / import_s, "posts/s", baseline=n / plain_s)}
 

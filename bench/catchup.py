@@ -14,19 +14,15 @@ import json
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import corpus, cycle, figure  # noqa: E402
+from bench.common import corpus, cycle, figure, plain_insert_seconds  # noqa: E402
 from bot.app import App  # noqa: E402
 from bot.simulator import Simulator  # noqa: E402
 from config.settings import Backfill, ChannelSpec, Settings  # noqa: E402
-from storage import archive  # noqa: E402
-from storage.db import open_database  # noqa: E402
-from storage.models import Channel  # noqa: E402
 
 
 async def _catch_up(posts: list[dict[str, Any]], workdir: Path) -> tuple[float, int]:
@@ -59,32 +55,14 @@ async def _catch_up(posts: list[dict[str, Any]], workdir: Path) -> tuple[float, 
     return elapsed, count
 
 
-async def _plain_executemany(posts: list[dict[str, Any]], workdir: Path) -> float:
-    db = await open_database(workdir / "plain.db")
-    await archive.save_channel(db, Channel(1, 1, "corpus", "Corpus"))
-    now = datetime.now(UTC).isoformat()
-    rows = [
-        (i + 1, 1, i + 1, row["date"], row["text"], "{}", "", now, now)
-        for i, row in enumerate(posts)
-    ]
-    started = time.perf_counter()
-    async with db.transaction() as conn:
-        await conn.executemany(
-            "INSERT INTO posts (id, channel_id, msg_id, date, text, raw, raw_sha256, "
-            "captured_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-    elapsed = time.perf_counter() - started
-    await db.close()
-    return elapsed
-
-
 async def _run(n: int) -> dict[str, dict[str, Any]]:
     posts = list(cycle(corpus(), n))
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         catchup_s, archived = await _catch_up(posts, workdir)
-        plain_s = await _plain_executemany(posts, workdir)
+        plain_s = await plain_insert_seconds(
+            workdir / "plain.db", [(row["date"], row["text"]) for row in posts]
+        )
     if archived != n:
         raise SystemExit(f"catch-up archived {archived} of {n} posts")
     return {

@@ -140,13 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     if ev["errors"]:
         print("\nMisclassified:")
         for rec, result in ev["errors"]:
-            print(f"  [{rec['lang']} {rec['kind']} gold={rec['label']} → {result.label}]"
-                  f" {rec['text'][:140]!r}")
+            print(
+                f"  [{rec['lang']} {rec['kind']} gold={rec['label']} → {result.label}]"
+                f" {rec['text'][:140]!r}"
+            )
 
     posts = load_corpus(QUICK_STRIDE if args.quick else 1)
     alerts, us_per_post = corpus_alerts(posts)
-    print(f"\nCorpus: {len(alerts)} claim alerts over {len(posts)} real posts"
-          f" ({us_per_post:.1f} µs/post for the claim detector after analysis)")
+    print(
+        f"\nCorpus: {len(alerts)} claim alerts over {len(posts)} real posts"
+        f" ({us_per_post:.1f} µs/post for the claim detector after analysis)"
+    )
     if args.dump:
         with args.dump.open("w", encoding="utf-8") as out:
             write_alerts(alerts, out, None)

@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import corpus, cycle, figure  # noqa: E402
+from bench.common import corpus, cycle, figure, plain_insert_seconds  # noqa: E402
 from bench.detect import build_rules, frequent_lemmas  # noqa: E402
 from bot.alerts import Policy  # noqa: E402
 from bot.detection import analyze  # noqa: E402
@@ -72,23 +72,8 @@ async def _pipeline(posts: list[Post], rules: list[str], workdir: Path) -> float
 
 async def _plain(posts: list[Post], workdir: Path) -> float:
     lemmas = [lemma_text(analyze(p.text)) for p in posts]  # not timed: the baseline has them
-    db = await open_database(workdir / "plain.db")
-    await archive.save_channel(db, Channel(1, 1, "corpus", "Corpus"))
-    now = iso(datetime.now(UTC))
-    rows = [
-        (i + 1, 1, p.msg_id, iso(p.date), p.text, lemma, "{}", "", now, now)
-        for i, (p, lemma) in enumerate(zip(posts, lemmas, strict=True))
-    ]
-    started = time.perf_counter()
-    async with db.transaction() as conn:
-        await conn.executemany(
-            "INSERT INTO posts (id, channel_id, msg_id, date, text, lemmas, raw, raw_sha256, "
-            "captured_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-    elapsed = time.perf_counter() - started
-    await db.close()
-    return elapsed
+    rows = [(iso(p.date), p.text) for p in posts]
+    return await plain_insert_seconds(workdir / "plain.db", rows, lemmas)
 
 
 async def _run(n: int) -> dict[str, dict[str, Any]]:
