@@ -171,17 +171,19 @@ def alert(view: AlertView, tz: str) -> str:
 
 
 def followup(view: AlertView, tz: str) -> str:
-    """A short message replying to the original alert: edited or deleted."""
+    """A short message replying to the original alert: edited or deleted. When the
+    original message carried several alerts (a burst), the post is named too."""
     payload = view.alert.payload
     if view.alert.reason == "deleted":
-        return "🗑 deleted — archived copy kept"
-    text = payload.get("text", view.text)
-    head = "✏️ edited"
-    if not payload.get("matches", True):
-        head += " (no longer matches)"
-    body = snippet(text, payload.get("spans", ()), limit=SNIPPET // 2)
-    line = f"{head}: {body}" if body else f"{head}: (no text)"
-    if view.reply_to is None:  # the original went out in a digest or a batch we lost
+        line = "🗑 deleted — archived copy kept"
+    else:
+        text = payload.get("text", view.text)
+        head = "✏️ edited"
+        if not payload.get("matches", True):
+            head += " (no longer matches)"
+        body = snippet(text, payload.get("spans", ()), limit=SNIPPET // 2)
+        line = f"{head}: {body}" if body else f"{head}: (no text)"
+    if view.reply_to is None or view.shared:  # no single original message to point at
         line = f'<a href="{post_link(view.place)}">{esc(channel_name(view.place))}</a> ' + line
     return fit(line)
 
@@ -232,13 +234,23 @@ def pack(header: str, entries: Sequence[str], limit: int = LIMIT) -> list[str]:
     return [join(header, [entries[i] for i in g], limit) for g in split(header, entries, limit)]
 
 
-def burst_header(count: int) -> str:
-    return f"⚡ <b>{count} alerts</b>"
+def burst_header(count: int, part: int = 1, parts: int = 1) -> str:
+    return f"⚡ <b>{count} alerts</b>" + (f" · {part}/{parts}" if parts > 1 else "")
+
+
+def burst_parts(views: Sequence[AlertView], tz: str) -> list[tuple[str, list[int]]]:
+    """Many alerts at once (a burst, a catch-up) as few messages, oldest first; with
+    each message, the indexes of the views it carries."""
+    entries = [entry(v, tz) for v in views]
+    groups = split(burst_header(len(views), 99, 99), entries)
+    return [
+        (join(burst_header(len(views), i, len(groups)), [entries[k] for k in group]), group)
+        for i, group in enumerate(groups, start=1)
+    ]
 
 
 def burst(views: Sequence[AlertView], tz: str) -> list[str]:
-    """Many alerts at once (a burst or a catch-up) as few messages, oldest first."""
-    return pack(burst_header(len(views)), [entry(v, tz) for v in views])
+    return [message for message, _ in burst_parts(views, tz)]
 
 
 def digest(views: Sequence[AlertView], tz: str, now: datetime) -> list[str]:

@@ -294,12 +294,8 @@ class Notifier:
         await self._drop_missing(rows, views)
         if not views:
             return
-        entries = [fmt.entry(v, sub.tz) for v in views]
-        header = fmt.burst_header(len(views))
-        for group in fmt.split(header, entries):  # each message is its own batch
-            message = fmt.join(header, [entries[i] for i in group])
-            part = [views[i].alert for i in group]
-            await self._deliver(sub, part, message, "burst", silent)
+        for message, group in fmt.burst_parts(views, sub.tz):  # each message its own batch
+            await self._deliver(sub, [views[i].alert for i in group], message, "burst", silent)
 
     async def _send_group(
         self, sub: Subscriber, rows: list[Queued], kind: str, silent: bool
@@ -313,8 +309,9 @@ class Notifier:
             reply_to = views[0].reply_to
         elif len(views) == 1:
             html, reply_to = fmt.alert(views[0], sub.tz), None
-        else:
-            html, reply_to = fmt.burst(views, sub.tz)[0], None
+        else:  # a burst message resent after a crash: the same rows, one message
+            entries = [fmt.entry(v, sub.tz) for v in views]
+            html, reply_to = fmt.fit(fmt.join(fmt.burst_header(len(views)), entries)), None
         await self._deliver(sub, [v.alert for v in views], html, kind, silent, reply_to)
 
     async def _drop_missing(

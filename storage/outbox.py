@@ -78,6 +78,7 @@ class AlertView:
     media: tuple[str, ...]  # media kinds of the post, or of its whole album
     also_in: tuple[Place, ...]
     reply_to: int | None  # the chat's message of the original alert (follow-ups)
+    shared: bool = False  # that message carried several alerts (a burst)
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -318,9 +319,17 @@ async def views(db: Database, alerts: Sequence[Queued]) -> list[AlertView]:
             continue
         place = Place(row["channel_id"], row["msg_id"], row["title"], row["username"])
         reply_to = None
+        shared = False
         if alert.is_followup:
             original = await original_of(db, alert.chat_id, alert.post_id)
             reply_to = original[1] if original else None
+            if reply_to is not None:
+                together = await db.fetchone(
+                    "SELECT count(*) FROM alerts WHERE chat_id = ? AND tg_msg_id = ? "
+                    "AND reason = 'alert'",
+                    (alert.chat_id, reply_to),
+                )
+                shared = bool(together and together[0] > 1)
         result.append(
             AlertView(
                 alert=alert,
@@ -332,6 +341,7 @@ async def views(db: Database, alerts: Sequence[Queued]) -> list[AlertView]:
                 media=await _media_kinds(db, row["id"], row["channel_id"], row["grouped_id"]),
                 also_in=await _also_in(db, alert.story, row["id"]),
                 reply_to=reply_to,
+                shared=shared,
             )
         )
     return result

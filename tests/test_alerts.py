@@ -236,10 +236,14 @@ def test_follow_ups_and_bursts() -> None:
     assert fmt.followup(edited, "UTC") == "✏️ edited (no longer matches): новый текст"
     deleted = view({}, reason="deleted", reply_to=3)
     assert fmt.followup(deleted, "UTC") == "🗑 deleted — archived copy kept"
+    in_burst = view({}, reason="deleted", reply_to=3, shared=True)
+    expected = '<a href="https://t.me/rdk_channel/5">РДК &lt;official&gt;</a> 🗑 deleted'
+    assert fmt.followup(in_burst, "UTC").startswith(expected)
     views = [view(alert_payload()) for _ in range(100)]
     messages = fmt.burst(views, "UTC")
     assert len(messages) > 1
     assert all(fmt.plain_length(m) <= fmt.LIMIT for m in messages)
     assert sum(m.count("• ") for m in messages) == 100
+    assert messages[0].startswith(f"⚡ <b>100 alerts</b> · 1/{len(messages)}")
     nothing = "📰 <b>Digest 2024-05-01</b>: nothing matched since the last digest."
     assert fmt.digest([], "UTC", NOW) == [nothing]

@@ -303,6 +303,14 @@ async def test_a_burst_of_200_matching_posts_arrives_whole_in_order_without_floo
             assert len(messages) < 30  # a backlog goes out combined, not one a second
         assert sim.flood_waits_issued == 0
         assert app.bot.notifier.flood_waits_since(datetime(2000, 1, 1, tzinfo=UTC)) == 0
+        # an edit replies to the combined message that carried the alert, naming the post
+        carrier = next(m for m in sim.messages_to(ann, from_=bot) if expected[100] in linked([m]))
+        count = len(sim.messages_to(ann, from_=bot))
+        sim.edit(rdk, posted[100], "Шебекино, сообщение 100 (уточнение)")
+        follow = (await received(sim, ann, bot, count + 1))[count]
+        assert follow.reply_to == carrier.id
+        assert follow.text == "РДК ✏️ edited: Шебекино, сообщение 100 (уточнение)"
+        assert linked([follow]) == [expected[100]]
 
 
 def linked(messages) -> list[str]:
