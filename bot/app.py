@@ -49,6 +49,7 @@ class App:
         self._page_wait = page_wait
         self.ready = asyncio.Event()
         self.stopping = asyncio.Event()
+        self.connection_lost = asyncio.Event()  # set when Telethon gave up and we back off
         self.db: Database | None = None
         self.client: MonitorClient | None = None
         self.pipeline: Pipeline | None = None
@@ -125,6 +126,7 @@ class App:
                 logger.info("watching {n} channels", n=len(self.watcher.channels))
                 await self._until_disconnected_or_stopped()
             except (TimeoutError, OSError, ConnectionError) as exc:
+                self.connection_lost.set()
                 logger.warning(
                     "connection lost ({error}); reconnecting in {delay:.0f} s",
                     error=exc.__class__.__name__,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,21 @@ async def test_first_time_channel_gets_the_configured_backfill(sim, user, tmp_pa
     async with running(sim, user, settings) as app:
         rows = await app.db.fetchall("SELECT msg_id FROM posts ORDER BY msg_id")
         assert [r["msg_id"] for r in rows] == ids[-10:]
+
+
+async def test_server_outage_reconnects_with_backoff_and_catches_up(sim, user, tmp_path: Path):
+    ch = sim.add_channel(username="rdk_channel", title="РДК")
+    async with running(
+        sim, user, settings_for(tmp_path, "rdk_channel"), connection_retries=1
+    ) as app:
+        first_catchups = app.catchups
+        await sim.stop()  # the server goes away; Telethon gives up after one retry
+        missed = [sim.post(ch, f"пока сервер лежал {i}", push=False) for i in range(3)]
+        async with asyncio.timeout(15):
+            await app.connection_lost.wait()
+        await sim.start()  # back on the same port: chanwatch's own backoff reconnects
+        await eventually(app, lambda: _has(app, ch.id, missed[-1]))
+        assert app.catchups > first_catchups
+        assert await post_count(app, ch.id) == 3
+        later = sim.post(ch, "снова в эфире")
+        await eventually(app, lambda: _has(app, ch.id, later))

@@ -372,6 +372,7 @@ class Simulator:
         self._changed = asyncio.Event()
         self._server = await asyncio.start_server(self._accept, self.host, self._requested_port)
         self.port = self._server.sockets[0].getsockname()[1]
+        self._requested_port = self.port  # a restart after stop() comes back on the same port
         logger.info("Simulator listening on {}:{} as DC {}", self.host, self.port, self.dc_id)
         return self
 
