@@ -130,19 +130,28 @@ async def upsert(
 
 
 async def sync_admins(db: Database, admin_ids: frozenset[int]) -> None:
-    """Admins from the settings are subscribers; a removed admin becomes an analyst."""
+    """Admins from the settings are subscribers. Someone removed from the settings
+    loses access, unless an admin had also invited them (then they stay an analyst)."""
     now = iso(utcnow())
     async with db.transaction() as conn:
         marks = ",".join("?" * len(admin_ids)) or "NULL"
+        former = f"role = 'admin' AND chat_id NOT IN ({marks})"
         await conn.execute(
-            f"UPDATE subscribers SET role = 'analyst', updated_at = ? "
-            f"WHERE role = 'admin' AND chat_id NOT IN ({marks})",
+            f"UPDATE subscribers SET active = 0, inactive_reason = 'no longer an admin' "
+            f"WHERE {former} AND invited_by IS NULL AND active = 1",
+            tuple(sorted(admin_ids)),
+        )
+        await conn.execute(
+            f"UPDATE subscribers SET role = 'analyst', updated_at = ? WHERE {former}",
             (now, *sorted(admin_ids)),
         )
         await conn.executemany(
             """INSERT INTO subscribers (chat_id, role, created_at, updated_at)
                VALUES (?, 'admin', ?, ?)
                ON CONFLICT (chat_id) DO UPDATE SET role = 'admin',
+                 active = CASE WHEN inactive_reason = 'blocked the bot' THEN active ELSE 1 END,
+                 inactive_reason = CASE WHEN inactive_reason = 'blocked the bot'
+                                        THEN inactive_reason END,
                  updated_at = excluded.updated_at""",
             [(admin, now, now) for admin in sorted(admin_ids)],
         )
@@ -255,9 +264,7 @@ async def redeem_invite(
 
 
 async def cancel_invite(db: Database, code: str) -> bool:
-    return (
-        await db.execute("DELETE FROM invites WHERE code = ? AND used_by IS NULL", (code,)) > 0
-    )
+    return await db.execute("DELETE FROM invites WHERE code = ? AND used_by IS NULL", (code,)) > 0
 
 
 async def open_invites(db: Database, now: datetime | None = None) -> list[Invite]:

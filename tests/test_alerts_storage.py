@@ -30,10 +30,15 @@ def post(channel: int, msg: int, text: str = "текст", **kw: object) -> Post
 
 
 async def test_admins_from_settings_and_invited_analysts(db) -> None:
-    await subscribers.sync_admins(db, frozenset({1, 2}))
-    assert {s.chat_id for s in await subscribers.list_all(db)} == {1, 2}
+    await subscribers.sync_admins(db, frozenset({1, 2, 3}))
+    assert {s.chat_id for s in await subscribers.list_all(db)} == {1, 2, 3}
+    await subscribers.upsert(db, 3, "admin", invited_by=1)  # also invited as an analyst
     await subscribers.sync_admins(db, frozenset({1}))
-    assert (await subscribers.get(db, 2)).role == "analyst"
+    two, three = await subscribers.get(db, 2), await subscribers.get(db, 3)
+    assert (two.role, two.active, two.inactive_reason) == ("analyst", False, "no longer an admin")
+    assert (three.role, three.active) == ("analyst", True)
+    await subscribers.sync_admins(db, frozenset({1, 2}))
+    assert (await subscribers.get(db, 2)).active and (await subscribers.get(db, 2)).is_admin
 
     invite = await subscribers.create_invite(db, 1, timedelta(hours=1), now=T0)
     assert await subscribers.open_invites(db, now=T0) == [invite]
