@@ -408,3 +408,20 @@ def test_limiter_pauses_for_flood_wait_and_holds_until_released() -> None:
     assert limiter.delay(3) == float("inf") and limiter.delay(1) == 0
     limiter.release(3)
     assert limiter.delay(3) == 0
+
+
+async def test_the_scheduler_runs_the_digest_check_every_minute(tmp_path: Path) -> None:
+    from bot.jobs import DIGEST_CHECK_SECONDS, build_scheduler
+    from bot.notifier import Notifier
+    from storage.db import open_database
+
+    db = await open_database(tmp_path / "archive.db")
+    try:
+        scheduler = build_scheduler(db, Notifier(db, sender=None), lambda: datetime.now(UTC))
+        scheduler.start()
+        (job,) = scheduler.get_jobs()
+        assert job.id == "digests"
+        assert job.trigger.interval.total_seconds() == DIGEST_CHECK_SECONDS
+        scheduler.shutdown(wait=False)
+    finally:
+        await db.close()
