@@ -13,6 +13,7 @@ from telethon.sessions import Session
 
 from bot.alertbot import AlertBot, BotOptions
 from bot.alerts import Policy
+from bot.bot import BotLoginError
 from bot.clients import MonitorClient, user_client
 from bot.notifier import DeliveredListener
 from bot.pipeline import Pipeline
@@ -97,7 +98,10 @@ class App:
                 )
                 for listener in self._alert_listeners:
                     self.bot.add_listener(listener)
-                await self.bot.start()
+                try:
+                    await self.bot.start()
+                except BotLoginError as exc:
+                    raise NotAuthorized(str(exc)) from None
             await self._serve()
         finally:
             await self._shutdown()

@@ -73,16 +73,28 @@ def bot_client(
     return TelegramClient(session, settings.api_id, settings.api_hash, **options)
 
 
+class BotLoginError(Exception):
+    """The bot could not log in; the message says what to fix (never the token)."""
+
+
 async def log_in(client: TelegramClient, token: str | None) -> types.User:
     """Connect and, for a new session, log in with the bot token (never logged)."""
     await client.connect()
     if not await client.is_user_authorized():
         if not token:
-            raise RuntimeError("the bot session is not logged in and CHANWATCH_BOT_TOKEN is unset")
-        await client.sign_in(bot_token=token)
+            raise BotLoginError(
+                "the bot session is not logged in and CHANWATCH_BOT_TOKEN is not set"
+            )
+        try:
+            await client.sign_in(bot_token=token)
+        except (errors.AccessTokenInvalidError, errors.AccessTokenExpiredError) as exc:
+            raise BotLoginError(
+                f"Telegram refused the bot token ({exc.__class__.__name__}); "
+                "check CHANWATCH_BOT_TOKEN with @BotFather"
+            ) from None
     me = await client.get_me()
     if not getattr(me, "bot", False):
-        raise RuntimeError("the bot session belongs to a user account, not a bot")
+        raise BotLoginError("the bot session belongs to a user account, not a bot")
     return me
 
 

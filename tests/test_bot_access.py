@@ -150,3 +150,22 @@ async def test_a_failing_command_gets_an_apology_not_a_traceback(
         answer = await ask(sim, admin, bot, "/status")
         assert answer.text == "Sorry, /status failed on our side; the error was logged."
         assert "Traceback" not in answer.text
+
+
+async def test_a_refused_bot_token_stops_the_service_with_a_clear_message(
+    sim, monitor, bot, admin, tmp_path: Path
+):
+    from dataclasses import replace
+
+    from bot.alertbot import BotOptions
+    from bot.app import App, NotAuthorized
+
+    settings = replace(bot_settings(tmp_path, bot, [admin]), bot_token="123456:WRONGTOKENWRONG")
+    options = BotOptions(session=sim.session_for(None), client_options={"retry_delay": 0.1})
+    app = App(
+        settings, session=sim.session_for(monitor), client_options={"retry_delay": 0.1}, bot=options
+    )
+    with pytest.raises(NotAuthorized, match="refused the bot token") as refused:
+        async with asyncio.timeout(TIMEOUT):
+            await app.run()
+    assert "WRONGTOKENWRONG" not in str(refused.value)
