@@ -136,7 +136,6 @@ class Notifier:
         self.on_blocked = on_blocked
         self.listeners: list[DeliveredListener] = []
         self.flood_waits: deque[tuple[datetime, int]] = deque(maxlen=1000)
-        self.sent_messages = 0
         self._wake = asyncio.Event()
         self._workers: dict[int, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
@@ -213,10 +212,6 @@ class Notifier:
         if workers:
             await asyncio.wait(workers, timeout=CLOSE_GRACE)
         await self._cancel_workers()
-
-    async def idle(self) -> bool:
-        """Whether nothing is pending or being sent (tests, clean shutdown)."""
-        return not self._workers and await outbox.pending_count(self.db) == 0
 
     # --- one chat -------------------------------------------------------------------
 
@@ -424,7 +419,6 @@ class Notifier:
                 if on_retry is not None:
                     await on_retry(self.clock() + timedelta(seconds=delay), str(exc))
                 raise Postponed("retry later") from None
-            self.sent_messages += 1
             return message_id
 
     async def _emit(self, delivered: Delivered) -> None:
