@@ -19,6 +19,7 @@ from bot.notifier import DeliveredListener
 from bot.pipeline import Pipeline
 from bot.systemd import Notifier as SystemdNotifier
 from bot.systemd import watchdog_interval
+from bot.watch_jobs import WatchJobs
 from bot.watcher import Watcher
 from config.settings import Settings
 from storage import outbox, watchlist
@@ -41,9 +42,11 @@ class App:
         client_options: dict[str, Any] | None = None,
         page_wait: float | None = None,
         bot: BotOptions | None = None,
+        scheduled_jobs: bool = True,
     ) -> None:
         """`bot` runs the analysts' bot (alerts, commands, digests); without it the bot
-        runs only when CHANWATCH_BOT_TOKEN is set, with production defaults."""
+        runs only when CHANWATCH_BOT_TOKEN is set, with production defaults.
+        `scheduled_jobs=False` leaves the watcher's jobs (`app.jobs`) to be called by hand."""
         self.settings = settings
         self._session = session
         self._client_options = client_options or {}
@@ -56,6 +59,8 @@ class App:
         self.pipeline: Pipeline | None = None
         self.watcher: Watcher | None = None
         self.bot: AlertBot | None = None
+        self.jobs: WatchJobs | None = None
+        self._scheduled_jobs = scheduled_jobs
         self.catchups = 0
         self._bot_options = bot if bot is not None else BotOptions()
         self._run_bot = bot is not None or settings.bot_token is not None
@@ -87,6 +92,7 @@ class App:
                 page_wait=self._page_wait,
             )
             self.client.reconnect_callbacks.append(self._after_reconnect)
+            self.jobs = WatchJobs(self.settings, self.db, self.watcher)
             if self._run_bot:
                 self.bot = AlertBot(
                     self.settings,
@@ -127,6 +133,8 @@ class App:
                 if not self.ready.is_set():
                     self.systemd.ready(await self.status_line())
                 self.ready.set()
+                if self._scheduled_jobs and self.jobs is not None:
+                    self.jobs.start()  # once; later reconnects keep it running
                 logger.info("watching {n} channels", n=len(self.watcher.channels))
                 await self._until_disconnected_or_stopped()
             except (TimeoutError, OSError, ConnectionError) as exc:
@@ -215,6 +223,8 @@ class App:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
+        if self.jobs is not None:
+            await self.jobs.stop()
         if self.bot is not None:
             # a stop (signal, stop()) lets alerts being sent be recorded; a crash does not
             await self.bot.stop(graceful=self.stopping.is_set())

@@ -288,6 +288,34 @@ class Watcher:
             seen += len(batch)
         return seen
 
+    async def poll(self, watched: Watched) -> int:
+        """Fetch a channel's posts above the archive head (source "poll"); returns how
+        many. Up to a page of new posts costs one request (iter_messages would always
+        ask once more). FloodWaitError and RPC errors propagate: the poller owns the
+        pause and the request budget."""
+        async with watched.lock:
+            head = await self._head(watched)
+            if head == 0:
+                head = await self._backfill_start(watched)
+            page = await self.client(
+                functions.messages.GetHistoryRequest(
+                    peer=watched.entity,
+                    offset_id=0,
+                    offset_date=None,
+                    add_offset=0,
+                    limit=BATCH,
+                    max_id=0,
+                    min_id=head,
+                    hash=0,
+                )
+            )
+            if len(page.messages) >= BATCH:  # more than a page is new: fetch it all in order
+                return await self._fetch_above(watched, head, "poll")
+            messages = sorted((m for m in page.messages if m.id > head), key=lambda m: m.id)
+            posts = [p for p in (to_post(m, watched.id) for m in messages) if p is not None]
+            await self.pipeline.ingest(posts, "poll")
+            return len(posts)
+
     async def reconcile(
         self, watched: Watched, depth: int, up_to: int | None = None
     ) -> tuple[int, int]:

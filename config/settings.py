@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +27,15 @@ _API_HASH = re.compile(r"^[0-9a-fA-F]{32}$")
 _BACKFILL = re.compile(r"^(\d+)\s*([dD]?)$")
 _AGE = re.compile(r"^(\d+)\s*([mhd])$", re.IGNORECASE)
 _AGE_UNITS = {"m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$", re.IGNORECASE)
+_DURATION_UNITS = {"s": 1, **_AGE_UNITS}
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_OFF = ("off", "none", "0")
+MEDIA_KINDS = frozenset(
+    {"photo", "video", "round", "animation", "document", "audio", "voice", "sticker"}
+)
 
 
 class ConfigError(Exception):
@@ -65,6 +74,27 @@ class Backfill:
 
 
 @dataclass(frozen=True, slots=True)
+class JobSettings:
+    """The scheduled jobs of the watcher (see README: Scheduled jobs). None = off."""
+
+    reconcile_every: timedelta | None = timedelta(minutes=15)
+    reconcile_depth: int = 100
+    metrics_every: timedelta | None = timedelta(hours=1)
+    metrics_window: timedelta = timedelta(hours=48)
+    poll_fastest: timedelta = timedelta(minutes=1)
+    poll_slowest: timedelta = timedelta(minutes=30)
+    poll_budget: int = 20  # requests per minute across all polled channels
+    media_download: bool = False
+    media_kinds: frozenset[str] = frozenset({"photo", "video"})
+    media_max_size: int = 20 * 1024**2
+    media_per_minute: int = 10
+    media_retention: timedelta | None = None
+    backup_dir: Path | None = None  # None: "backups" next to the database
+    backup_keep: int = 7  # 0: no backups
+    backup_at: time = time(3, 0)  # UTC
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     api_id: int | None = None
     api_hash: str | None = field(default=None, repr=False)
@@ -81,6 +111,11 @@ class Settings:
     flood_sleep_threshold: int = 60
     # Catch-up posts older than this are archived without alerting (None: always alert).
     alert_max_age: timedelta | None = timedelta(hours=12)
+    jobs: JobSettings = JobSettings()
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.jobs.backup_dir or self.db_path.parent / "backups"
 
 
 def parse_channel(text: str) -> ChannelSpec:
@@ -250,6 +285,93 @@ def load_settings(
             seconds = int(match.group(1)) * _AGE_UNITS[match.group(2).lower()]
             kw["alert_max_age"] = timedelta(seconds=seconds)
 
+    kw["jobs"] = _job_settings(get, problems)
+
     if problems:
         raise ConfigError(problems)
     return Settings(**kw)  # type: ignore[arg-type]
+
+
+def _duration(text: str) -> timedelta | None:
+    match = _DURATION.match(text)
+    if match is None:
+        return None
+    return timedelta(seconds=int(match.group(1)) * _DURATION_UNITS[match.group(2).lower()])
+
+
+def _job_settings(get: Callable[[str], str | None], problems: list[str]) -> JobSettings:
+    kw: dict[str, object] = {}
+
+    def duration(name: str, key: str, *, can_be_off: bool) -> None:
+        text = get(name)
+        if text is None:
+            return
+        if can_be_off and text.lower() in _OFF:
+            kw[key] = None
+            return
+        value = _duration(text)
+        if value is None or value <= timedelta(0):
+            off = ", or off" if can_be_off else ""
+            problems.append(f"CHANWATCH_{name} must be a duration like 30s, 15m, 2h or 7d{off}")
+        else:
+            kw[key] = value
+
+    def count(name: str, key: str, *, minimum: int) -> None:
+        text = get(name)
+        if text is None:
+            return
+        if text.isdigit() and int(text) >= minimum:
+            kw[key] = int(text)
+        else:
+            problems.append(f"CHANWATCH_{name} must be a whole number of at least {minimum}")
+
+    duration("RECONCILE_INTERVAL", "reconcile_every", can_be_off=True)
+    count("RECONCILE_DEPTH", "reconcile_depth", minimum=1)
+    duration("METRICS_INTERVAL", "metrics_every", can_be_off=True)
+    duration("METRICS_WINDOW", "metrics_window", can_be_off=False)
+    duration("POLL_MIN_INTERVAL", "poll_fastest", can_be_off=False)
+    duration("POLL_MAX_INTERVAL", "poll_slowest", can_be_off=False)
+    count("POLL_BUDGET", "poll_budget", minimum=1)
+    defaults = JobSettings()
+    fastest = kw.get("poll_fastest", defaults.poll_fastest)
+    slowest = kw.get("poll_slowest", defaults.poll_slowest)
+    if fastest > slowest:  # type: ignore[operator]
+        problems.append("CHANWATCH_POLL_MIN_INTERVAL is longer than CHANWATCH_POLL_MAX_INTERVAL")
+
+    if (download := get("MEDIA_DOWNLOAD")) is not None:
+        if download.lower() in ("on", "yes", "true", "1"):
+            kw["media_download"] = True
+        elif download.lower() in ("off", "no", "false", "0"):
+            kw["media_download"] = False
+        else:
+            problems.append("CHANWATCH_MEDIA_DOWNLOAD must be on or off")
+    if (kinds := get("MEDIA_KINDS")) is not None:
+        wanted = {k.lower() for k in re.split(r"[,\s]+", kinds) if k}
+        if unknown := wanted - MEDIA_KINDS:
+            problems.append(
+                f"CHANWATCH_MEDIA_KINDS: unknown {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(sorted(MEDIA_KINDS))})"
+            )
+        elif not wanted:
+            problems.append("CHANWATCH_MEDIA_KINDS names no kind of media")
+        else:
+            kw["media_kinds"] = frozenset(wanted)
+    if (size := get("MEDIA_MAX_SIZE")) is not None:
+        match = _SIZE.match(size)
+        if match is None or float(match.group(1)) <= 0:
+            problems.append("CHANWATCH_MEDIA_MAX_SIZE must be a size like 500K, 20M or 2G")
+        else:
+            kw["media_max_size"] = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+    count("MEDIA_RATE", "media_per_minute", minimum=1)
+    duration("MEDIA_RETENTION", "media_retention", can_be_off=True)
+
+    if (backup_dir := get("BACKUP_DIR")) is not None:
+        kw["backup_dir"] = Path(backup_dir).expanduser()
+    count("BACKUP_KEEP", "backup_keep", minimum=0)
+    if (at := get("BACKUP_TIME")) is not None:
+        match = _CLOCK.match(at)
+        if match is None:
+            problems.append("CHANWATCH_BACKUP_TIME must be a UTC time of day like 03:30")
+        else:
+            kw["backup_at"] = time(int(match.group(1)), int(match.group(2)))
+    return JobSettings(**kw)  # type: ignore[arg-type]
