@@ -20,6 +20,14 @@ from bot.detection.text import analyze
 
 LABELLED = Path(__file__).parent / "data" / "claims_labelled.jsonl"
 F1_MIN = 0.90
+# tests/data/claims_heldout.jsonl: 150 texts written before the detector was read, to
+# estimate how it does on posts nobody tuned it on. Its first run scored F1 0.95 ru,
+# 0.86 uk, 0.80 en; the general fixes that followed were drawn from those errors, so
+# the set is no longer unseen and its current score overstates what a fresh set would
+# give. The bar is therefore below the labelled set's: a drop under it means a change
+# lost a whole construction, not one text.
+HELDOUT = Path(__file__).parent / "data" / "claims_heldout.jsonl"
+HELDOUT_F1_MIN = 0.85
 
 
 @cache
@@ -49,19 +57,49 @@ def test_labelled_set_is_large_and_mixed() -> None:
         assert rec["label"] in (0, 1) and rec["kind"] and rec["text"]
 
 
-@pytest.mark.parametrize("lang", ["ru", "uk", "en"])
-def test_f1_per_language(lang: str) -> None:
+@cache
+def heldout() -> tuple[dict[str, Any], ...]:
+    with HELDOUT.open(encoding="utf-8") as handle:
+        return tuple(json.loads(line) for line in handle if line.strip())
+
+
+def _prf(
+    recs: tuple[dict[str, Any], ...], res: tuple[ClaimResult, ...], lang: str
+) -> tuple[float, float, float]:
     tp = fp = fn = 0
-    for rec, res in zip(records(), results(), strict=True):
+    for rec, r in zip(recs, res, strict=True):
         if rec["lang"] != lang:
             continue
-        tp += res.claim and rec["label"] == 1
-        fp += res.claim and rec["label"] == 0
-        fn += not res.claim and rec["label"] == 1
+        tp += r.claim and rec["label"] == 1
+        fp += r.claim and rec["label"] == 0
+        fn += not r.claim and rec["label"] == 1
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+@pytest.mark.parametrize("lang", ["ru", "uk", "en"])
+def test_f1_per_language(lang: str) -> None:
+    precision, recall, f1 = _prf(records(), results(), lang)
     assert f1 >= F1_MIN, f"{lang}: P={precision:.3f} R={recall:.3f} F1={f1:.3f}"
+
+
+def test_heldout_set_is_mixed() -> None:
+    recs = heldout()
+    counts = {lang: sum(r["lang"] == lang for r in recs) for lang in ("ru", "uk", "en")}
+    assert counts["ru"] >= 70 and counts["uk"] >= 45 and counts["en"] >= 35
+    assert 0.3 <= sum(r["label"] for r in recs) / len(recs) <= 0.5
+    for rec in recs:
+        assert rec["label"] in (0, 1) and rec["kind"] and rec["text"]
+
+
+@pytest.mark.parametrize("lang", ["ru", "uk", "en"])
+def test_heldout_f1_per_language(lang: str) -> None:
+    recs = heldout()
+    res = tuple(detect_claim(analyze(rec["text"])) for rec in recs)
+    precision, recall, f1 = _prf(recs, res, lang)
+    assert f1 >= HELDOUT_F1_MIN, f"{lang}: P={precision:.3f} R={recall:.3f} F1={f1:.3f}"
 
 
 def test_denials_are_labelled_denial() -> None:
@@ -101,6 +139,26 @@ def test_exchanges_never_alert_and_are_mostly_labelled_exchange() -> None:
         ("Сколько наших бойцов сейчас в плену?", "none"),
         ("В 1943 году в плен попали тысячи немецких солдат.", "none"),
         ("Координаційний штаб з питань поводження з військовополоненими провів брифінг.", "none"),
+        # constructions beyond the labelled set
+        ("Вчера на нашем участке ещё трое сдались.", "claim"),
+        ("Наши морпехи взяли 12 пленных под Угледаром.", "claim"),
+        ("Військові взяли в полон понад сто російських строковиків.", "claim"),
+        ("Біля Торецька до наших рук потрапили четверо окупантів.", "claim"),
+        ("Пятеро бойцов ВСУ сложили оружие у Работино.", "claim"),
+        ("Four Russian soldiers laid down their arms near Kupiansk.", "claim"),
+        ("Russia says it captured a Ukrainian sabotage group of four men.", "claim"),
+        ("Ukrainian militants who surrendered near Sudzha are being treated.", "claim"),
+        ("RDK says it captured several Russian servicemen and offers to swap them.", "claim"),
+        ("Один из пленных — гражданин Румынии — дал показания.", "claim"),
+        ("Добровольная сдача в плен карается сроком до 10 лет.", "none"),
+        ("Солдаты, сдавайтесь в плен! Звоните на горячую линию.", "none"),
+        ("Два года назад защитники Мариуполя вышли в плен.", "none"),
+        ("Штурмовики захопили опорний пункт окупантів біля Бахмута.", "none"),
+        ("Командир наказав своїм бійцям не брати полонених, кажуть свідки.", "none"),
+        ("Командування закликало окупантів здаватися в полон.", "none"),
+        ("Україна в полоні стереотипів, а ця пісня полонила серця мільйонів.", "none"),
+        ("European politics has been held captive by fear of escalation.", "none"),
+        ("The UN says both sides have mistreated prisoners of war.", "none"),
     ],
 )
 def test_label(text: str, label: str) -> None:

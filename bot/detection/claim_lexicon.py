@@ -24,10 +24,16 @@ CAPTIVITY_NOUNS = _words("плен плена полон")
 INTO_CAPTIVITY_VERBS = _words(
     "взять брать взятый захватить захватывать захват попасть попадать угодить сдаться"
     " сдаваться оказаться оказываться находиться оставаться томиться удерживать держать"
-    " сдача взятие пленение попадание уводить увести"
+    " сдача взятие пленение попадание уводить увести выйти выходить"
     " взяти брати узяти захопити захоплювати захоплення потрапити потрапляти опинитися"
     " опинятися перебувати залишатися здатися здаватися утримувати тримати здача взяття"
-    " потрапляння"
+    " потрапляння вийти виходити"
+)
+# Verbal nouns among those: "сдача в плен", "полонення". A nominalization names the
+# kind of act ("добровольная сдача в плен карается..."), so it reports a capture only
+# together with the captives ("о сдаче в плен бойцов 36-й бригады").
+CAPTIVITY_NOMINALS = _words(
+    "сдача взятие пленение попадание захват здача взяття полонення потрапляння захоплення"
 )
 # Verbs and nouns that mean "to take prisoner" on their own.
 CAPTURE_SELF_VERBS = _words("пленить пленение полонити полонення")
@@ -41,12 +47,30 @@ ALIVE = _words("живой живий")
 # Surrender without an explicit "в плен": needs a military person in the sentence.
 SURRENDER_VERBS = _words("сдаться сдаваться здатися здаватися")
 SURRENDER_EN = _words("surrend")
+# Surrender idioms without the verb: "сложили оружие", "склали зброю", "laid down their
+# arms", "подняли белый флаг". Pairs of (first, second) lemmas a few words apart;
+# like a bare "сдались" they need a military person in the sentence.
+SURRENDER_PAIRS = (
+    (_words("сложить складывать скласти складати"), _words("оружие зброя")),
+    (_words("белый білий"), _words("флаг прапор")),
+    (_words("поднять поднятый поднимать підняти піднятий піднімати"), _words("рука")),
+)
+SURRENDER_PAIRS_EN = (
+    (_words("lay laid lie lai"), _words("arm weapon")),
+    (_words("give gave given giving gives"), _words("themselv himself up")),
+    (_words("white"), _words("flag")),
+    (_words("hand"), _words("up rais")),
+)
+SURRENDER_FIRST = frozenset().union(*(first for first, _ in SURRENDER_PAIRS))
+SURRENDER_FIRST_EN = frozenset().union(*(first for first, _ in SURRENDER_PAIRS_EN))
 # Holding someone: needs a military person as object.
 HOLD_VERBS = _words("удерживать утримувати")
 HOLD_EN = _words("hold held")
 # English: "taken prisoner", "took 14 soldiers prisoner", "held captive", "in captivity".
 TAKE_EN_FORMS = _words("take takes taken took taking held hold holding")
 PRISONER_EN = _words("prison captiv")
+HOLD_EN_FORMS = _words("held hold holding")
+PRONOUNS_EN = _words("he she they him her them we us")
 CAPTIVITY_EN = _words("captiv custodi")
 # Tokens of "prisoner(s) of war": prison + of + war.
 POW_PHRASE_EN = ("prison", "of", "war")
@@ -64,7 +88,8 @@ TRIGGERS = (
     | PRISONER_EN
     | CAPTIVITY_EN
     | ALIVE
-    | _words("alive рука")
+    | _words("alive рука сложить складывать скласти складати флаг прапор arm weapon themselv")
+    | _words("himself flag hand")
 )
 
 # Captivity words that, in a sentence calling a report false, make it a denial even
@@ -105,6 +130,16 @@ UNITS = _words(
     "взвод рота батальон расчет экипаж подразделение отделение"
     " взвод рота батальйон розрахунок екіпаж підрозділ відділення"
 )
+# Nouns of quantity that stand before the captives: "захватили группу диверсантов".
+QUANTITY_NOUNS = _words(
+    "группа часть десяток сотня несколько ряд множество група частина десяток сотня кілька"
+    " низка безліч"
+)
+# Collective numerals standing alone are people: "ещё двое сдались", "троє потрапили".
+COLLECTIVE_NUMERALS = _words(
+    "двое трое четверо пятеро шестеро семеро восьмеро девятеро десятеро"
+    " двоє троє четверо п'ятеро шестеро семеро восьмеро дев'ятеро десятеро"
+)
 # Generic persons, military only together with a military marker word.
 GENERIC_PERSONS = _words("человек мужчина людина чоловік")
 # Adjectives used as nouns ("военные", "військові"): persons only when no noun follows.
@@ -118,7 +153,8 @@ MILITARY_GROUPS = _words(
     " легіон корпус загін"
 )
 # "Никаких пленных нет", "жодних полонених": a determiner that negates the noun.
-NEGATIVE_DETERMINERS = _words("никакой ни один жодний жоден no none")
+# "ни одного пленного" is caught by its "ни"; "один из пленных" is one of them.
+NEGATIVE_DETERMINERS = _words("никакой жодний жоден no none")
 # "в наших руках", "в руках противника", "у ворога в руках": held by a side.
 HANDS = _words("рука")
 HOLDERS = _words(
@@ -129,8 +165,8 @@ MILITARY_MARKERS = _words("военный форма всу рф вс зсу в�
 
 PERSONS_EN = _words(
     "soldier servicemen serviceman troop fighter marin paratroop conscript offic command pilot"
-    " sniper guard mercenari militant infantryman gunner tankman crew pow soldiers trooper"
-    " stormtroop defend scout recruit sergeant lieuten captain colonel"
+    " sniper guard mercenari milit infantryman gunner tankman crew pow soldiers trooper"
+    " stormtroop defend scout recruit sergeant lieuten captain colonel squad platoon detach"
 )
 PERSON_NORMS_EN = _words("russians ukrainians koreans men servicemen")
 # Words that may stand between an English verb and its object noun.
@@ -138,7 +174,8 @@ EN_SKIP = _words(
     "a an the two three four five six seven eight nine ten eleven twelve dozen dozens"
     " several some more russian ukrainian north korean chechen wounded enemy young other"
     " at least about around over nearly of its their his her our alive contract border"
-    " another one group few many further additional"
+    " another one group few many further additional team teams groups entire whole sabotage"
+    " recon reconnaissance assault special forces airborne"
 )
 BE_EN = _words("was were been being is are be get got gets getting had has have")
 
@@ -148,9 +185,9 @@ NEGATIONS = _words("не ни нет никто нема немає ні ніх�
 # Words that state a report is false.
 DENIAL_WORDS = _words(
     "опровергнуть опровергать опровержение отрицать фейк фэйк вброс ложь неправда"
-    " дезинформация постановочный инсценировка опровергнутый"
+    " дезинформация постановочный постановка инсценировка инсценировать опровергнутый"
     " спростувати спростовувати спростування заперечити заперечувати фейк вигадка"
-    " неправда дезінформація постановочний пропаганда брехня брехливий"
+    " неправда дезінформація постановочний постановка інсценування пропаганда брехня брехливий"
     " deni dismiss refut debunk fake fals untru stage fabric hoax disinform misinform"
     " propaganda lie"
 )
@@ -160,6 +197,14 @@ NEGATED_CONFIRM = _words(
 )
 MATCH_VERBS = _words("соответствовать відповідати")
 TRUTH_NOUNS = _words("действительность правда реальность дійсність правда реальність")
+# "готовы обменять", "предлагают обмен", "offers to swap them": captors proposing a swap
+# of the captives they report, which is still the capture claim.
+EXCHANGE_OFFERS = _words(
+    "предлагать предложить готовый хотеть намерен планировать пропонувати запропонувати"
+    " готовий хотіти планувати offer propos readi want plan"
+)
+# "пополнили обменный фонд": war-channel slang for taking prisoners.
+EXCHANGE_FUND = _words("фонд fund")
 EXCHANGE_WORDS = _words(
     "обмен обменять обменяться обмениваться обменный обмін обміняти обмінятися обмінюватися"
     " обмінний exchang swap repatri"
@@ -212,7 +257,11 @@ POLICY_HEADS = _words(
     " содержание условие защита"
     " сім'я родина родич рідні мати дружина права право статус закон виплата поводження"
     " утримання умова захист"
-    " famili relat right status law treatment access condit welfar"
+    # the Geneva Convention, lists, access and visits, and mistreatment of those held
+    " конвенция отношение список перечень доступ допуск допустить посещение пытка пытать"
+    " истязать конвенція перелік відвідування візит допустити катування катувати знущання"
+    " famili relat right status law treatment access condit welfar list visit convent"
+    " tortur mistreat abus"
 )
 HOSTAGE_WORDS = _words("заложник заложница заручник заручниця hostag")
 HISTORY_WORDS = _words("wwii ww2")
@@ -227,6 +276,8 @@ HISTORY_PAIRS = (
 YEAR_WORDS = _words("год рік year")
 YEAR_PREPS = _words("в во у in dure by sinc")
 AGO_WORDS = _words("назад тому ago")
+# "годовщина", "річниця", "anniversary": a commemoration, not a new report.
+ANNIVERSARY_WORDS = _words("годовщина річниця роковини anniversari")
 
 # Words after a number that say it does not count people.
 NOT_PEOPLE_UNITS = _words(

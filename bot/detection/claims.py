@@ -27,6 +27,10 @@ __all__ = ["ClaimResult", "Evidence", "LABELS", "detect_claim"]
 LABELS = ("claim", "denial", "exchange", "none")
 
 _CLAUSE_BREAK = frozenset(",;:()—–")
+_INFINITIVE = frozenset({"INFN", "infn"})
+_FINITE = frozenset({"past", "pres", "futr", "impr", "indc", "Impe", "PRTF", "PRTS", "GRND"})
+# "в руках противника", "у ворога в руках", "потрапили до наших рук"
+_INTO_HANDS = frozenset({"в", "у", "до"})
 _SKIP_TAGS = frozenset({"ADJF", "ADJS", "PRTF", "NPRO", "Apro"})
 _PROPER = frozenset({"Geox", "Orgn", "Name", "Surn", "Patr", "Abbr", "UNKN", "Trad"})
 # "2-х", "5-ти": a cardinal written with a case ending, unlike "155-й".
@@ -164,6 +168,12 @@ class _Sentence:
             return True
         if _has(tok, lx.UNITS):
             return True
+        if _has(tok, lx.COLLECTIVE_NUMERALS):
+            return (
+                k + 1 >= len(self.toks)
+                or self.broken(k, k + 1)
+                or _top_pos(self.toks[k + 1], self.lang) not in ("NOUN", "ADJF", "PRTF")
+            )
         return _has(tok, lx.GENERIC_PERSONS) and self.any_in(lx.MILITARY_MARKERS)
 
 
@@ -226,6 +236,12 @@ def _captivity_cues(s: _Sentence) -> list[_Cue]:
             person = _nearest_person(s, i)
             if not strong and person is None:
                 continue
+            if (
+                verb is not None
+                and _has(toks[verb], lx.CAPTIVITY_NOMINALS)
+                and not _has_captives(s, person)
+            ):
+                continue  # "добровольная сдача в плен карается ...": the act, not an event
             first, last = (i, i) if verb is None else (min(i, verb), max(i, verb))
             if not strong and not s.broken(min(first, person), max(last, person)):
                 first, last = min(first, person), max(last, person)
@@ -242,7 +258,7 @@ def _captivity_cues(s: _Sentence) -> list[_Cue]:
                 cue.because_at = (i + 1, min(i + 3, len(toks) - 1))
             cues.append(cue)
         elif _has(tok, lx.HANDS) and any(
-            k >= 0 and toks[k].norm in ("в", "у") for k in (i - 1, i - 2)
+            k >= 0 and toks[k].norm in _INTO_HANDS for k in (i - 1, i - 2)
         ):
             holder = next(
                 (
@@ -260,13 +276,64 @@ def _captivity_cues(s: _Sentence) -> list[_Cue]:
                 and "plur" in _grammemes(tok, s.lang, lx.HANDS)
             ):
                 first, last = min(i - 2, holder, person), max(i, holder, person)
-                first = first if toks[first].norm in ("в", "у") else first + 1
+                first = first if toks[first].norm in _INTO_HANDS else first + 1
                 cues.append(_Cue(first, last, i, "in_hands", 0.7, subject=person))
         elif _has(tok, lx.CAPTURE_SELF_VERBS):
-            cues.append(_Cue(i, i, i, "capture_verb", 0.9))
+            if (
+                _has(tok, lx.CAPTIVITY_NOMINALS)
+                and "NOUN" in _grammemes(tok, s.lang)
+                and not _has_captives(s, _nearest_person(s, i))
+            ):
+                continue  # "пленение" with nobody taken is the notion, not a report
+            cue = _Cue(i, i, i, "capture_verb", 0.9)
+            active = not _grammemes(tok, s.lang, lx.CAPTURE_SELF_VERBS) & {"PRTF", "PRTS", "NOUN"}
+            obj = _thing_taken(s, i) if active else None  # "пленён оператор": the captive
+            if obj is not None:
+                # "полонили серця", "пленила зрителей": charmed, not captured
+                cue.status, cue.because, cue.because_at = "blocked", "metaphor", (obj, obj)
+            cues.append(cue)
         elif _has(tok, lx.POW_NOUNS):
-            cues.append(_Cue(i, i, i, "pow_noun", 0.85))
+            # "взяли пленных", "не брати полонених": the verb carries tense, mood and
+            # negation, so the context rules look at it rather than at the noun.
+            take = next(
+                (
+                    k
+                    for k in (i - 1, i - 2, i + 1, i + 2)
+                    if 0 <= k < len(toks)
+                    and _has(toks[k], lx.TAKE_VERBS | lx.CAPTURE_VERBS)
+                    and not s.broken(min(i, k), max(i, k))
+                ),
+                None,
+            )
+            if take is not None:
+                cues.append(_Cue(min(i, take), max(i, take), take, "took_prisoners", 0.9))
+            else:
+                cues.append(_Cue(i, i, i, "pow_noun", 0.85))
     return cues
+
+
+def _thing_taken(s: _Sentence, i: int) -> int | None:
+    """The object noun right after "пленить / полонити" when it is not a soldier."""
+    toks = s.toks
+    for k in range(i + 1, min(len(toks), i + 4)):
+        if s.broken(i, k) or toks[k].is_number or s.is_person(k):
+            return None
+        if _number_at(s, k)[0] is not None or _has(toks[k], lx.QUANTITY_NOUNS):
+            return None
+        parses = _parses(toks[k].norm, s.lang)
+        pos = parses[0][2] if parses else None
+        if pos in ("ADJF", "PRTF", "NPRO") or (parses and "Apro" in parses[0][1]):
+            continue
+        if pos == "NOUN" and not parses[0][1] & _PROPER:
+            return k if any("accs" in g for _, g, p in parses if p == "NOUN") else None
+        return None
+    return None
+
+
+def _has_captives(s: _Sentence, person: int | None) -> bool:
+    """Whether a sentence names whose captivity a verbal noun is about: a soldier, or a
+    side or formation ("участились случаи сдачи в плен" ... "у ВСУ")."""
+    return person is not None or s.any_in(lx.MILITARY_MARKERS | lx.MILITARY_GROUPS)
 
 
 def _nearest_person(s: _Sentence, i: int) -> int | None:
@@ -300,7 +367,10 @@ def _metaphor_after(s: _Sentence, i: int) -> bool:
         return False
     if k >= len(toks) or s.broken(i, k) or toks[k].is_number or s.is_person(k):
         return False
-    noun_parses = [g for _, g, _p in _parses(toks[k].norm, s.lang) if "NOUN" in g]
+    parses = _parses(toks[k].norm, s.lang)
+    if any(pos in ("PREP", "NUMR", "ADVB") for _, _g, pos in parses):
+        return False  # "взяли в полон понад сто строковиків", "в плен более 20"
+    noun_parses = [g for _, g, _p in parses if "NOUN" in g]
     if not noun_parses:
         return False
     if any("anim" in g or g & _PROPER for g in noun_parses) or _has(toks[k], lx.MILITARY_GROUPS):
@@ -317,6 +387,7 @@ def _capture_cues(s: _Sentence) -> list[_Cue]:
     cues: list[_Cue] = []
     toks = s.toks
     n = len(toks)
+    idioms = s.any_in(lx.SURRENDER_FIRST)
     for i, tok in enumerate(toks):
         if _has(tok, lx.CAPTURE_VERBS) or _has(tok, lx.HOLD_VERBS):
             gram = _grammemes(tok, s.lang, lx.CAPTURE_VERBS | lx.HOLD_VERBS)
@@ -329,6 +400,7 @@ def _capture_cues(s: _Sentence) -> list[_Cue]:
                         cues.append(_Cue(min(i, k), max(i, k), i, rule, 0.8))
                         break
             else:
+                in_pp = False
                 for k in range(i + 1, min(n, i + 6)):
                     if s.broken(i, k):
                         break
@@ -338,6 +410,19 @@ def _capture_cues(s: _Sentence) -> list[_Cue]:
                                 _Cue(i, k, i, rule, 0.8 if rule == "capture_person" else 0.7)
                             )
                         break
+                    # "захопили опорний пункт окупантів": the object is the strongpoint,
+                    # the persons after it only own it. Nouns inside a prepositional
+                    # phrase ("захватили под Бахмутом двух бойцов") and quantity nouns
+                    # ("группу диверсантов") do not end the search.
+                    pos = _top_pos(toks[k], s.lang)
+                    if pos == "PREP":
+                        in_pp = True
+                    elif pos == "NOUN" and not _has(
+                        toks[k], lx.QUANTITY_NOUNS | lx.CAPTIVITY_NOUNS
+                    ):
+                        if not in_pp and "accs" in _grammemes(toks[k], s.lang):
+                            break
+                        in_pp = False
         elif _has(tok, lx.TAKE_VERBS):
             k = s.find(lx.ALIVE, i + 1, i + 4)
             if k is None:
@@ -350,7 +435,35 @@ def _capture_cues(s: _Sentence) -> list[_Cue]:
             person = _nearest_person(s, i)
             if person is not None:
                 cues.append(_Cue(i, i, i, "surrender", 0.75, subject=person))
+        elif idioms:
+            cue = _surrender_idiom(s, i, lx.SURRENDER_PAIRS)
+            if cue is not None:
+                cues.append(cue)
     return cues
+
+
+def _surrender_idiom(
+    s: _Sentence, i: int, pairs: tuple[tuple[frozenset[str], frozenset[str]], ...]
+) -> _Cue | None:
+    """ "сложили оружие", "підняли білий прапор", "laid down their arms": a surrender when
+    a soldier is the one doing it (not "Европа выбросила белый флаг")."""
+    toks = s.toks
+    for first, second in pairs:
+        if not _has(toks[i], first):
+            continue
+        j = s.find(second, i + 1, i + 4)
+        if j is None or s.broken(i, j):
+            continue
+        if s.is_en:
+            person = next((k for k in range(i - 1, max(-1, i - 8), -1) if s.is_person(k)), None)
+            if person is None or s.broken(person, i):
+                return None
+        else:
+            person = _nearest_person(s, i)
+            if person is None or s.broken(min(i, person), max(i, person)):
+                return None
+        return _Cue(i, j, i, "surrender", 0.75, subject=person)
+    return None
 
 
 def _object_form(s: _Sentence, k: int) -> bool:
@@ -377,6 +490,7 @@ def _english_cues(s: _Sentence) -> list[_Cue]:
     cues: list[_Cue] = []
     toks = s.toks
     n = len(toks)
+    idioms = s.any_in(lx.SURRENDER_FIRST_EN)
     for i, tok in enumerate(toks):
         stem = tok.lemmas[0] if tok.lemmas else tok.norm
         if stem == "pow":
@@ -389,7 +503,7 @@ def _english_cues(s: _Sentence) -> list[_Cue]:
                 (k for k in range(i - 1, max(-1, i - 7), -1) if toks[k].norm in lx.TAKE_EN_FORMS),
                 None,
             )
-            if take is not None and not s.broken(take, i):
+            if take is not None and not s.broken(take, i) and _en_held_someone(s, take):
                 cues.append(_Cue(take, i, take, "taken_prisoner", 0.9))
             elif i + 1 < n and _has(toks[i + 1], lx.EXCHANGE_WORDS):
                 cues.append(
@@ -400,7 +514,7 @@ def _english_cues(s: _Sentence) -> list[_Cue]:
                 (k for k in range(i - 1, max(-1, i - 7), -1) if toks[k].norm in lx.TAKE_EN_FORMS),
                 None,
             )
-            if take is not None and not s.broken(take, i):
+            if take is not None and not s.broken(take, i) and _en_held_someone(s, take):
                 cues.append(_Cue(take, i, take, "taken_prisoner", 0.85))
             elif (
                 i
@@ -451,12 +565,26 @@ def _english_cues(s: _Sentence) -> list[_Cue]:
                 if s.is_person(k):
                     cues.append(_Cue(k, i, i, "surrender", 0.75))
                     break
+        elif idioms:
+            cue = _surrender_idiom(s, i, lx.SURRENDER_PAIRS_EN)
+            if cue is not None:
+                cues.append(cue)
     return cues
+
+
+def _en_held_someone(s: _Sentence, take: int) -> bool:
+    """ "held captive" is a capture only with captives in the sentence, not in
+    "politics held captive by fear"; "taken prisoner" always has its subject."""
+    if s.toks[take].norm not in lx.HOLD_EN_FORMS:
+        return True
+    return any(
+        t.is_number or t.norm in lx.PRONOUNS_EN or s.is_person(k) for k, t in enumerate(s.toks)
+    )
 
 
 def _en_patient_after(s: _Sentence, i: int) -> int | None:
     toks = s.toks
-    for k in range(i + 1, min(len(toks), i + 7)):
+    for k in range(i + 1, min(len(toks), i + 9)):
         if s.broken(i, k):
             return None
         if s.is_person(k):
@@ -539,6 +667,9 @@ def _judge(s: _Sentence, cue: _Cue) -> None:
         cue.status, cue.because, cue.because_at = "denial", "negated", (neg, neg)
         if cue.rule == "surrender":
             cue.status = "blocked"
+        elif not s.is_en and _has_only(toks[a], s.lang, "INFN", "VERB"):
+            # "приказ не брать пленных", "не здаватися": an order or a resolve, no report
+            cue.status, cue.because = "blocked", "hypothetical"
         return
     k = s.find(lx.DENIAL_WORDS, 0, n)
     if k is not None and not (s.is_en and toks[k].lemmas[0] == "stage" and toks[k].norm == "stage"):
@@ -560,6 +691,8 @@ def _judge(s: _Sentence, cue: _Cue) -> None:
         cue.rule == "in_captivity" and _has(toks[a], lx.HOLDING_VERBS)
     )
     k = s.find(lx.EXCHANGE_WORDS, 0, n)
+    if k is not None and _exchange_to_come(s, cue, k):
+        return  # "взяли в плен ... и готовы обменять их": the capture is the news
     if k is None or held:
         k = s.find(lx.RETURN_WORDS, 0, n) if not held else None
     if k is None and cue.rule in ("pow_noun", "into_captivity"):
@@ -573,12 +706,25 @@ def _judge(s: _Sentence, cue: _Cue) -> None:
         cue.status, cue.because, cue.because_at = "blocked", blocked[0], blocked[1]
 
 
+def _exchange_to_come(s: _Sentence, cue: _Cue, k: int) -> bool:
+    """An exchange offered for captives just taken ("captured ... and offers to swap
+    them", "пополнили обменный фонд"), not one that happened."""
+    if cue.rule in ("pow_noun", "in_captivity", "return_from_captivity", "captivity_mention"):
+        return False
+    toks = s.toks
+    if k > cue.last and k + 1 < len(toks) and _has(toks[k + 1], lx.EXCHANGE_FUND):
+        return True
+    if k < cue.last:
+        return False
+    return s.find(lx.EXCHANGE_OFFERS, k - 3, k) is not None
+
+
 def _negation(s: _Sentence, cue: _Cue) -> int | None:
     toks = s.toks
     lo = min(cue.first, cue.anchor) - 3
     if cue.rule == "pow_noun":
         for k in (cue.first - 1, cue.first - 2):
-            if k >= 0 and (_has(toks[k], lx.NEGATIVE_DETERMINERS) or toks[k].norm == "no"):
+            if k >= 0 and (_has(toks[k], lx.NEGATIVE_DETERMINERS) or toks[k].norm in ("no", "ни")):
                 return k
         for k in range(cue.last + 1, min(len(toks), cue.last + 5)):
             if s.broken(cue.last, k):
@@ -618,9 +764,13 @@ def _blocker(s: _Sentence, cue: _Cue) -> tuple[str, tuple[int, int]] | None:
                 or (prev is not None and prev.norm in lx.YEAR_PREPS)
             ):
                 return "history", (k, k)
-            if value >= 10 and nxt is not None and _has(nxt, lx.YEAR_WORDS | {"лет", "років"}):
-                if k + 2 < n and _has(toks[k + 2], lx.AGO_WORDS):
-                    return "history", (k, k + 2)
+    # "год назад", "два года назад", "рік тому", "a year ago": a look back, not news.
+    for k in range(n - 1):
+        if _has(toks[k], lx.YEAR_WORDS | {"лет", "років"}) and _has(toks[k + 1], lx.AGO_WORDS):
+            return "history", (k, k + 1)
+    k = s.find(lx.ANNIVERSARY_WORDS, 0, n)
+    if k is not None:
+        return "history", (k, k)
     k = s.find(lx.HOSTAGE_WORDS, 0, n)
     if k is not None and cue.rule not in ("pow_noun", "into_captivity"):
         return "hostage", (k, k)
@@ -658,25 +808,33 @@ def _blocker(s: _Sentence, cue: _Cue) -> tuple[str, tuple[int, int]] | None:
             | lx.HOLD_VERBS
             | lx.TAKE_VERBS,
         )
-        if "INFN" in gram and _has_only(verb, s.lang, "INFN", "VERB"):
+        if (gram & _INFINITIVE or not gram & _FINITE) and _has_only(verb, s.lang, "INFN", "VERB"):
             if s.find(lx.SUCCESS_VERBS, a - 3, a) is None:
                 return "hypothetical", (a, a)
         if "futr" in gram and "perf" in gram and _has_only(verb, s.lang, "futr", "VERB"):
+            return "hypothetical", (a, a)
+        # "Сдавайтесь!", "здавайтеся в полон": an appeal, nobody has yet.
+        if "impr" in gram and _has_only(verb, s.lang, "impr", "VERB"):
             return "hypothetical", (a, a)
     # Organisations and category references to POWs.
     if cue.rule == "pow_noun":
         k = s.find(lx.ORGANISATION_HEADS, cue.first - 6, cue.first)
         if k is not None:
             return "organisation", (k, cue.last)
-        k = s.find(lx.POLICY_HEADS, cue.first - 3, cue.first)
-        if k is not None:
+        # "статус зниклих безвісти та військовополонених", "допустить МККК к пленным"
+        k = s.find(lx.POLICY_HEADS, cue.first - 5, cue.first)
+        if k is not None and not s.broken(k, cue.first):
             return "policy", (k, cue.last)
     return None
 
 
 def _has_only(tok: Token, lang: str, gram: str, pos: str) -> bool:
     """Whether every parse of the token with part of speech ``pos`` carries ``gram``."""
-    parses = [g for _, g, _p in _parses(tok.norm, lang) if pos in g or "INFN" in g]
+    parses = [g for _, g, _p in _parses(tok.norm, lang) if pos in g or g & _INFINITIVE]
+    if gram == "INFN":
+        # pymorphy3's Ukrainian dictionary tags infinitives "infn", or ("здаватися")
+        # leaves them with no tense or mood at all.
+        return bool(parses) and all(g & _INFINITIVE or not g & _FINITE for g in parses)
     return bool(parses) and all(gram in g for g in parses)
 
 
