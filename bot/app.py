@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +24,7 @@ from bot.watch_jobs import WatchJobs
 from bot.watcher import Watcher
 from config.settings import Settings
 from storage import outbox, watchlist
-from storage.db import Database, open_database
+from storage.db import Database, describe_unavailable, open_database, unavailable
 
 BACKOFF_MAX = 300.0
 STATUS_INTERVAL = 30.0
@@ -147,6 +148,19 @@ class App:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), delay)
                 delay = min(delay * 2, BACKOFF_MAX)
+            except sqlite3.Error as exc:
+                if not unavailable(exc):
+                    raise
+                # disk full or read-only while starting: keep trying rather than exit
+                assert self.db is not None
+                logger.error(
+                    "{what}; retrying in {delay:.0f} s",
+                    what=describe_unavailable(self.db.path, exc),
+                    delay=delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                delay = min(delay * 2, BACKOFF_MAX)
 
     async def _until_disconnected_or_stopped(self) -> None:
         assert self.client
@@ -228,6 +242,8 @@ class App:
         if self.bot is not None:
             # a stop (signal, stop()) lets alerts being sent be recorded; a crash does not
             await self.bot.stop(graceful=self.stopping.is_set())
+        if self.watcher is not None:
+            await self.watcher.close()
         if self.client is not None:
             await self.client.disconnect()
         if self.pipeline is not None:

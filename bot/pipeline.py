@@ -25,7 +25,7 @@ from bot.detection import Analysis, analyze
 from bot.detection.claims import ClaimResult, detect_claim
 from storage import archive, outbox
 from storage.archive import Archived
-from storage.db import Database
+from storage.db import Database, unavailable
 from storage.models import Post, iso, utcnow
 
 Source = Literal["live", "catchup", "reconcile", "poll", "import"]
@@ -128,12 +128,20 @@ class Pipeline:
         for post in posts:
             analysis = analyses.get(post.text)
             if analysis is None:
-                analysis = analyses[post.text] = analyze(post.text)
-            items.append((post, lemma_text(analysis)))
+                analysis = _analyze(post)
+                if analysis is not None:
+                    analyses[post.text] = analysis
+            items.append((post, lemma_text(analysis) if analysis is not None else ""))
         who = await self.audience()
-        async with self._tracked(), self.db.transaction() as conn:
-            result = await archive.archive_posts_in(conn, items)
-            planned = await self._detect_and_plan(conn, result, analyses, source, who, alert)
+        try:
+            async with self._tracked(), self.db.transaction() as conn:
+                result = await archive.archive_posts_in(conn, items)
+                planned = await self._detect_and_plan(conn, result, analyses, source, who, alert)
+        except Exception as exc:
+            if unavailable(exc) or len(posts) == 1:
+                raise
+            # one poison post must not keep the rest of its batch out of the archive
+            return await self._one_by_one(posts, source, alert, exc)
         log = logger.bind(source=source, channel=posts[0].channel_id)
         changed = sum(1 for a in result if a.status in ("new", "edited"))
         if changed:
@@ -164,8 +172,16 @@ class Pipeline:
         rows = []
         planned = []
         for item in touched:
-            analysis = analyses.get(item.post.text) or analyze(item.post.text)
-            verdict = detect_claim(analysis)
+            analysis = analyses.get(item.post.text)
+            if analysis is None:
+                continue  # the text could not be analysed (logged): archived as it is
+            try:
+                verdict = detect_claim(analysis)
+            except Exception:
+                logger.bind(channel=item.post.channel_id, msg_id=item.post.msg_id).exception(
+                    "claim detection failed on a post; archived without a verdict or alerts"
+                )
+                continue
             rows.append(detection_row(verdict, analysis, stamp, item.post_id))
             silent = source in alerts.SILENT_SOURCES if alert is None else not alert
             if not who.subscribers or silent:
@@ -191,6 +207,24 @@ class Pipeline:
             planned.extend(alerts.plan(subject, who.subscribers, self.policy, now))
         await conn.executemany(SAVE_DETECTION, rows)
         return await outbox.add_in(conn, planned)
+
+    async def _one_by_one(
+        self, posts: Sequence[Post], source: Source, alert: bool | None, error: Exception
+    ) -> list[Archived]:
+        logger.bind(source=source, channel=posts[0].channel_id).warning(
+            "archiving a batch of {n} posts failed ({error}); archiving them one by one",
+            n=len(posts),
+            error=error.__class__.__name__,
+        )
+        result: list[Archived] = []
+        for post in posts:
+            try:
+                result.extend(await self.ingest([post], source, alert=alert))
+            except Exception as exc:
+                if unavailable(exc):
+                    raise
+                _skipped(post, source)
+        return result
 
     async def deleted(
         self, channel_id: int, msg_ids: Sequence[int], when: datetime | None = None
@@ -239,6 +273,23 @@ class Pipeline:
     async def _notify(self, ingested: Ingested) -> None:
         for listener in self._listeners:
             await listener(ingested)
+
+
+def _analyze(post: Post) -> Analysis | None:
+    try:
+        return analyze(post.text)
+    except Exception:
+        logger.bind(channel=post.channel_id, msg_id=post.msg_id).exception(
+            "could not analyse a post's text; archived without lemmas, detection or alerts"
+        )
+        return None
+
+
+def _skipped(post: Post, source: Source) -> None:
+    logger.bind(source=source, channel=post.channel_id, msg_id=post.msg_id).exception(
+        "could not archive post {msg_id}; skipped, the rest of its batch is archived",
+        msg_id=post.msg_id,
+    )
 
 
 async def _usernames_in(conn: aiosqlite.Connection, channel_ids: set[int]) -> dict[int, str]:

@@ -181,3 +181,29 @@ def to_post(message: types.TypeMessage, channel_id: int | None = None) -> Post |
         media=to_media(message.media),
         raw=raw,
     )
+
+
+def salvage(message: Any, channel_id: int, error: BaseException) -> Post | None:
+    """What can still be read of a message that `to_post` could not convert: its id,
+    date and text, with the conversion error in `raw`, so one malformed message is
+    archived as far as possible instead of stopping the channel. None if even the id
+    or the date cannot be read."""
+    try:
+        msg_id = int(message.id)
+        date = _utc(message.date)
+        if date is None:
+            return None
+        text = getattr(message, "message", None)
+        raw: dict[str, Any] = {
+            "_": type(message).__name__,
+            "conversion_error": f"{error.__class__.__name__}: {error}"[:1000],
+        }
+        return Post(
+            channel_id=channel_id,
+            msg_id=msg_id,
+            date=date,
+            text=text if isinstance(text, str) else "",
+            raw=raw,
+        )
+    except Exception:
+        return None

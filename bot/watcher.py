@@ -8,6 +8,8 @@ are relied on, because Telethon does not fetch missed channel posts itself.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,16 +20,25 @@ from loguru import logger
 from telethon import TelegramClient, errors, events, functions, types, utils
 
 from bot.pipeline import Pipeline, Source
-from bot.telegram import channel_id_of, to_post
+from bot.telegram import channel_id_of, salvage, to_post
 from config.settings import Backfill, ChannelSpec
 from storage import archive, watchlist
-from storage.db import Database
+from storage.db import Database, describe_unavailable, unavailable
 from storage.models import Channel, Post, utcnow
 
 BATCH = 100
 RECONCILE_DEPTH = 100
 T = TypeVar("T")
 MAX_FLOOD_WAIT = 3600
+# While the archive cannot be written (disk full, read-only, locked) new posts are not
+# held in memory: the archive head stays put and they are fetched again from Telegram
+# once a write succeeds. Edits and deletions pushed meanwhile are kept, up to these
+# bounds; past them the oldest are dropped and the channel's newest posts re-read.
+PENDING_EDITS_MAX = 2_000
+PENDING_DELETIONS_MAX = 20_000
+REPAIR_FIRST = 1.0  # seconds before the first retry; doubles up to REPAIR_MAX
+REPAIR_MAX = 60.0
+OUTAGE_LOG_EVERY = 300.0  # seconds between repeated errors while writes keep failing
 
 
 @dataclass
@@ -71,6 +82,17 @@ class Watcher:
         self._background: set[asyncio.Task[int]] = set()
         self._catchup_lock = asyncio.Lock()
         self._handlers_added = False
+        # channels whose archive is behind Telegram because a write failed
+        self._repair: set[int] = set()
+        self._reconcile_after: set[int] = set()
+        self._pending_edits: deque[Post] = deque()
+        self._pending_deletions: deque[tuple[int, int]] = deque()
+        self._repair_task: asyncio.Task[None] | None = None
+        self.repair_first = REPAIR_FIRST
+        self.outage_since: datetime | None = None
+        self.write_failures = 0
+        self._outage_logged = 0.0
+        self._changed = asyncio.Event()
 
     # --- resolving -----------------------------------------------------------
 
@@ -224,11 +246,20 @@ class Watcher:
         newest archived posts for edits and deletions missed meanwhile."""
         async with self._catchup_lock:
             total = 0
-            for watched in list(self.channels.values()):
-                before = await self._head(watched)
-                total += await self.catch_up(watched)
-                if reconcile_depth and before:
-                    await self.reconcile(watched, reconcile_depth, up_to=before)
+            channels = list(self.channels.values())
+            for i, watched in enumerate(channels):
+                try:
+                    before = await self._head(watched)
+                    total += await self.catch_up(watched)
+                    if reconcile_depth and before:
+                        await self.reconcile(watched, reconcile_depth, up_to=before)
+                except sqlite3.Error as exc:
+                    if not unavailable(exc):
+                        raise
+                    # the rest would fail the same way: retry them all once writes work
+                    left = [w.id for w in channels[i:]]
+                    self._write_failed(exc, left, reconcile=bool(reconcile_depth))
+                    break
             return total
 
     async def _head(self, watched: Watched) -> int:
@@ -236,25 +267,28 @@ class Watcher:
         return current.last_msg_id if current else 0
 
     async def catch_up(self, watched: Watched, source: Source = "catchup") -> int:
-        log = logger.bind(channel=watched.id)
         async with watched.lock:
-            head = await self._head(watched)
-            while True:
-                try:
-                    if head == 0:
-                        head = await self._backfill_start(watched)
-                    seen = await self._fetch_above(watched, head, source)
-                except errors.FloodWaitError as exc:
-                    await self._pause(str(watched.id), exc.seconds)
-                    head = await self._head(watched)
-                    continue
-                except (errors.ChannelPrivateError, errors.ChannelInvalidError) as exc:
-                    log.error("lost access to the channel: {error}", error=exc.__class__.__name__)
-                    await archive.set_channel_error(self.db, watched.id, exc.__class__.__name__)
-                    return 0
-                if seen:
-                    log.info("caught up {n} posts above id {head}", n=seen, head=head)
-                return seen
+            return await self._catch_up_locked(watched, source)
+
+    async def _catch_up_locked(self, watched: Watched, source: Source) -> int:
+        log = logger.bind(channel=watched.id)
+        head = await self._head(watched)
+        while True:
+            try:
+                if head == 0:
+                    head = await self._backfill_start(watched)
+                seen = await self._fetch_above(watched, head, source)
+            except errors.FloodWaitError as exc:
+                await self._pause(str(watched.id), exc.seconds)
+                head = await self._head(watched)
+                continue
+            except (errors.ChannelPrivateError, errors.ChannelInvalidError) as exc:
+                log.error("lost access to the channel: {error}", error=exc.__class__.__name__)
+                await archive.set_channel_error(self.db, watched.id, exc.__class__.__name__)
+                return 0
+            if seen:
+                log.info("caught up {n} posts above id {head}", n=seen, head=head)
+            return seen
 
     async def _backfill_start(self, watched: Watched) -> int:
         """min_id for a channel seen for the first time, from the configured depth."""
@@ -276,7 +310,7 @@ class Watcher:
         async for message in self.client.iter_messages(
             watched.entity, min_id=min_id, max_id=below, reverse=True, wait_time=self.page_wait
         ):
-            post = to_post(message, watched.id)
+            post = self._convert(message, watched.id)
             if post is not None:
                 batch.append(post)
             if len(batch) >= BATCH:
@@ -336,7 +370,7 @@ class Watcher:
         posts: list[Post] = []
         gone: list[int] = []
         for msg_id, message in zip(msg_ids, messages, strict=True):
-            post = to_post(message, watched.id) if message is not None else None
+            post = self._convert(message, watched.id) if message is not None else None
             if post is None:
                 gone.append(msg_id)
             else:
@@ -360,20 +394,34 @@ class Watcher:
         watched = self.channels.get(channel_id_of(event.message) or 0)
         if watched is None:
             return
+        post = self._convert(event.message, watched.id)
+        if post is None:
+            return
+        edit = isinstance(event, events.MessageEdited.Event)  # a NewMessage.Event too
         try:
-            post = to_post(event.message, watched.id)
-            if post is None:
-                return
             async with watched.lock:
-                head = await self._head(watched)
-                if isinstance(event, events.NewMessage.Event) and post.msg_id > head + 1:
-                    # Ids jumped: posts in between may never be pushed (Telethon only
-                    # notices a gap once it knows the channel's pts), so fetch them.
-                    await self._fetch_above(watched, head, "catchup", below=post.msg_id)
-                await self.pipeline.ingest([post], "live")
+                if watched.id in self._repair:
+                    # writes are failing: the head stays put, so the repair fetches new
+                    # posts again; an edit is kept for it
+                    if edit:
+                        self._remember_edit(post)
+                    return
+                try:
+                    head = await self._head(watched)
+                    if not edit and post.msg_id > head + 1:
+                        # Ids jumped: posts in between may never be pushed (Telethon only
+                        # notices a gap once it knows the channel's pts), so fetch them.
+                        await self._fetch_above(watched, head, "catchup", below=post.msg_id)
+                    await self.pipeline.ingest([post], "live")
+                except sqlite3.Error as exc:
+                    if not unavailable(exc):
+                        raise
+                    if edit:
+                        self._remember_edit(post)
+                    self._write_failed(exc, [watched.id])
         except Exception:
             # one poison post must not stop the others; reconcile retries it later
-            logger.bind(channel=watched.id, msg_id=event.message.id).exception(
+            logger.bind(channel=watched.id, msg_id=post.msg_id).exception(
                 "could not archive a live post"
             )
 
@@ -385,8 +433,152 @@ class Watcher:
         watched = self.channels.get(real_id) if peer_type is types.PeerChannel else None
         if watched is None:
             return
-        async with watched.lock:
-            await self.pipeline.deleted(watched.id, event.deleted_ids)
+        try:
+            async with watched.lock:
+                if watched.id in self._repair:
+                    self._remember_deletions(watched.id, event.deleted_ids)
+                    return
+                try:
+                    await self.pipeline.deleted(watched.id, event.deleted_ids)
+                except sqlite3.Error as exc:
+                    if not unavailable(exc):
+                        raise
+                    self._remember_deletions(watched.id, event.deleted_ids)
+                    self._write_failed(exc, [watched.id])
+        except Exception:
+            logger.bind(channel=watched.id).exception("could not record deleted posts")
+
+    def _convert(self, message: types.TypeMessage, channel_id: int) -> Post | None:
+        """to_post(), or what can be read of a message it cannot convert."""
+        try:
+            return to_post(message, channel_id)
+        except Exception as exc:
+            logger.bind(channel=channel_id, msg_id=getattr(message, "id", None)).exception(
+                "could not read a {kind}; archiving its id, date and text only",
+                kind=type(message).__name__,
+            )
+            return salvage(message, channel_id, exc)
+
+    # --- the archive cannot be written -----------------------------------------
+
+    @property
+    def behind(self) -> set[int]:
+        """Channels whose archive is behind Telegram because writes failed."""
+        return set(self._repair)
+
+    @property
+    def pending(self) -> tuple[int, int]:
+        """(edits, deletions) kept in memory until the archive can be written."""
+        return len(self._pending_edits), len(self._pending_deletions)
+
+    @property
+    def changed(self) -> asyncio.Event:
+        """Set at the next failed write, kept edit or deletion, or finished repair;
+        take it before checking, then wait on it (tests, status)."""
+        return self._changed
+
+    def _fire(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    def _write_failed(
+        self, exc: BaseException, channel_ids: Sequence[int], *, reconcile: bool = False
+    ) -> None:
+        self._repair.update(channel_ids)
+        if reconcile:
+            self._reconcile_after.update(channel_ids)
+        self.write_failures += 1
+        now = time.monotonic()
+        if self.outage_since is None or now - self._outage_logged >= OUTAGE_LOG_EVERY:
+            again = self.outage_since is not None
+            self.outage_since = self.outage_since or utcnow()
+            self._outage_logged = now
+            logger.bind(db=str(self.db.path)).error(
+                "{what}{still} (failing since {since:%H:%M:%S} UTC)",
+                what=describe_unavailable(self.db.path, exc),
+                still="; still failing" if again else "",
+                since=self.outage_since,
+            )
+        if self._repair_task is None or self._repair_task.done():
+            self._repair_task = asyncio.create_task(self._repair_loop(), name="archive-repair")
+        self._fire()
+
+    def _remember_edit(self, post: Post) -> None:
+        if len(self._pending_edits) >= PENDING_EDITS_MAX:
+            self._reconcile_after.add(self._pending_edits.popleft().channel_id)
+        self._pending_edits.append(post)
+        self._fire()
+
+    def _remember_deletions(self, channel_id: int, msg_ids: Sequence[int]) -> None:
+        for msg_id in msg_ids:
+            if len(self._pending_deletions) >= PENDING_DELETIONS_MAX:
+                self._reconcile_after.add(self._pending_deletions.popleft()[0])
+            self._pending_deletions.append((channel_id, msg_id))
+        self._fire()
+
+    async def _repair_loop(self) -> None:
+        """Retry, with backoff, until every channel behind is caught up from Telegram."""
+        delay = self.repair_first
+        while self._repair or self._reconcile_after:
+            await asyncio.sleep(delay)  # backoff between attempts
+            try:
+                fetched = await self._repair_all()
+            except sqlite3.Error as exc:
+                if not unavailable(exc):
+                    logger.exception("repairing the archive failed; retrying")
+                else:
+                    self._write_failed(exc, [])
+                delay = min(delay * 2, REPAIR_MAX)
+                continue
+            except Exception:
+                logger.exception("catching up after failed writes failed; retrying")
+                delay = min(delay * 2, REPAIR_MAX)
+                continue
+            since = self.outage_since
+            self.outage_since = None
+            self._fire()
+            logger.bind(db=str(self.db.path)).warning(
+                "the archive is writable again after {seconds:.0f} s; fetched {n} posts "
+                "it could not store",
+                seconds=(utcnow() - since).total_seconds() if since else 0,
+                n=fetched,
+            )
+
+    async def _repair_all(self) -> int:
+        fetched = 0
+        for channel_id in sorted(self._repair):
+            watched = self.channels.get(channel_id)
+            if watched is None:  # unwatched meanwhile
+                self._repair.discard(channel_id)
+                continue
+            async with watched.lock:
+                fetched += await self._catch_up_locked(watched, "catchup")
+                edits = [p for p in self._pending_edits if p.channel_id == channel_id]
+                if edits:
+                    await self.pipeline.ingest(edits, "live")
+                gone = [m for c, m in self._pending_deletions if c == channel_id]
+                if gone:
+                    await self.pipeline.deleted(channel_id, gone)
+                self._pending_edits = deque(
+                    p for p in self._pending_edits if p.channel_id != channel_id
+                )
+                self._pending_deletions = deque(
+                    d for d in self._pending_deletions if d[0] != channel_id
+                )
+                self._repair.discard(channel_id)
+        for channel_id in sorted(self._reconcile_after):
+            watched = self.channels.get(channel_id)
+            if watched is not None:
+                await self.reconcile(watched, RECONCILE_DEPTH)
+            self._reconcile_after.discard(channel_id)
+        return fetched
+
+    async def close(self) -> None:
+        """Stop background work (repair after failed writes, run-time catch-ups)."""
+        tasks = [t for t in (self._repair_task, *self._background) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # --- FloodWait -----------------------------------------------------------
 

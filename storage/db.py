@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -74,11 +75,15 @@ class Database:
                 await self.conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self.conn
-                except BaseException:
-                    await self.conn.execute("ROLLBACK")
-                    raise
-                else:
                     await self.conn.execute("COMMIT")
+                except BaseException:
+                    # A failed COMMIT (disk full, I/O error) leaves the transaction open, and
+                    # SQLite may already have rolled back a statement that hit a full disk:
+                    # roll back only what is still open, and never let that hide the cause.
+                    if self.conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            await self.conn.execute("ROLLBACK")
+                    raise
             finally:
                 self._owner.reset(token)
 
@@ -107,6 +112,54 @@ class Database:
     async def close(self) -> None:
         async with self._lock:
             await self.conn.close()
+
+
+# Result codes that mean "the database cannot be written now" (not "this data is bad"):
+# the service keeps running, retries, and catches up from Telegram once writes succeed.
+_UNAVAILABLE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+        sqlite3.SQLITE_CANTOPEN,
+    }
+)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the archive cannot be written now (disk full, read-only,
+    I/O error, locked) rather than that one record or query is bad."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _UNAVAILABLE_CODES
+    text = str(exc)
+    return any(
+        cue in text for cue in ("disk is full", "readonly", "disk I/O", "locked", "unable to open")
+    )
+
+
+def describe_unavailable(path: Path, exc: BaseException) -> str:
+    """One line for the log: what failed, on which file, and what the operator can do."""
+    text = str(exc)
+    code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+        cause = "the disk is full; free space on it"
+    elif code == sqlite3.SQLITE_READONLY or "readonly" in text:
+        cause = "the database is read-only; check the file's permissions and the mount"
+    elif code == sqlite3.SQLITE_IOERR or "I/O" in text:
+        cause = "the disk reported an I/O error; check the disk (dmesg, SMART)"
+    elif code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in text:
+        cause = "another process holds a write lock on it; stop that process"
+    else:
+        cause = "check that the file and its directory are writable"
+    return (
+        f"cannot write to the archive {path} ({text}): {cause}. Nothing is lost: "
+        "chanwatch retries and fetches the posts it could not store from Telegram again"
+    )
 
 
 def _explain(path: Path, exc: sqlite3.Error) -> StorageError:

@@ -25,6 +25,9 @@ Scripting API::
     mid = sim.post(ch, "text", push=True, media=None, fwd_from=None, reply_to=None,
                    entities=None, date=None, views=0, forwards=0)
     ids = sim.post_album(ch, [sim.photo(), sim.video(duration=12)], caption="...", push=True)
+    # any TL media goes through media=: types.MessageMediaUnsupported(), MessageMediaDice(
+    #   value=3, emoticon="🎲"), MessageMediaGeo(types.GeoPoint(...)), MessageMediaPoll(...)
+    sim.post_service(ch, types.MessageActionPinMessage())  # a service message (default: title)
     sim.photo(w=1280, h=720, size=None)          # -> types.MessageMediaPhoto
     sim.video(duration=10, w=1280, h=720, size=None, file_name="video.mp4", mime="video/mp4")
     sim.document(mime="application/pdf", file_name="x.pdf", size=100_000)
@@ -54,6 +57,7 @@ Scripting API::
                             # world change, connection change and answered request
     sim.block(user, bot); sim.unblock(user, bot)   # bot sends -> 400 USER_IS_BLOCKED
     sim.enforce_bot_limits = True   # per chat 3 burst @1/s, global 30 @30/s -> FLOOD_WAIT_n
+    sim.dedup_random_ids = True     # a bot resending a random id -> 500 RANDOM_ID_DUPLICATE
     sim.flood_waits_issued          # how many FloodWaits the limits produced
 
     # faults and observation

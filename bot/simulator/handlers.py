@@ -644,6 +644,7 @@ def send_message(ctx: Context, req: functions.messages.SendMessageRequest) -> ty
         raise RpcFail(400, "MESSAGE_EMPTY")
     if len(req.message) > 4096:
         raise RpcFail(400, "MESSAGE_TOO_LONG")
+    ctx.world.claim_random_id(sender, req.random_id)
     msg, event = ctx.world.send_private(
         sender,
         peer,

@@ -540,6 +540,12 @@ class Simulator:
             forwards=forwards,
         )
 
+    def post_service(self, channel: SimChannel, action: Any = None, *, push: bool = True) -> int:
+        """A service message; the default action is a title change to the current title."""
+        if action is None:
+            action = types.MessageActionChatEditTitle(title=channel.title)
+        return self.world.post_service(channel, action, push=push)
+
     def post_album(
         self,
         channel: SimChannel,
@@ -790,6 +796,14 @@ class Simulator:
     @property
     def flood_waits_issued(self) -> int:
         return self.world.flood_waits_issued
+
+    @property
+    def dedup_random_ids(self) -> bool:
+        return self.world.dedup_random_ids
+
+    @dedup_random_ids.setter
+    def dedup_random_ids(self, value: bool) -> None:
+        self.world.dedup_random_ids = value
 
     # ------------------------------------------------------------------ delivery
 

@@ -61,6 +61,7 @@ class SimMessage:
     edit_date: dt.datetime | None = None
     deleted: bool = False
     pair_id: int | None = None  # private: id of the same message in the other party's box
+    action: Any = None  # a MessageAction*: this is a service message (pin, title change...)
 
     @property
     def edited(self) -> bool:
@@ -86,7 +87,16 @@ class SimMessage:
         assert self.peer_user_id is not None
         return types.PeerUser(self.peer_user_id)
 
-    def to_tl(self) -> types.Message:
+    def to_tl(self) -> types.Message | types.MessageService:
+        if self.action is not None:
+            return types.MessageService(
+                id=self.id,
+                peer_id=self.peer(),
+                date=self.date,
+                action=self.action,
+                out=self.out or None,
+                post=True if self.channel_id is not None else None,
+            )
         reactions = None
         if self.reactions:
             reactions = types.MessageReactions(
@@ -228,6 +238,10 @@ class World:
         # bot send limits (off by default)
         self.enforce_bot_limits = False
         self.flood_waits_issued = 0
+        # Telegram refuses a second message with a random id it has seen from the same
+        # sender (RANDOM_ID_DUPLICATE); off by default, like the simulator always was
+        self.dedup_random_ids = False
+        self._random_ids: set[tuple[int, int]] = set()
         self._chat_buckets: dict[tuple[int, int], TokenBucket] = {}
         self._global_buckets: dict[int, TokenBucket] = {}
 
@@ -497,6 +511,29 @@ class World:
             )
         self._changed()
         return msg.id
+
+    def post_service(self, channel: SimChannel, action: Any, *, push: bool = True) -> int:
+        """A service message in a channel (title changed, message pinned, ...)."""
+        msg = self._new_channel_message(channel, "", None, None, None, None, None, None, None, None)
+        msg.action = action
+        event = self._channel_event(channel, "new", [msg.id])
+        if push:
+            self._push_channel(
+                channel,
+                lambda viewer: self.updates(
+                    [types.UpdateNewChannelMessage(msg.to_tl(), event.pts, 1)], [msg], viewer
+                ),
+            )
+        self._changed()
+        return msg.id
+
+    def claim_random_id(self, sender: SimUser, random_id: int) -> None:
+        """With dedup_random_ids on, a repeated (sender, random id) is refused."""
+        if not self.dedup_random_ids:
+            return
+        if (sender.id, random_id) in self._random_ids:
+            raise RpcFail(500, "RANDOM_ID_DUPLICATE")
+        self._random_ids.add((sender.id, random_id))
 
     def _new_channel_message(
         self,
