@@ -221,6 +221,11 @@ class Poller:
                 await archive.set_channel_error(self.db, channel_id, exc.__class__.__name__)
                 self.schedule.plan(channel_id, self.clock(), self.slowest)
                 continue
+            except Exception:
+                # a bug or a bad record must not hold up the channels due after this one
+                log.exception("polling the channel failed; trying again later")
+                self.schedule.plan(channel_id, self.clock(), self.slowest)
+                continue
             self.polls += 1
             self.write_failing = False
             self.budget.charge(extra_requests(seen))

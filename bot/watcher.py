@@ -346,7 +346,7 @@ class Watcher:
             if len(page.messages) >= BATCH:  # more than a page is new: fetch it all in order
                 return await self._fetch_above(watched, head, "poll")
             messages = sorted((m for m in page.messages if m.id > head), key=lambda m: m.id)
-            posts = [p for p in (to_post(m, watched.id) for m in messages) if p is not None]
+            posts = [p for p in (self._convert(m, watched.id) for m in messages) if p]
             await self.pipeline.ingest(posts, "poll")
             return len(posts)
 

@@ -244,3 +244,29 @@ async def test_flood_wait_pauses_polling_and_lowers_the_budget(sim, user, tmp_pa
         clock.advance(timedelta(seconds=1))
         assert await run(app.jobs.poll()) == 2
         assert [await count(app, ch.id) for ch in channels] == [1, 1]
+
+
+async def test_a_channel_that_fails_to_poll_does_not_hold_up_the_others(
+    sim, user, tmp_path: Path
+) -> None:
+    names = ["broken_feed", "fine_feed"]
+    broken, fine = (sim.add_channel(username=n, title=n) for n in names)
+    clock = FakeClock()
+    async with running_jobs(sim, user, poll_settings(tmp_path, *names), clock) as app:
+        assert app.jobs is not None and app.watcher is not None
+        await run(app.jobs.poll())
+        real_poll = app.watcher.poll
+
+        async def poll(watched: Any) -> int:
+            if watched.id == broken.id:
+                raise RuntimeError("a bug")
+            return await real_poll(watched)
+
+        app.watcher.poll = poll  # type: ignore[method-assign]
+        sim.post(broken, "не дойдёт")
+        sim.post(fine, "дойдёт")
+        clock.advance(30 * MIN)
+        assert await run(app.jobs.poll()) == 1
+        assert await count(app, fine.id) == 1
+        slots = app.jobs.poller.schedule.slots
+        assert slots[broken.id].due == clock() + 30 * MIN  # tried again later
