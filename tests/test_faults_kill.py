@@ -221,3 +221,23 @@ async def test_the_simulator_refuses_a_resent_random_id_like_telegram(sim: Simul
         finally:
             await client.disconnect()
     assert [m.text for m in sim.messages_to(user, from_=bot)] == ["раз"]
+
+
+async def test_a_refused_send_keeps_its_random_id_free_for_the_retry(sim: Simulator) -> None:
+    """A send Telegram refused (the user blocked the bot) delivered nothing, so a retry
+    with the same random id must go through, not be taken for a duplicate."""
+    bot, user = sim.add_bot(username="retry_bot"), sim.add_user(phone="+15550010")
+    sim.dedup_random_ids = True
+    sim.block(user, bot)
+    client = sim.client_for(bot, raise_last_call_error=True, request_retries=1)
+    async with asyncio.timeout(30):
+        await client.connect()
+        try:
+            peer = types.InputPeerUser(user.id, user.access_hash)
+            with pytest.raises(errors.UserIsBlockedError):
+                await client(functions.messages.SendMessageRequest(peer, "раз", random_id=7))
+            sim.unblock(user, bot)
+            await client(functions.messages.SendMessageRequest(peer, "раз", random_id=7))
+        finally:
+            await client.disconnect()
+    assert [m.text for m in sim.messages_to(user, from_=bot)] == ["раз"]

@@ -644,7 +644,7 @@ def send_message(ctx: Context, req: functions.messages.SendMessageRequest) -> ty
         raise RpcFail(400, "MESSAGE_EMPTY")
     if len(req.message) > 4096:
         raise RpcFail(400, "MESSAGE_TOO_LONG")
-    ctx.world.claim_random_id(sender, req.random_id)
+    ctx.world.check_random_id(sender, req.random_id)
     msg, event = ctx.world.send_private(
         sender,
         peer,
@@ -654,6 +654,7 @@ def send_message(ctx: Context, req: functions.messages.SendMessageRequest) -> ty
         reply_to=_reply_to_id(req.reply_to),
         origin=ctx.conn,
     )
+    ctx.world.record_random_id(sender, req.random_id)
     return ctx.world.updates(
         [
             types.UpdateMessageID(id=msg.id, random_id=req.random_id),

@@ -527,13 +527,16 @@ class World:
         self._changed()
         return msg.id
 
-    def claim_random_id(self, sender: SimUser, random_id: int) -> None:
-        """With dedup_random_ids on, a repeated (sender, random id) is refused."""
-        if not self.dedup_random_ids:
-            return
-        if (sender.id, random_id) in self._random_ids:
+    def check_random_id(self, sender: SimUser, random_id: int) -> None:
+        """With dedup_random_ids on, a (sender, random id) already delivered is refused."""
+        if self.dedup_random_ids and (sender.id, random_id) in self._random_ids:
             raise RpcFail(500, "RANDOM_ID_DUPLICATE")
-        self._random_ids.add((sender.id, random_id))
+
+    def record_random_id(self, sender: SimUser, random_id: int) -> None:
+        """Remember a random id once its message was delivered: a send refused by a
+        FloodWait or a block may be retried with the same id, as on Telegram."""
+        if self.dedup_random_ids:
+            self._random_ids.add((sender.id, random_id))
 
     def _new_channel_message(
         self,
