@@ -27,6 +27,7 @@ from storage.db import Database, describe_unavailable, unavailable
 from storage.models import Channel, Post, utcnow
 
 BATCH = 100
+PAGE_WAIT = 0.0  # seconds between history pages (Telegram answers too fast with FLOOD_WAIT)
 RECONCILE_DEPTH = 100
 T = TypeVar("T")
 MAX_FLOOD_WAIT = 3600
@@ -81,6 +82,7 @@ class Watcher:
         self.flood_wait_times: deque[datetime] = deque(maxlen=1000)
         self._background: set[asyncio.Task[int]] = set()
         self._catchup_lock = asyncio.Lock()
+        self._catchup_queued = False
         self._handlers_added = False
         # channels whose archive is behind Telegram because a write failed
         self._repair: set[int] = set()
@@ -244,7 +246,16 @@ class Watcher:
     async def catch_up_all(self, reconcile_depth: int = RECONCILE_DEPTH) -> int:
         """Fetch every channel's history above the archive head, then re-read its
         newest archived posts for edits and deletions missed meanwhile."""
-        async with self._catchup_lock:
+        if self._catchup_queued:
+            # one is already waiting for the running one to end; it will fetch all
+            # above the head when it starts, so reconnects in a row cost one catch-up
+            return 0
+        self._catchup_queued = True
+        try:
+            await self._catchup_lock.acquire()
+        finally:
+            self._catchup_queued = False
+        try:
             total = 0
             channels = list(self.channels.values())
             for i, watched in enumerate(channels):
@@ -261,6 +272,8 @@ class Watcher:
                     self._write_failed(exc, left, reconcile=bool(reconcile_depth))
                     break
             return total
+        finally:
+            self._catchup_lock.release()
 
     async def _head(self, watched: Watched) -> int:
         current = await archive.find_channel(self.db, watched.id)
@@ -308,7 +321,14 @@ class Watcher:
         batch: list[Post] = []
         seen = 0
         async for message in self.client.iter_messages(
-            watched.entity, min_id=min_id, max_id=below, reverse=True, wait_time=self.page_wait
+            watched.entity,
+            min_id=min_id,
+            max_id=below,
+            reverse=True,
+            # Telethon's default sleeps 1 s before every page after the first, and an
+            # ascending read always asks for a second page: 1 s per channel, 8 minutes
+            # for 500 channels after each reconnect. FloodWaits are handled instead.
+            wait_time=self.page_wait if self.page_wait is not None else PAGE_WAIT,
         ):
             post = self._convert(message, watched.id)
             if post is not None:
