@@ -1,0 +1,33 @@
+"""The soak in smoke size: `bench/soak.py` for 25 s instead of 2 or 10 minutes.
+
+The real service as its own process watches 500 simulated channels posting 50 posts
+a second with edits and deletions, while connections drop every 8 s and FloodWaits
+are injected every few seconds; then every invariant of the full soak is checked.
+The 2-minute short mode and the 10-minute soak are run by hand (README: Faults and
+guarantees).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.soak import CHANNELS, Plan, soak
+
+
+@pytest.mark.slow
+async def test_soak_smoke_loses_nothing_under_drops_and_floodwaits() -> None:
+    figures = await soak(Plan(seconds=25, warmup=10, drop_every=8, flood_every=5, pool=600))
+    assert figures["service_exit"] == 0, figures
+    assert figures["channels"] == CHANNELS
+    assert figures["posts_published"] >= CHANNELS + 25 * 40  # the load really ran
+    assert figures["connection_drops"] >= 2 and figures["floodwaits_injected"] >= 2
+    assert figures["posts_archived"] == figures["posts_published"], figures
+    assert figures["edits_recorded"] == figures["edits_made"] > 0, figures
+    assert figures["deletions_recorded"] == figures["deletions_made"] > 0, figures
+    assert figures["alerts_expected"] > 0 and figures["alerts_missing"] == 0, figures
+    assert figures["alerts_duplicated"] == 0 and figures["alerts_unexpected"] == 0, figures
+    assert figures["outbox_pending"] == 0
+    assert figures["integrity"] == "ok"
+    assert figures["service_errors_logged"] == 0, figures.get("first_errors")
+    assert figures["rss_growth_pct"] < 10, figures
+    assert figures["ok"]
