@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -235,8 +235,10 @@ class Watcher:
         except errors.UserAlreadyParticipantError:
             pass
         except errors.RPCError as exc:
+            # not persisted: the next start tries to join again
+            watched.channel = replace(watched.channel, mode="poll")
             logger.bind(channel=watched.id).warning(
-                "could not join {title}: {error}; it will be polled",
+                "could not join {title}: {error}; polling it instead",
                 title=watched.channel.title,
                 error=exc.__class__.__name__,
             )

@@ -224,3 +224,13 @@ async def test_server_outage_reconnects_with_backoff_and_catches_up(sim, user, t
         assert await post_count(app, ch.id) == 3
         later = sim.post(ch, "снова в эфире")
         await eventually(app, lambda: _has(app, ch.id, later))
+
+
+async def test_a_channel_that_cannot_be_joined_is_polled_instead(sim, user, tmp_path: Path):
+    ch = sim.add_channel(username="rdk_channel", title="РДК")
+    sim.post(ch, "до запуска")
+    sim.fail(request="JoinChannelRequest", error="CHANNELS_TOO_MUCH", code=400)
+    async with running(sim, user, settings_for(tmp_path, "rdk_channel")) as app:
+        assert app.watcher.channels[ch.id].channel.mode == "poll"
+        assert user.id not in ch.members
+        assert await post_count(app, ch.id) == 1  # caught up all the same
