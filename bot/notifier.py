@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import sqlite3
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -98,6 +100,7 @@ class Delivered:
 
 
 CLOSE_GRACE = 5.0  # seconds a clean stop waits for messages being sent
+HOLD_MAX = 60.0  # longest pause for a chat whose worker keeps failing
 
 DeliveredListener = Callable[[Delivered], Awaitable[None] | None]
 
@@ -138,6 +141,8 @@ class Notifier:
         self.flood_waits: deque[tuple[datetime, int]] = deque(maxlen=1000)
         self._wake = asyncio.Event()
         self._workers: dict[int, asyncio.Task[None]] = {}
+        self._failures: dict[int, int] = {}
+        self._held_until: dict[int, float] = {}  # time.monotonic() deadlines
         self._changed = asyncio.Event()
         self._closing = False
 
@@ -184,6 +189,8 @@ class Notifier:
             worker = self._workers.get(chat_id)
             if worker is not None and not worker.done():
                 continue
+            if self._held_until.get(chat_id, 0.0) > time.monotonic():
+                continue  # its last worker failed: wait out the backoff
             task = asyncio.create_task(self._serve(chat_id), name=f"notify-{chat_id}")
             self._workers[chat_id] = task
             task.add_done_callback(lambda t, c=chat_id: self._worker_done(c, t))
@@ -191,10 +198,29 @@ class Notifier:
     def _worker_done(self, chat_id: int, task: asyncio.Task[None]) -> None:
         if self._workers.get(chat_id) is task:
             del self._workers[chat_id]
-        if not task.cancelled() and task.exception() is not None:
-            logger.bind(chat=chat_id).opt(exception=task.exception()).error(
-                "notifier: delivery to a chat failed unexpectedly; will retry"
-            )
+        error = None if task.cancelled() else task.exception()
+        if error is None:
+            self._failures.pop(chat_id, None)
+            self._held_until.pop(chat_id, None)
+        else:
+            # Hold the chat with a growing pause: an archive that cannot be written
+            # (disk full, read-only) must not turn into a hot loop of retries.
+            failures = self._failures[chat_id] = self._failures.get(chat_id, 0) + 1
+            delay = min(self.options.retry_base * 2 ** (failures - 1), HOLD_MAX)
+            self._held_until[chat_id] = time.monotonic() + delay
+            log = logger.bind(chat=chat_id)
+            if isinstance(error, sqlite3.Error):
+                log.warning(
+                    "notifier: the archive cannot be written ({error}); retrying this chat "
+                    "in {delay:.0f} s",
+                    error=str(error),
+                    delay=delay,
+                )
+            else:
+                log.opt(exception=error).error(
+                    "notifier: delivery to a chat failed unexpectedly; retrying in {delay:.0f} s",
+                    delay=delay,
+                )
         self.wake()  # rows may have arrived while the worker was finishing
 
     async def _idle_timeout(self) -> float:
@@ -202,6 +228,9 @@ class Notifier:
         timeout = self.options.idle_check
         if wakeup is not None:
             timeout = min(timeout, max(0.05, (wakeup - self.clock()).total_seconds()))
+        if self._held_until:
+            soonest = min(self._held_until.values()) - time.monotonic()
+            timeout = min(timeout, max(0.05, soonest))
         return timeout
 
     async def close(self) -> None:
