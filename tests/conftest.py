@@ -47,3 +47,32 @@ async def sim() -> AsyncIterator[Simulator]:
         yield simulator
     finally:
         await simulator.stop()
+
+
+# The cast most service tests share: the monitoring account, the bot, an admin, an
+# analyst, and a channel.
+
+
+@pytest.fixture
+def monitor(sim: Simulator):
+    return sim.add_user(phone="+15550001", first_name="Monitor")
+
+
+@pytest.fixture
+def bot(sim: Simulator):
+    return sim.add_bot(username="watch_bot")
+
+
+@pytest.fixture
+def admin(sim: Simulator):
+    return sim.add_user(phone="+15550002", first_name="Admin")
+
+
+@pytest.fixture
+def ann(sim: Simulator):
+    return sim.add_user(phone="+15550003", first_name="Ann", username="ann")
+
+
+@pytest.fixture
+def rdk(sim: Simulator):
+    return sim.add_channel(username="rdk_channel", title="РДК")

@@ -9,30 +9,9 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from bot.simulator import Simulator
 from storage import subscribers
 from tests.bot_helpers import ask, bot_settings, service
 from tests.watch_helpers import TIMEOUT
-
-
-@pytest.fixture
-def monitor(sim: Simulator):
-    return sim.add_user(phone="+15550001", first_name="Monitor")
-
-
-@pytest.fixture
-def bot(sim: Simulator):
-    return sim.add_bot(username="watch_bot")
-
-
-@pytest.fixture
-def admin(sim: Simulator):
-    return sim.add_user(phone="+15550002", first_name="Admin")
-
-
-@pytest.fixture
-def ann(sim: Simulator):
-    return sim.add_user(phone="+15550003", first_name="Ann", username="ann")
 
 
 @pytest.fixture

@@ -14,12 +14,6 @@ from bot.simulator import Simulator
 from storage.db import open_database
 
 
-@pytest.fixture
-async def sim():
-    async with Simulator() as simulator:
-        yield simulator
-
-
 def _env_file(tmp_path: Path, sim: Simulator, **extra: str) -> Path:
     values = {
         "CHANWATCH_API_ID": "1",

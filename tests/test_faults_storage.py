@@ -50,16 +50,6 @@ from tests.watch_helpers import TIMEOUT
 
 
 @pytest.fixture
-def monitor(sim: Simulator):
-    return sim.add_user(phone="+15550001", first_name="Monitor")
-
-
-@pytest.fixture
-def bot(sim: Simulator):
-    return sim.add_bot(username="watch_bot")
-
-
-@pytest.fixture
 def analyst(sim: Simulator):
     return sim.add_user(phone="+15550002", first_name="Analyst")
 

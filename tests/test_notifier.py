@@ -23,26 +23,6 @@ from tests.bot_helpers import (
 from tests.watch_helpers import eventually
 
 
-@pytest.fixture
-def monitor(sim: Simulator):
-    return sim.add_user(phone="+15550001", first_name="Monitor")
-
-
-@pytest.fixture
-def bot(sim: Simulator):
-    return sim.add_bot(username="watch_bot")
-
-
-@pytest.fixture
-def admin(sim: Simulator):
-    return sim.add_user(phone="+15550002", first_name="Admin")
-
-
-@pytest.fixture
-def ann(sim: Simulator):
-    return sim.add_user(phone="+15550003", first_name="Ann", username="ann")
-
-
 async def test_a_matching_post_reaches_the_analyst(sim, monitor, bot, admin, ann, tmp_path: Path):
     rdk = sim.add_channel(username="rdk_channel", title="РДК")
     settings = bot_settings(tmp_path, bot, [admin], "rdk_channel")
@@ -58,11 +38,6 @@ async def test_a_matching_post_reaches_the_analyst(sim, monitor, bot, admin, ann
         assert "rule «Белгород» (Белгородской)" in alert.text
         assert bold_words(alert) == ["РДК", "Белгородской"]
         assert sim.messages_to(admin, from_=bot) == []  # admins have no rules here
-
-
-@pytest.fixture
-def rdk(sim: Simulator):
-    return sim.add_channel(username="rdk_channel", title="РДК")
 
 
 @pytest.fixture

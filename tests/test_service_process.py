@@ -17,8 +17,6 @@ import stat
 import sys
 from pathlib import Path
 
-import pytest
-
 from bot.simulator import Simulator
 
 TIMEOUT = 30
@@ -90,12 +88,6 @@ async def _until(db: Path, sql: str, expected: int, proc: asyncio.subprocess.Pro
             if proc.returncode is not None:
                 raise AssertionError(f"service exited with {proc.returncode}")
             await asyncio.sleep(0.05)  # poll interval of a condition check on another process
-
-
-@pytest.fixture
-async def sim():
-    async with Simulator() as simulator:
-        yield simulator
 
 
 async def test_login_then_run_then_sigterm(sim: Simulator, tmp_path: Path) -> None:

@@ -14,12 +14,6 @@ from tests.watch_helpers import eventually, running, settings_for
 
 
 @pytest.fixture
-async def sim():
-    async with Simulator() as simulator:
-        yield simulator
-
-
-@pytest.fixture
 def user(sim: Simulator):
     return sim.add_user(phone="+15550001", first_name="Monitor")
 
