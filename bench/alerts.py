@@ -169,7 +169,7 @@ async def _run(quick: bool) -> dict[str, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         latencies = await _latency(100 if quick else 500, workdir)
-        burst = await _burst(200, workdir)
+        burst = await _burst(100 if quick else 200, workdir)
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     return {
         "alert_latency_p50_ms": figure(statistics.median(latencies), "ms"),
