@@ -197,11 +197,7 @@ class Demo:
         """Wait, re-checking after each archive write, until `check()` holds."""
         assert app.pipeline is not None
         async with asyncio.timeout(TIMEOUT):
-            while True:
-                changed = app.pipeline.changed
-                if await check():
-                    return
-                await changed.wait()
+            await app.pipeline.wait_until(check)
 
     def _scenario(self) -> list[Step]:
         sim = self.sim

@@ -97,6 +97,15 @@ class Pipeline:
         """Set by the next committed write; take it before checking, then wait on it."""
         return self._changed
 
+    async def wait_until(self, check: Callable[[], Awaitable[bool]]) -> None:
+        """Wait until `check()` holds, re-checking after each committed write (the
+        caller bounds the wait with a timeout)."""
+        while True:
+            changed = self._changed
+            if await check():
+                return
+            await changed.wait()
+
     def subscribe(self, listener: Listener) -> None:
         """Called after each committed ingest (metrics, status, tests)."""
         self._listeners.append(listener)

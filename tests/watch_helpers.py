@@ -55,8 +55,4 @@ async def eventually(app: App, check: Callable[[], Awaitable[bool]]) -> None:
     """Wait until `check()` holds, re-checking after each committed archive write."""
     assert app.pipeline is not None
     async with asyncio.timeout(TIMEOUT):
-        while True:
-            changed = app.pipeline.changed
-            if await check():
-                return
-            await changed.wait()
+        await app.pipeline.wait_until(check)
