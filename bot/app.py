@@ -186,8 +186,16 @@ class App:
         logger.info("reconnected; catching up above the archive head")
         try:
             await self._catch_up()
+        except (OSError, TimeoutError) as exc:  # ConnectionError included
+            if not self.stopping.is_set():  # a stop cuts the connection on purpose
+                logger.warning(
+                    "catch-up after reconnect interrupted ({error}); the next reconnect "
+                    "or the reconcile job fetches the rest",
+                    error=exc.__class__.__name__,
+                )
         except Exception:
-            logger.exception("catch-up after reconnect failed; the next one will retry")
+            if not self.stopping.is_set():
+                logger.exception("catch-up after reconnect failed; the next one will retry")
 
     def stop(self) -> None:
         self.stopping.set()
