@@ -117,6 +117,7 @@ class App:
         assert self.client and self.watcher
         delay = 1.0
         first = True
+        self.watcher.add_handlers()  # before connecting: no update is dropped at start
         while not self.stopping.is_set():
             try:
                 await self.client.connect()
@@ -127,7 +128,7 @@ class App:
                 if first:
                     await self.watcher.resolve_all()
                     await self.watcher.join_live()
-                    self.watcher.add_handlers()
+                    await self.watcher.replay_early_events()
                 await self._catch_up()
                 first = False
                 delay = 1.0

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from loguru import logger
 from telethon import TelegramClient, errors, events, functions, types, utils
@@ -29,6 +29,7 @@ from storage.models import Channel, Post, utcnow
 BATCH = 100
 PAGE_WAIT = 0.0  # seconds between history pages (Telegram answers too fast with FLOOD_WAIT)
 RECONCILE_DEPTH = 100
+EARLY_EVENTS_MAX = 10_000
 T = TypeVar("T")
 MAX_FLOOD_WAIT = 3600
 # While the archive cannot be written (disk full, read-only, locked) new posts are not
@@ -84,6 +85,8 @@ class Watcher:
         self._catchup_lock = asyncio.Lock()
         self._catchup_queued = False
         self._handlers_added = False
+        # events that arrive before resolve_all() knows the channels (see replay_early_events)
+        self._early: list[tuple[Callable[[Any], Awaitable[None]], Any]] | None = []
         # channels whose archive is behind Telegram because a write failed
         self._repair: set[int] = set()
         self._reconcile_after: set[int] = set()
@@ -404,6 +407,10 @@ class Watcher:
 
     # --- live events ---------------------------------------------------------
 
+    def _keep_early(self, handler: Callable[[Any], Awaitable[None]], event: Any) -> None:
+        if self._early is not None and len(self._early) < EARLY_EVENTS_MAX:
+            self._early.append((handler, event))
+
     def add_handlers(self) -> None:
         if self._handlers_added:
             return
@@ -412,9 +419,20 @@ class Watcher:
         self.client.add_event_handler(self._on_deleted, events.MessageDeleted())
         self._handlers_added = True
 
+    async def replay_early_events(self) -> None:
+        """Handle the updates that arrived before the channels were known.
+
+        Handlers are added before connecting, so an edit or deletion pushed while
+        the service starts is never dropped; until `resolve_all()` has filled
+        `channels`, events are kept here (a bounded list) and replayed after it."""
+        early, self._early = self._early, None
+        for handler, event in early or ():
+            await handler(event)
+
     async def _on_message(self, event: events.NewMessage.Event) -> None:
         watched = self.channels.get(channel_id_of(event.message) or 0)
         if watched is None:
+            self._keep_early(self._on_message, event)
             return
         post = self._convert(event.message, watched.id)
         if post is None:
@@ -454,6 +472,7 @@ class Watcher:
         real_id, peer_type = utils.resolve_id(event.chat_id)
         watched = self.channels.get(real_id) if peer_type is types.PeerChannel else None
         if watched is None:
+            self._keep_early(self._on_deleted, event)
             return
         try:
             async with watched.lock:

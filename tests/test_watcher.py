@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.app import App
 from bot.simulator import Simulator
 from config.settings import Backfill, ChannelSpec
 from storage import archive
@@ -228,3 +229,33 @@ async def test_a_channel_that_cannot_be_joined_is_polled_instead(sim, user, tmp_
         assert app.watcher.channels[ch.id].channel.mode == "poll"
         assert user.id not in ch.members
         assert await post_count(app, ch.id) == 1  # caught up all the same
+
+
+async def test_an_edit_pushed_while_the_service_starts_is_not_dropped(sim, user, tmp_path: Path):
+    """Handlers are in place before connecting: an edit of an old post (beyond the
+    reconcile depth) pushed while channels are still being resolved is kept and
+    replayed once the channel is known."""
+    old = sim.add_channel(username="rdk_channel", title="РДК")
+    ids = [sim.post(old, f"пост {i}") for i in range(150)]
+    async with running(sim, user, settings_for(tmp_path, "rdk_channel")):
+        pass
+    sim.add_channel(username="new_channel", title="Новый")
+    sim.fail(request="ResolveUsernameRequest", error="FLOOD_WAIT_1", times=1)
+    settings = settings_for(tmp_path, "new_channel", "rdk_channel")
+    app = App(
+        settings,
+        session=sim.session_for(user),
+        client_options={"flood_sleep_threshold": 0, "retry_delay": 0.1},
+        page_wait=0,
+    )
+    task = asyncio.create_task(app.run())
+    try:
+        async with asyncio.timeout(15):
+            await sim.wait_until(lambda: sim.online(user), timeout=15)
+            sim.edit(old, ids[0], "пост 0 (исправлено)")  # while resolving waits 1 s
+            await app.ready.wait()
+        await eventually(app, lambda: _text_is(app, old.id, ids[0], "пост 0 (исправлено)"))
+    finally:
+        app.stop()
+        async with asyncio.timeout(15):
+            await task
