@@ -168,7 +168,7 @@ async def _run(quick: bool) -> dict[str, dict[str, Any]]:
     logger.add(sys.stderr, level="WARNING")
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        latencies = await _latency(100 if quick else 500, workdir)
+        latencies = await _latency(60 if quick else 500, workdir)
         burst = await _burst(100 if quick else 200, workdir)
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
     return {
