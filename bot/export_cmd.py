@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from bot.progress import progress_bar
 from bot.search_cmd import add_filter_arguments, filters_from, open_archive, require_archive
 from storage import export
 from storage.search import QueryError, compile_query
@@ -40,26 +39,6 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@contextmanager
-def _progress(total: int, err: TextIO, enabled: bool) -> Iterator[Callable[[int], None] | None]:
-    if not enabled:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "exporting",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(file=err),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("export", total=total)
-        yield lambda n: bar.advance(task, n)
-
-
 def _check_output(args: argparse.Namespace) -> None:
     if args.manifest and args.output is None:
         raise QueryError("--manifest needs -o FILE (the manifest names and hashes that file)")
@@ -75,7 +54,7 @@ async def _export(args: argparse.Namespace, db_path: Path, err: TextIO) -> int:
         selection = export.Selection(filters, compiled)
         show = err.isatty()
         total = await export.count(db, selection) if show else 0
-        with _progress(total, err, show) as progress:
+        with progress_bar("exporting", total, err, show) as progress:
             if args.output is None:
                 rows, sha, _ = await export.write_export(
                     db, selection, args.format, sys.stdout.buffer, progress=progress

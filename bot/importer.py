@@ -19,8 +19,7 @@ import json
 import mimetypes
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from loguru import logger
 
 from bot.alerts import Policy
 from bot.pipeline import Pipeline
+from bot.progress import progress_bar
 from config.settings import Settings
 from storage.db import Database, open_database
 from storage.models import Forward, Media, Post, iso, utcnow
@@ -523,32 +523,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-@contextmanager
-def _progress(total: int, err: TextIO) -> Iterator[Callable[[int], None] | None]:
-    if not err.isatty() or not total:
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "importing",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(file=err),
-        transient=True,
-    ) as bar:
-        task = bar.add_task("import", total=total)
-        yield lambda n: bar.advance(task, n)
-
-
 async def _write(
     db_path: Path, plan: ImportPlan, err: TextIO, *, alert: bool, policy: Policy
 ) -> list[ChatResult]:
     db = await open_database(db_path)
     try:
-        with _progress(plan.total_posts, err) as progress:
+        with progress_bar("importing", plan.total_posts, err, err.isatty()) as progress:
             return await ingest(db, plan, progress=progress, alert=alert, policy=policy)
     finally:
         await db.close()
