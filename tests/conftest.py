@@ -40,6 +40,21 @@ def simulator_errors() -> Iterator[list[str]]:
 
 
 @pytest.fixture
+def errors_logged() -> Iterator[list[str]]:
+    """ERROR lines the service logged (`name | message`; the simulator's own errors
+    fail the test through ``simulator_errors`` instead)."""
+    lines: list[str] = []
+    sink = logger.add(
+        lambda m: lines.append(str(m)),
+        level="ERROR",
+        filter=lambda r: not r["name"].startswith("bot.simulator"),
+        format="{name} | {message}",
+    )
+    yield lines
+    logger.remove(sink)
+
+
+@pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     simulator = Simulator()
     await simulator.start()

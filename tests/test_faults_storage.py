@@ -36,7 +36,6 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
-from loguru import logger
 
 from bot.app import App
 from bot.simulator import Simulator
@@ -57,19 +56,6 @@ def analyst(sim: Simulator):
 @pytest.fixture
 def channel(sim: Simulator):
     return sim.add_channel(username="rdk_channel", title="РДК")
-
-
-@pytest.fixture
-def errors_logged() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(
-        lambda m: lines.append(str(m)),
-        level="ERROR",
-        filter=lambda r: not r["name"].startswith("bot.simulator"),
-        format="{name} | {message}",
-    )
-    yield lines
-    logger.remove(sink)
 
 
 @contextmanager

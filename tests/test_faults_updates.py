@@ -8,11 +8,9 @@ too: one poison message must not stop the rest of its channel or batch.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from loguru import logger
 from telethon.tl import types
 
 import bot.pipeline
@@ -27,20 +25,6 @@ HUGE = ("Очень длинный пост о пленных. " * 3500)[:100_00
 @pytest.fixture
 def user(sim: Simulator):
     return sim.add_user(phone="+15550001", first_name="Monitor")
-
-
-@pytest.fixture
-def errors_logged() -> Iterator[list[str]]:
-    """ERROR lines the service logged (not the simulator's: those fail the test)."""
-    lines: list[str] = []
-    sink = logger.add(
-        lambda m: lines.append(str(m)),
-        level="ERROR",
-        filter=lambda r: not r["name"].startswith("bot.simulator"),
-        format="{message}",
-    )
-    yield lines
-    logger.remove(sink)
 
 
 def _odd_media() -> dict[str, object]:
