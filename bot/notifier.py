@@ -279,7 +279,7 @@ class Notifier:
 
     async def _handle(self, sub: Subscriber | None, rows: list[Queued], now: datetime) -> None:
         head = rows[0]
-        decision = decide(sub, now, followup=head.is_followup)
+        decision = decide(sub, now, followup=head.is_followup and not head.is_thread)
         if decision is Decision.SKIP:
             await outbox.mark(self.db, [r.id for r in rows], "skipped", "not a subscriber")
             return
@@ -287,7 +287,7 @@ class Notifier:
             await outbox.mark(self.db, [r.id for r in rows], "muted")
             return
         if decision is Decision.DIGEST:
-            run = _leading(rows, lambda r: not r.is_followup)
+            run = _leading(rows, lambda r: not r.is_followup or r.is_thread)
             await outbox.mark(self.db, [r.id for r in run], "digest")
             return
         assert sub is not None
@@ -307,7 +307,10 @@ class Notifier:
             await self._send_group(sub, [head], "alert", silent)
 
     async def _send_followup(self, sub: Subscriber, row: Queued, silent: bool) -> None:
-        original = await outbox.original_of(self.db, sub.chat_id, row.post_id)
+        original = await outbox.original_of(self.db, sub.chat_id, row.original_post)
+        if (original is None or original[0] != "sent") and row.is_thread:
+            await self._send_group(sub, [row], "alert", silent)  # no alert to reply to
+            return
         if original is None or original[0] != "sent":
             await outbox.mark(self.db, [row.id], "skipped", "original alert was not sent")
             return
