@@ -10,7 +10,7 @@ from typing import TextIO
 
 from bot.progress import progress_bar
 from bot.search_cmd import add_filter_arguments, filters_from, open_archive, require_archive
-from storage import export
+from storage import export, incidents
 from storage.search import QueryError, compile_query
 
 
@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also write FILE.manifest.json (SHA-256, rows, filters) for verify-export",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing FILE")
+    parser.add_argument(
+        "--incident", type=int, metavar="N", help="only the posts of incident N (see `incidents`)"
+    )
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +54,12 @@ async def _export(args: argparse.Namespace, db_path: Path, err: TextIO) -> int:
     db = await open_archive(db_path)
     try:
         filters = await filters_from(db, args, media_only=args.media)
-        selection = export.Selection(filters, compiled)
+        incident = getattr(args, "incident", None)
+        if incident is not None and await incidents.get(db, incident) is None:
+            gone = await incidents.merged_into(db, incident)
+            hint = f" (merged into {gone})" if gone else "; `chanwatch incidents` lists them"
+            raise QueryError(f"--incident {incident}: no such incident{hint}")
+        selection = export.Selection(filters, compiled, incident)
         show = err.isatty()
         total = await export.count(db, selection) if show else 0
         with progress_bar("exporting", total, err, show) as progress:

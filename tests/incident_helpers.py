@@ -61,3 +61,64 @@ def play(
             media = media_of(sim, entry.get("media", []))
             msg = sim.post(channel, entry["text"], media=media[0] if media else None, date=date)
             made[entry["id"]] = [(channel.id, msg)]
+
+
+async def story_archive(path: Path, start: datetime, unrelated: int = 0) -> dict[str, list[int]]:
+    """An archive at `path` with the story ingested through the real pipeline (and
+    `unrelated` real posts in another channel); story id -> archived post ids."""
+    from bot.pipeline import Pipeline
+    from storage import archive
+    from storage.db import open_database
+    from storage.models import Channel, Forward, Media, Post
+
+    db = await open_database(path)
+    try:
+        keys = {}
+        for n, c in enumerate(STORY["channels"], start=1):
+            await archive.save_channel(db, Channel(100 + n, n, c["username"], c["title"]))
+            keys[c["key"]] = 100 + n
+        await archive.save_channel(db, Channel(200, 9, "feed", "Лента"))
+        pipeline = Pipeline(db)
+        made: dict[str, list[tuple[int, int]]] = {}
+        ids: dict[str, list[int]] = {}
+        next_msg = 1
+        for entry in STORY["posts"]:
+            channel = keys[entry["channel"]]
+            date = start + timedelta(minutes=entry["minutes"])
+            posts = []
+            if "forward_of" in entry:
+                origin = next(p for p in STORY["posts"] if p["id"] == entry["forward_of"])
+                src_channel, src_msg = made[entry["forward_of"]][0]
+                fwd = Forward(channel_id=src_channel, msg_id=src_msg)
+                posts.append(Post(channel, next_msg, date, origin["text"], fwd_from=fwd))
+            elif "album" in entry:
+                for i, kind in enumerate(entry["album"]):
+                    text = entry["text"] if i == 0 else ""
+                    media = (Media(kind),)
+                    posts.append(
+                        Post(channel, next_msg + i, date, text, grouped_id=77, media=media)
+                    )
+            else:
+                media = tuple(Media(k) for k in entry.get("media", []))
+                posts.append(Post(channel, next_msg, date, entry["text"], media=media))
+            next_msg += len(posts)
+            archived = await pipeline.ingest(posts, "catchup")
+            made[entry["id"]] = [(p.channel_id, p.msg_id) for p in posts]
+            ids[entry["id"]] = [a.post_id for a in archived]
+        other = STORY["unrelated_claim"]
+        when = start + timedelta(days=other["days_later"])
+        archived = await pipeline.ingest(
+            [Post(keys[other["channel"]], next_msg, when, other["text"])], "catchup"
+        )
+        ids["unrelated_claim"] = [archived[0].post_id]
+        if unrelated:
+            rows = unrelated_posts(unrelated)
+            batch = [
+                Post(200, 1000 + i, start + timedelta(minutes=3 * i), r["text"])
+                for i, r in enumerate(rows)
+            ]
+            for i in range(0, len(batch), 100):
+                await pipeline.ingest(batch[i : i + 100], "catchup")
+        return ids
+    finally:
+        await db.close()
