@@ -63,11 +63,19 @@ def play(
             made[entry["id"]] = [(channel.id, msg)]
 
 
-async def story_archive(path: Path, start: datetime, unrelated: int = 0) -> dict[str, list[int]]:
+async def story_archive(
+    path: Path,
+    start: datetime,
+    unrelated: int = 0,
+    analysts: dict[int, list[str]] | None = None,
+    claims_off: frozenset[int] = frozenset(),
+) -> dict[str, list[int]]:
     """An archive at `path` with the story ingested through the real pipeline (and
-    `unrelated` real posts in another channel); story id -> archived post ids."""
+    `unrelated` real posts in another channel); story id -> archived post ids.
+    `analysts`: chat id -> keyword rules, subscribed before the posts arrive."""
+    from bot.alerts import Policy
     from bot.pipeline import Pipeline
-    from storage import archive
+    from storage import archive, subscribers
     from storage.db import open_database
     from storage.models import Channel, Forward, Media, Post
 
@@ -78,7 +86,13 @@ async def story_archive(path: Path, start: datetime, unrelated: int = 0) -> dict
             await archive.save_channel(db, Channel(100 + n, n, c["username"], c["title"]))
             keys[c["key"]] = 100 + n
         await archive.save_channel(db, Channel(200, 9, "feed", "Лента"))
-        pipeline = Pipeline(db)
+        for chat_id, rules in (analysts or {}).items():
+            await subscribers.upsert(db, chat_id, "analyst", name=f"analyst {chat_id}")
+            for rule in rules:
+                await subscribers.add_rule(db, chat_id, rule, None)
+            if chat_id in claims_off:
+                await subscribers.set_preferences(db, chat_id, claims=0)
+        pipeline = Pipeline(db, policy=Policy(max_age=None))
         made: dict[str, list[tuple[int, int]]] = {}
         ids: dict[str, list[int]] = {}
         next_msg = 1
