@@ -397,6 +397,7 @@ class Notifier:
         attempts: int = 1,
         on_retry: Callable[[datetime, str], Awaitable[None]] | None = None,
         on_give_up: Callable[[str], Awaitable[None]] | None = None,
+        photo: bytes | None = None,
     ) -> int | None:
         """Send one message through the limiter, waiting out FloodWaits.
 
@@ -415,6 +416,7 @@ class Notifier:
                     reply_to=reply_to,
                     silent=silent,
                     buttons=buttons,
+                    **({"photo": photo} if photo is not None else {}),
                 )
             except FloodWait as exc:
                 self.flood_waits.append((self.clock(), exc.seconds))
