@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 TEMPLATE_KEY = "ARCHIVE"
 OPTIONAL_KEY = "chanwatch_optional_queries"
+PLUGINS_DIR = Path(__file__).with_name("datasette_plugins")
 INSTALL_HINT = "pip install -e '.[browse]'  (or: pip install datasette)"
 
 
@@ -70,6 +71,7 @@ def command(db_path: Path, metadata_path: Path, args: argparse.Namespace) -> lis
     cmd += ["-i", str(db_path)] if args.immutable else [str(db_path)]
     cmd += ["--metadata", str(metadata_path), "--host", args.host, "--port", str(args.port)]
     cmd += ["--setting", "sql_time_limit_ms", "10000", "--setting", "allow_download", "off"]
+    cmd += ["--plugins-dir", str(PLUGINS_DIR)]  # /-/charts
     if args.get:
         cmd += ["--get", args.get]
     return cmd
