@@ -103,6 +103,11 @@ async def _join_in(conn: aiosqlite.Connection, items: Sequence[Item]) -> None:
             title, place = title_of(post)
             incident_id = await store.open_in(conn, title, place, member)
             members[incident_id] = []
+        elif post.claimish and any(not p.broad for p in post.places):
+            title, place = title_of(post)
+            first = min(m.date for m in members[incident_id])
+            title = f"{place}, {first:%Y-%m-%d}"
+            await store.retitle_in(conn, incident_id, title, place or "")
         members[incident_id].append(post)
         placed.append((incident_id, member))
     if placed:
@@ -134,20 +139,24 @@ def thread_alerts(
     incident_of: Mapping[int, int],
     roots: Mapping[tuple[int, int], int],
     every_post: set[int],
-    forwarded: Set[int] = frozenset(),
+    told: Set[tuple[int, str]] = frozenset(),
 ) -> list[NewAlert]:
     """A chat's alert for a later post of an incident it was already alerted to becomes
     an 'incident' row replying to the first alert (unless the chat wants every post).
-    Forwarded copies keep their 'alert' row: the origin's alert lists them."""
+    A copy of a story the chat was already told (`told`: chat, story) is dropped."""
     first = dict(roots)
     out: list[NewAlert] = []
+    told = set(told)
     for row in rows:
         incident_id = incident_of.get(row.post_id)
         if row.reason != "alert" or incident_id is None or row.chat_id in every_post:
             out.append(row)
             continue
+        if (row.chat_id, row.story) in told:
+            continue
+        told.add((row.chat_id, row.story))
         root = first.get((incident_id, row.chat_id))
-        if root is None or root == row.post_id or row.post_id in forwarded:
+        if root is None or root == row.post_id:
             first.setdefault((incident_id, row.chat_id), row.post_id)
             out.append(row)
             continue
@@ -170,4 +179,6 @@ async def thread_in(
         return list(rows)
     roots = await store.thread_roots_in(conn, wanted)
     every_post = await store.every_post_chats_in(conn)
-    return thread_alerts(rows, incident_of, roots, every_post, forwarded)
+    copies = {r.story for r in rows if r.post_id in forwarded}
+    told = await store.told_in(conn, copies) if copies else set()
+    return thread_alerts(rows, incident_of, roots, every_post, told)

@@ -196,6 +196,30 @@ async def refresh_in(conn: aiosqlite.Connection, incident_ids: Iterable[int]) ->
         )
 
 
+async def retitle_in(conn: aiosqlite.Connection, incident_id: int, title: str, place: str) -> None:
+    """Give a placeless incident the place its first claim with a place named."""
+    await conn.execute(
+        "UPDATE incidents SET title = ?, place = ? WHERE id = ? AND place IS NULL",
+        (title, place, incident_id),
+    )
+
+
+async def told_in(conn: aiosqlite.Connection, stories: Iterable[str]) -> set[tuple[int, str]]:
+    """(chat, story) pairs some chat was already alerted to (as an alert or in a thread)."""
+    wanted = sorted(set(stories))
+    found: set[tuple[int, str]] = set()
+    for i in range(0, len(wanted), _CHUNK):
+        chunk = wanted[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            "SELECT chat_id, story FROM alerts WHERE reason IN ('alert', 'incident') "
+            f"AND story IN ({marks})"
+        )
+        async with conn.execute(sql, chunk) as cursor:
+            found.update((row[0], row[1]) for row in await cursor.fetchall())
+    return found
+
+
 async def incidents_of_in(conn: aiosqlite.Connection, post_ids: Sequence[int]) -> dict[int, int]:
     """post id -> its incident, for the posts that have one."""
     found: dict[int, int] = {}
@@ -257,7 +281,8 @@ def _incident(row: sqlite3.Row) -> Incident:
 
 async def _detailed(db: Database, incident: Incident) -> Incident:
     rows = await db.fetchall(
-        """SELECT p.id, p.claim_label, p.claim_count, coalesce(c.title, c.username) AS name
+        """SELECT p.id, p.claim_label, p.claim_count, p.fwd_key,
+                  coalesce(c.title, c.username) AS name
            FROM incident_posts ip JOIN posts p ON p.id = ip.post_id
            JOIN channels c ON c.id = p.channel_id
            WHERE ip.incident_id = ? ORDER BY ip.date, p.id""",
@@ -272,6 +297,7 @@ async def _detailed(db: Database, incident: Incident) -> Incident:
         if (
             r["claim_count"]
             and label in ("claim", "exchange")
+            and r["fwd_key"] is None  # a repost repeats a count already claimed
             and (not counts or counts[-1] != r["claim_count"])
         ):
             counts.append(r["claim_count"])

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-STORY = json.loads((ROOT / "tests/data/tavolzhanka_story.json").read_text(encoding="utf-8"))
+STORY = json.loads((ROOT / "bot/data/tavolzhanka_story.json").read_text(encoding="utf-8"))
 CORPUS = ROOT / "bench/data/ru_news_posts.jsonl.gz"
 
 

@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from bot.incidents.features import ChannelInfo, Features
+from bot.incidents.places import broad_stems
 
 WINDOW = timedelta(hours=72)
 JOIN_AT = 0.8
@@ -33,6 +34,7 @@ BROAD_PLACE = 0.1  # a country, region or big city
 COUNT = 0.2  # the same number of captives
 KIND = 0.2  # also a claim, denial or exchange
 SAME_CHANNEL = 0.2  # a claim/denial/exchange from a channel already in the incident
+OTHER_PLACE = -0.8  # a claim naming only other villages than the incident's claims did
 MENTION = 0.4  # per direction: the post names the incident's channel, or is named by it
 TEXT_WEIGHT = 2.0  # times the estimated Jaccard similarity of content lemmas
 TEXT_MIN = 0.1  # below this similarity text is no tie
@@ -146,6 +148,12 @@ def _place_ties(post: Features, members: Sequence[Features]) -> list[Tie]:
             best_broad = best_broad or Tie("place", BROAD_PLACE, f"{hit} (broad)")
         elif best_specific is None or weight > best_specific.score:
             best_specific = Tie("place", weight, hit)
+    if best_specific is None and post.claimish:
+        own = [p.name for p in post.places if not p.broad]
+        theirs = {p.name for m in members if m.claimish for p in m.places if not p.broad}
+        if own and theirs:
+            detail = f"names {', '.join(own)}, not {', '.join(sorted(theirs))}"
+            return [Tie("place", OTHER_PLACE, detail)]
     if best_specific is None:  # an adjective of the post built on an incident's place
         for stem in post.adjectives:
             name = core.get(stem) or other.get(stem)
@@ -157,6 +165,10 @@ def _place_ties(post: Features, members: Sequence[Features]) -> list[Tie]:
                 else:
                     best_specific = Tie("place", weight, f"{name} (adjective)")
                     break
+    if best_broad is None:  # "Белгородская область" in both
+        shared = post.adjectives & adjectives & broad_stems()
+        if shared:
+            best_broad = Tie("place", BROAD_PLACE, f"{min(shared, key=len)}… (broad)")
     return [t for t in (best_specific, best_broad) if t is not None]
 
 
@@ -169,8 +181,12 @@ def _mention_ties(
 ) -> list[Tie]:
     ties = []
     own = channel.names
-    if own:
+    # naming a side says something about its first answer, not about all it posts later
+    if own and all(m.channel_id != post.channel_id for m in members):
         for m in members:
+            # a repost speaks with its origin's voice, not its own channel's
+            if m.fwd_key is not None:
+                continue
             if m.channel_id != post.channel_id and _named(own, m):
                 who = ", ".join(sorted(own & (m.people | m.names | m.handles)))
                 ties.append(Tie("mention", MENTION, f"the incident names this channel ({who})"))

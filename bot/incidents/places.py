@@ -77,15 +77,24 @@ def is_person(token: Token) -> bool:
     return bool(tags) and "Surn" in tags[0]
 
 
-def _is_place(tokens: tuple[Token, ...], i: int) -> bool:
+def _is_place(tokens: tuple[Token, ...], i: int, text: str) -> bool:
     token = tokens[i]
     if not _is_capitalized(token) or not _cyrillic(token.norm) or len(token.norm) < 3:
         return False
     tags = _tags(token.norm)
     if any("Geox" in t for t in tags):
         return True
-    if tags and (tags[0] & _PERSON or "ADJF" in tags[0]):
+    if tags and ("ADJF" in tags[0] or tags[0] & {"Surn", "Patr"}):
         return False  # a person, or the adjective of a name ("Новой" in "у Новой Таволжанки")
+    following = tokens[i + 1] if i + 1 < len(tokens) else None
+    if (
+        tags
+        and "Name" in tags[0]
+        and following is not None
+        and _is_capitalized(following)
+        and not text[token.end : following.start].strip()
+    ):
+        return False  # "у Марии Захаровой"; but "у Козинки" (a village and a first name)
     j = i - 1
     if j >= 0 and _is_capitalized(tokens[j]) and "ADJF" in (_tags(tokens[j].norm) or ({""},))[0]:
         j -= 1  # "у Новой Таволжанки"
@@ -156,7 +165,7 @@ def places_in(analysis: Analysis) -> tuple[Place, ...]:
     tokens = analysis.tokens
     found: dict[str, Place] = {}
     for i in range(len(tokens)):
-        if _is_place(tokens, i):
+        if _is_place(tokens, i, analysis.text):
             lemma = _lemma(tokens[i])
             place = _place(lemma, _display(tokens, i))
             found.setdefault(place.key, place)
