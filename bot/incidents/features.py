@@ -26,6 +26,11 @@ _STOP = frozenset(
     "быть это этот весь свой который такой наш ваш мочь стать сказать заявить сообщить "
     "также тот год день время новый самый один два три человек сегодня".split()
 )
+# Title words of news channels that name nobody in particular.
+_GENERIC_TITLE = frozenset(
+    "news live channel online official telegram media today daily breaking russia ukraine "
+    "новость канал лента сводка live онлайн официальный пресса медиа служба".split()
+)
 _HANDLE = re.compile(r"(?<![\w@])@([A-Za-z][A-Za-z0-9_]{3,31})\b")
 _TME = re.compile(r"(?:https?://)?t(?:elegram)?\.me/(?:s/)?([A-Za-z][A-Za-z0-9_]{3,31})(?:/(\d+))?")
 
@@ -54,8 +59,14 @@ def channel_names(username: str | None, title: str | None) -> frozenset[str]:
         words = [t for t in analysis.tokens if not t.is_number]
         for token in words:
             lemma = token.lemmas[0] if token.lemmas else token.norm
-            if len(lemma) < 4 or lemma in _STOP or lemma in broad_names() or _is_adjective(lemma):
-                continue  # "Русский", "Свобода России": words any post may have
+            if (
+                len(lemma) < 4
+                or lemma in _STOP
+                or lemma in _GENERIC_TITLE
+                or lemma in broad_names()
+                or not _is_name_word(lemma)
+            ):
+                continue  # "Русский", "Новости", "Раньше всех": words any post may have
             out.add(lemma)
         if len(words) >= 3:
             out.add("".join(t.norm[0] for t in words if t.norm))
@@ -133,9 +144,14 @@ class Features:
 
 
 @lru_cache(maxsize=10_000)
-def _is_adjective(lemma: str) -> bool:
+def _is_name_word(lemma: str) -> bool:
+    """A noun, a name or a word the dictionary does not know (Latin words too)."""
+    if not any("\u0400" <= ch <= "\u04ff" for ch in lemma):
+        return lemma.isalpha()
     parse = morphology.morph("ru").parse(lemma)
-    return bool(parse) and parse[0].tag.POS in ("ADJF", "ADJS", "PRTF")
+    return (
+        not parse or parse[0].tag.POS == "NOUN" or not morphology.morph("ru").word_is_known(lemma)
+    )
 
 
 @lru_cache(maxsize=100_000)
@@ -159,10 +175,18 @@ def content_words(analysis: Analysis) -> frozenset[str]:
 
 
 def proper_words(analysis: Analysis) -> frozenset[str]:
+    """Lemmas of names: capitalized words inside a sentence, and abbreviations (РДК)."""
     out: set[str] = set()
+    previous = None
     for token in analysis.tokens:
-        if token.text[:1].isupper() and len(token.norm) >= 2 and not token.is_number:
-            out.add(token.lemmas[0] if token.lemmas else token.norm)
+        text = token.text
+        first = previous is None or previous.sentence != token.sentence
+        previous = token
+        if token.is_number or len(token.norm) < 2 or not text[:1].isupper():
+            continue
+        if first and not text.isupper():
+            continue  # any word starts a sentence with a capital
+        out.add(token.lemmas[0] if token.lemmas else token.norm)
     return frozenset(out)
 
 

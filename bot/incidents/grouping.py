@@ -29,13 +29,21 @@ DECISIVE = 1.0
 CORE_PLACE = 0.6  # a place named by a claim/denial/exchange of the incident
 CORE_PLACE_NEAR = 0.8  # ... within NEAR of it: a village named twice in a day is one story
 NEAR = timedelta(hours=24)
+MAX_CORE_PLACES = 2  # a claim naming more specific places than this ties by them weakly
 PLACE = 0.3  # a place only answers named
 BROAD_PLACE = 0.1  # a country, region or big city
 COUNT = 0.2  # the same number of captives
 KIND = 0.2  # also a claim, denial or exchange
-SAME_CHANNEL = 0.2  # a claim/denial/exchange from a channel already in the incident
+SAME_CHANNEL = 0.1  # a claim/denial/exchange from a channel already in the incident
 OTHER_PLACE = -0.8  # a claim naming only other villages than the incident's claims did
 MENTION = 0.4  # per direction: the post names the incident's channel, or is named by it
+PERSON = 0.4  # the same person named in both (a captive's name, a commander)
+# People named in so many posts that sharing them ties nothing.
+BROAD_PEOPLE = frozenset(
+    "путин зеленский песков шойгу белоусов лавров захаров захарова байден трамп харрис "
+    "макрон шольц лукашенко медведев сырский залужный буданов кадыров мишустин володин "
+    "матвиенко".split()
+)
 TEXT_WEIGHT = 2.0  # times the estimated Jaccard similarity of content lemmas
 TEXT_MIN = 0.1  # below this similarity text is no tie
 NUM_PERM = 128
@@ -124,11 +132,13 @@ def _place_ties(post: Features, members: Sequence[Features]) -> list[Tie]:
     other: dict[str, str] = {}
     adjectives: set[str] = set()
     for m in members:
-        target = core if m.claimish else other
+        specific = sum(1 for p in m.places if not p.broad)
+        # a claim listing many villages (a daily summary) says little about each
+        target = core if m.claimish and specific <= MAX_CORE_PLACES else other
         for place in m.places:
             for stem in place.stems:
                 target.setdefault(stem, place.name)
-                if m.claimish and abs(m.date - post.date) <= NEAR:
+                if target is core and abs(m.date - post.date) <= NEAR:
                     near.add(stem)
         adjectives.update(m.adjectives)
     best_specific: Tie | None = None
@@ -218,8 +228,14 @@ def assess(post: Features, channel: ChannelInfo, candidate: Candidate) -> list[T
         if any(m.channel_id == post.channel_id for m in members):
             ties.append(Tie("channel", SAME_CHANNEL, "a channel already in the incident"))
     ties.extend(_mention_ties(post, channel, members, candidate.channels))
+    named = {person for m in members if m.fwd_key is None for person in m.people}
+    shared = sorted((post.people & named) - BROAD_PEOPLE)
+    if shared:
+        ties.append(Tie("person", PERSON, f"names {', '.join(shared[:3]).title()} too"))
     best, best_member = 0.0, None
     for m in members:
+        if not m.claimish:
+            continue  # text ties anchor on the story's claims, not on what joined them
         score = similarity(post.words, m.words)
         if score > best:
             best, best_member = score, m.post_id

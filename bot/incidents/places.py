@@ -27,6 +27,12 @@ _LOCATIVE = frozenset(
     "районе направлении".split()
 )
 _PERSON = frozenset({"Surn", "Name", "Patr"})
+# Capitalized after "в"/"на" but institutions, not places ("сообщили в Минобороны").
+NOT_PLACES = frozenset(
+    "минобороны мид минфин минюст мчс кремль госдума дума совфед генштаб пентагон ставка "
+    "сбу фсб гур цру нато оон ес евросоюз белый телеграм telegram суд прокуратура "
+    "правительство администрация минздрав росгвардия запад восток юг север центр".split()
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,8 +87,10 @@ def _is_place(tokens: tuple[Token, ...], i: int, text: str) -> bool:
     token = tokens[i]
     if not _is_capitalized(token) or not _cyrillic(token.norm) or len(token.norm) < 3:
         return False
+    if token.norm in NOT_PLACES or (token.lemmas and token.lemmas[0] in NOT_PLACES):
+        return False
     tags = _tags(token.norm)
-    if any("Geox" in t for t in tags):
+    if any("Geox" in t and "NOUN" in t for t in tags):
         return True
     if tags and ("ADJF" in tags[0] or tags[0] & {"Surn", "Patr"}):
         return False  # a person, or the adjective of a name ("Новой" in "у Новой Таволжанки")
