@@ -20,7 +20,7 @@ from loguru import logger
 from telethon import TelegramClient, errors, events, functions, types, utils
 
 from bot.pipeline import Pipeline, Source
-from bot.telegram import channel_id_of, salvage, to_post
+from bot.watch.telegram import channel_id_of, salvage, to_post
 from config.settings import Backfill, ChannelSpec
 from storage import archive, watchlist
 from storage.db import Database, describe_unavailable, unavailable

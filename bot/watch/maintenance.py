@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from loguru import logger
 from telethon import errors
 
-from bot.telegram import to_post
-from bot.watcher import BATCH, Watched, Watcher
+from bot.watch.telegram import to_post
+from bot.watch.watcher import BATCH, Watched, Watcher
 from storage import archive
 from storage.models import Post, iso
 

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from loguru import logger
 from telethon import errors
 
-from bot.watcher import BATCH, Watched, Watcher
+from bot.watch.watcher import BATCH, Watched, Watcher
 from storage import archive
 from storage.db import Database
 
