@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence, Set
 
-import aiosqlite
 from loguru import logger
 
 from bot.detection import Analysis
@@ -20,6 +19,7 @@ from bot.detection.claims import ClaimResult
 from bot.incidents import ChannelInfo, Features, decide, features_of, title_of
 from bot.incidents.grouping import WINDOW, Candidate
 from storage import incidents as store
+from storage.db import Connection
 from storage.incidents import NewMember
 from storage.models import Post
 from storage.outbox import NewAlert
@@ -50,7 +50,7 @@ def features_for(post_id: int, post: Post, analysis: Analysis, verdict: ClaimRes
     )
 
 
-async def join_in(conn: aiosqlite.Connection, items: Sequence[Item]) -> dict[int, int]:
+async def join_in(conn: Connection, items: Sequence[Item]) -> dict[int, int]:
     """Place each new post in an incident (or open one); post id -> incident id for
     every given post that has one, including posts placed earlier."""
     if not items:
@@ -67,7 +67,7 @@ async def join_in(conn: aiosqlite.Connection, items: Sequence[Item]) -> dict[int
     return found
 
 
-async def _join_in(conn: aiosqlite.Connection, items: Sequence[Item]) -> None:
+async def _join_in(conn: Connection, items: Sequence[Item]) -> None:
     done = await store.grouped_in(conn, [i[0] for i in items])
     fresh = [i for i in items if i[0] not in done]
     if not fresh:
@@ -115,7 +115,7 @@ async def _join_in(conn: aiosqlite.Connection, items: Sequence[Item]) -> None:
 
 
 async def _bridge(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     best: int,
     others: Sequence[int],
     members: dict[int, list[Features]],
@@ -166,7 +166,7 @@ def thread_alerts(
 
 
 async def thread_in(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     rows: Sequence[NewAlert],
     incident_of: Mapping[int, int],
     forwarded: Set[int],

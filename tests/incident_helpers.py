@@ -73,7 +73,7 @@ async def story_archive(
     """An archive at `path` with the story ingested through the real pipeline (and
     `unrelated` real posts in another channel); story id -> archived post ids.
     `analysts`: chat id -> keyword rules, subscribed before the posts arrive."""
-    from bot.alerts import Policy
+    from bot.alerts.policy import Policy
     from bot.pipeline import Pipeline
     from storage import archive, subscribers
     from storage.db import open_database

@@ -18,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot import browse
+from bot.cli import browse
 from tests.incident_helpers import story_archive
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
+from bot.cli import parser as cli
 from tests.incident_helpers import story_archive
 
 START = datetime(2023, 6, 2, 8, 0, tzinfo=UTC)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy
 from matplotlib import image
 
-from bot import charts
-from bot.jobs import send_digests
+from bot.alerts import charts
+from bot.alerts.digest import send_digests
 from storage import subscribers
 from tests.bot_helpers import add_rule, bot_settings, make_analyst, received, service, settled
 from tests.incident_helpers import STORY

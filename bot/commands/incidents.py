@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from bot import format as fmt
-from bot import incident_format as ifmt
+from bot.alerts import format as fmt
+from bot.alerts import incident_format as ifmt
 from bot.commands.base import Context, UsageError, command, need_sub
 from storage import incidents, subscribers
 from storage.incidents import Incident, Member

@@ -26,12 +26,12 @@ from rich.text import Text
 from telethon.helpers import add_surrogate, del_surrogate
 from telethon.tl import types
 
-from bot import charts, incident_format
-from bot.alertbot import BotOptions
-from bot.app import App
+from bot.alerts import charts, incident_format
+from bot.alerts.alertbot import BotOptions
+from bot.service.app import App
 from bot.simulator import SimMessage, Simulator
 from config.settings import Backfill, ChannelSpec, Settings
-from storage import incidents
+from storage import archive, incidents, overview
 from storage.models import utcnow
 
 TIMEOUT = 30.0
@@ -153,7 +153,7 @@ class Demo:
         try:
             async with asyncio.timeout(TIMEOUT):
                 await app.ready.wait()
-            posts = await self._count(app, "SELECT count(*) FROM posts")
+            posts = await self._posts(app)
             self.console.print(f"[green]✓[/] connected; caught up {posts} earlier posts\n")
             await self._subscribe()
             for step in self._scenario():
@@ -194,7 +194,7 @@ class Demo:
 
     async def _step(self, app: App, step: Step) -> None:
         self.console.print(f"\n[bold yellow]▶[/] {step.say}")
-        before = await self._count(app, "SELECT count(*) FROM posts")
+        before = await self._posts(app)
         step.act()
         if step.alerts:
             await self._show(step.alerts)
@@ -208,10 +208,8 @@ class Demo:
 
     async def _show_incident(self, app: App, channel_id: int, msg_id: int) -> None:
         assert app.db is not None
-        row = await app.db.fetchone(
-            "SELECT id FROM posts WHERE channel_id = ? AND msg_id = ?", (channel_id, msg_id)
-        )
-        newest = row[0] if row else None
+        row = await archive.get_post(app.db, channel_id, msg_id)
+        newest = row["id"] if row else None
         found = await incidents.of_post(app.db, newest) if newest else None
         if found is None:
             self.console.print("  [dim]in no incident[/]")
@@ -222,7 +220,7 @@ class Demo:
         self.console.print(f"  [cyan]🧩 {incident_format.badge(found)}[/]\n  [dim]why: {why}[/]")
 
     async def _more_posts(self, app: App, before: int) -> bool:
-        return await self._count(app, "SELECT count(*) FROM posts") > before
+        return await self._posts(app) > before
 
     async def _until(self, app: App, check: Callable[[], Awaitable[bool]]) -> None:
         """Wait, re-checking after each archive write, until `check()` holds."""
@@ -379,10 +377,9 @@ class Demo:
             ),
         ]
 
-    async def _count(self, app: App, sql: str) -> int:
+    async def _posts(self, app: App) -> int:
         assert app.db is not None
-        row = await app.db.fetchone(sql)
-        return int(row[0]) if row else 0
+        return await overview.post_count(app.db)
 
     async def _incident_end(self, app: App) -> None:
         """Olena asks for the story's timeline; the demo draws its chart."""
@@ -412,10 +409,14 @@ class Demo:
         )
 
     async def _summary(self, app: App, settings: Settings) -> None:
-        posts = await self._count(app, "SELECT count(*) FROM posts")
-        revisions = await self._count(app, "SELECT count(*) FROM post_revisions")
-        deleted = await self._count(app, "SELECT count(*) FROM posts WHERE deleted_at IS NOT NULL")
-        claims = await self._count(app, "SELECT count(*) FROM posts WHERE claim_label = 'claim'")
+        assert app.db is not None
+        totals = await overview.totals(app.db)
+        posts, revisions, deleted, claims = (
+            totals.posts,
+            totals.revisions,
+            totals.deleted,
+            totals.claims,
+        )
         db = settings.db_path.resolve()
         self.console.print(
             Panel.fit(

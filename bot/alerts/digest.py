@@ -13,10 +13,10 @@ from datetime import datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 
-from bot import charts
-from bot import format as fmt
-from bot.alerts import digest_due, zone
-from bot.notifier import Notifier, SendError
+from bot.alerts import charts
+from bot.alerts import format as fmt
+from bot.alerts.notifier import Notifier, SendError
+from bot.alerts.policy import digest_due, zone
 from storage import incidents, outbox, subscribers
 from storage.db import Database
 

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from bot import incident_format as ifmt
-from bot.search_cmd import open_archive, require_archive
+from bot.alerts import incident_format as ifmt
+from bot.cli.search import open_archive, require_archive
 from storage import incidents
 from storage.db import Database
 from storage.incidents import Incident, Member
