@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence, Set
+from datetime import datetime
 
 from loguru import logger
 
 from bot.detection import Analysis
 from bot.detection.claims import ClaimResult
-from bot.incidents import ChannelInfo, Features, decide, features_of, title_of
+from bot.incidents import CLAIMISH, ChannelInfo, Features, decide, features_of, title_of
 from bot.incidents.grouping import WINDOW, Candidate
 from storage import incidents as store
 from storage.db import Connection
@@ -72,20 +73,27 @@ async def _join_in(conn: Connection, items: Sequence[Item]) -> None:
     fresh = [i for i in items if i[0] not in done]
     if not fresh:
         return
-    features = [features_for(*item) for item in fresh]
     # the captioned part of an album first, so the other parts find it
-    features.sort(key=lambda f: (f.date, not f.words, f.msg_id))
-    since = min(f.date for f in features) - WINDOW
-    until = max(f.date for f in features) + WINDOW
-    channels = {
-        cid: ChannelInfo(cid, name, title)
-        for cid, (name, title) in (await store.channels_in(conn)).items()
-    }
+    fresh.sort(key=lambda i: (i[1].date, not i[1].text, i[1].msg_id))
+    since = fresh[0][1].date - WINDOW
+    until = max(i[1].date for i in fresh) + WINDOW
     members: dict[int, list[Features]] = {}
     for row in await store.members_in(conn, since, until):
         members.setdefault(row.incident_id, []).append(
             Features.from_json(row.post_id, row.channel_id, row.msg_id, row.date, row.features)
         )
+    if not members and not any(i[3].label in CLAIMISH for i in fresh):
+        return  # nothing to join and nothing that opens an incident: the common case
+    channels = {
+        cid: ChannelInfo(cid, name, title)
+        for cid, (name, title) in (await store.channels_in(conn)).items()
+    }
+    features = (
+        features_for(*item)
+        for item in fresh
+        # a post that cannot open an incident needs one near it to be worth comparing
+        if item[3].label in CLAIMISH or _near(members, item[1].date)
+    )
     placed: list[tuple[int | None, NewMember]] = []
     for post in features:
         channel = channels.get(post.channel_id, ChannelInfo(post.channel_id))
@@ -112,6 +120,10 @@ async def _join_in(conn: Connection, items: Sequence[Item]) -> None:
         placed.append((incident_id, member))
     if placed:
         await store.add_in(conn, placed)
+
+
+def _near(members: dict[int, list[Features]], when: datetime) -> bool:
+    return any(abs(m.date - when) <= WINDOW for group in members.values() for m in group)
 
 
 async def _bridge(

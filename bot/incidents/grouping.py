@@ -85,11 +85,21 @@ class Decision:
         return [t.to_json() for t in self.ties]
 
 
+@lru_cache(maxsize=1)
+def _permutations() -> tuple[Any, str]:
+    """datasketch draws its permutations per MinHash; drawing them once is most of the cost."""
+    from datasketch import MinHash
+
+    first = MinHash(num_perm=NUM_PERM)
+    return first.permutations, first.scheme
+
+
 @lru_cache(maxsize=50_000)
 def _minhash(words: frozenset[str]) -> Any:
     from datasketch import MinHash
 
-    signature = MinHash(num_perm=NUM_PERM)
+    permutations, scheme = _permutations()
+    signature = MinHash(num_perm=NUM_PERM, permutations=permutations, scheme=scheme)
     signature.update_batch([w.encode("utf-8") for w in sorted(words)])
     return signature
 

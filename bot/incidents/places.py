@@ -35,6 +35,9 @@ NOT_PLACES = frozenset(
 )
 
 
+_DERIVED_TAILS = ("ий", "ой", "ец", "янин", "чанин", "щина")
+
+
 @dataclass(frozen=True, slots=True)
 class Place:
     key: str  # the shortest name stem: what two mentions are compared by
@@ -186,7 +189,7 @@ def adjective_stems(analysis: Analysis) -> frozenset[str]:
     stems: set[str] = set()
     for token in analysis.tokens:
         lemma = token.lemmas[0] if token.lemmas else token.norm
-        if _cyrillic(lemma) and lemma.endswith(("ий", "ой", "ец", "янин", "чанин", "щина")):
+        if lemma.endswith(_DERIVED_TAILS) and _cyrillic(lemma):
             stems.update(derived_stems(lemma))
     return frozenset(stems)
 
