@@ -8,7 +8,15 @@ from pathlib import Path
 
 from storage import incidents
 from storage.models import utcnow
-from tests.bot_helpers import add_rule, bot_settings, make_analyst, received, service, settled
+from tests.bot_helpers import (
+    add_rule,
+    ask,
+    bot_settings,
+    make_analyst,
+    received,
+    service,
+    settled,
+)
 from tests.incident_helpers import STORY, play, story_posts, unrelated_posts
 
 LIVE = ("album", "artillery", "repost2")
@@ -105,3 +113,9 @@ async def test_story_is_one_incident_among_unrelated_posts(sim, monitor, bot, an
         assert artillery.ties[0]["detail"] == "Новая Таволжанка"
         # the repost of the album alerted nobody again (its origin's alert lists it)
         assert len(sim.messages_to(ann, from_=bot)) == 2
+        # and the analyst reads the incident through the bot
+        listing = (await ask(sim, ann, bot, "/incidents")).text
+        assert listing.startswith("Incidents, latest first")
+        assert f"#{story_id} · Новая Таволжанка" in listing
+        shown = (await ask(sim, ann, bot, f"/incident {story_id}")).text
+        assert "opened the incident" in shown and "place Новая Таволжанка 0.80" in shown
