@@ -88,8 +88,12 @@ class MonitorClient(TelegramClient):
         self.flood_gate = FloodGate()
         self.reconnect_callbacks: list[ReconnectCallback] = []
 
-    async def __call__(  # type: ignore[override]
-        self, request: Any, ordered: bool = False, flood_sleep_threshold: int | None = None
+    async def _call(  # Telethon's one way out for every request (downloads too), 1.45.x
+        self,
+        sender: Any,
+        request: Any,
+        ordered: bool = False,
+        flood_sleep_threshold: int | None = None,
     ) -> Any:
         threshold = flood_sleep_threshold
         if threshold is None:
@@ -104,7 +108,7 @@ class MonitorClient(TelegramClient):
                     raise HeldForFloodWait(request=one, capture=math.ceil(left))
                 await self.flood_gate.wait(kind, chat)  # sent together when it opens
             try:
-                return await super().__call__(request, ordered=ordered)
+                return await super()._call(sender, request, ordered=ordered)
             except (*_KIND_WIDE, errors.SlowModeWaitError) as exc:
                 failed = exc.request if isinstance(exc.request, TLRequest) else requests[0]
                 scope = _chat_of(failed) if isinstance(exc, errors.SlowModeWaitError) else None
