@@ -4,6 +4,7 @@ Telethon clients against the simulator, Telegram's limits enforced)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import re
 from pathlib import Path
@@ -83,3 +84,48 @@ async def _all_sent(app, user, n: int) -> bool:
 
 async def _pending(app, n: int) -> bool:
     return await outbox.pending_count(app.db) == n
+
+
+async def test_a_combined_message_with_a_follow_up_resent_after_a_crash_is_the_same_message(
+    sim, monitor, bot, admin, ann, rdk, tmp_path: Path
+):
+    from tests.bot_helpers import crash
+    from tests.test_bot_crash import Freeze, TelegramDedup
+    from tests.watch_helpers import TIMEOUT
+
+    settings = bot_settings(tmp_path, bot, [admin], "rdk_channel")
+    async with service(sim, monitor, bot, settings) as app:
+        await make_analyst(app, ann)
+        await add_rule(app, ann, "Шебекино")
+        first = sim.post(rdk, "Шебекино, утро")
+        await settled(app, lambda: _all_sent(app, ann, 1))
+    async with running(sim, monitor, dataclasses.replace(settings, bot_token=None)) as app:
+        sim.edit(rdk, first, "Шебекино, утро (уточнение)")  # the follow-up comes first
+        for i in range(4):
+            sim.post(rdk, f"Шебекино, сообщение {i}")
+        await eventually(app, lambda: _pending(app, 5))
+    sent: list[tuple[int, str]] = []
+
+    def capture(sender):
+        class Capture:
+            async def send(self, chat, html, **kw):
+                sent.append((kw["random_id"], html))
+                return await sender.send(chat, html, **kw)
+
+        return Capture()
+
+    server, freeze = TelegramDedup(), Freeze("after")
+    async with service(
+        sim, monitor, bot, settings, wrap_sender=lambda s: freeze.wrap(capture(server.wrap(s)))
+    ) as app:
+        async with asyncio.timeout(TIMEOUT):
+            await freeze.reached.wait()  # the combined message reached the chat ...
+        await crash(app)  # ... and the process died before recording it
+    (original,) = sent
+    assert original[1].startswith("⚡ <b>4 alerts</b>, 1 update\n\n")
+    async with service(
+        sim, monitor, bot, settings, wrap_sender=lambda s: capture(server.wrap(s))
+    ) as app:
+        await settled(app, lambda: _all_sent(app, ann, 6))
+    assert sent == [original, original]  # the same rows, text and random id
+    assert len(sim.messages_to(ann, from_=bot)) == 2  # the first alert, the combined one
