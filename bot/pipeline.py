@@ -18,9 +18,10 @@ from typing import Literal
 import aiosqlite
 from loguru import logger
 
-from bot import alerts, audience
-from bot.alerts import Claim, Policy, Subject
-from bot.audience import Audience
+from bot.alerts import audience
+from bot.alerts import policy as alerts
+from bot.alerts.audience import Audience
+from bot.alerts.policy import Claim, Policy, Subject
 from bot.detection import Analysis, analyze
 from bot.detection.claims import ClaimResult, detect_claim
 from storage import archive, outbox

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import COMMANDS, build_parser, main
+from bot.cli.parser import COMMANDS, build_parser, main
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bot.demo import Demo
+from bot.cli.demo import Demo
 
 
 async def test_demo_plays_the_scenario_and_leaves_a_searchable_archive(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
+from bot.cli import parser as cli
 from bot.pipeline import Pipeline
 from storage import archive, export
 from storage.db import Database, open_database

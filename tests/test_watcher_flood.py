@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from bot.app import App
 from bot.floodgate import FloodGate
+from bot.service.app import App
 from bot.simulator import RequestRecord, SimChannel, Simulator
 from storage import archive
 from tests.watch_helpers import TIMEOUT, eventually, running, settings_for

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot import format as fmt
+from bot.alerts import format as fmt
 from bot.commands.base import Context, Reply, UsageError, command, pager
 from config.settings import parse_channel
 from storage import search

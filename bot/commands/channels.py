@@ -6,7 +6,7 @@ from datetime import datetime
 
 from loguru import logger
 
-from bot import format as fmt
+from bot.alerts import format as fmt
 from bot.commands.base import ChannelControl, Context, UsageError, command
 from config.settings import parse_channel
 from storage.models import Channel

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot import format as fmt
+from bot.alerts import format as fmt
 from bot.commands.base import Context, UsageError, command, need_sub
 from bot.detection.keywords import normalize_channel, parse_rule
 from storage import subscribers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot import format as fmt
+from bot.alerts import format as fmt
 from bot.commands.base import Context, UsageError, command
 from storage import outbox
 from storage.models import iso

@@ -10,8 +10,8 @@ from loguru import logger
 from telethon import errors
 
 from bot.clients import HeldForFloodWait
-from bot.telegram import to_post
-from bot.watcher import BATCH, Watched, Watcher
+from bot.watch.telegram import to_post
+from bot.watch.watcher import BATCH, Watched, Watcher
 from storage import archive
 from storage.models import Post, iso
 

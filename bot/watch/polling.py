@@ -18,7 +18,7 @@ from loguru import logger
 from telethon import errors
 
 from bot.clients import HeldForFloodWait
-from bot.watcher import BATCH, Watched, Watcher
+from bot.watch.watcher import BATCH, Watched, Watcher
 from storage import archive
 from storage.db import Database
 

@@ -23,8 +23,8 @@ from typing import IO
 from loguru import logger
 from telethon import errors
 
-from bot.telegram import to_media
-from bot.watcher import Watcher
+from bot.watch.telegram import to_media
+from bot.watch.watcher import Watcher
 from storage.db import Database
 from storage.models import iso
 

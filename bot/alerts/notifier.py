@@ -29,9 +29,9 @@ from typing import Protocol
 
 from loguru import logger
 
-from bot import format as fmt
-from bot.alerts import Decision, decide
-from bot.ratelimit import RateLimiter
+from bot.alerts import format as fmt
+from bot.alerts.policy import Decision, decide
+from bot.alerts.ratelimit import RateLimiter
 from storage import outbox, subscribers
 from storage.db import Database
 from storage.models import utcnow

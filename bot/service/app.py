@@ -13,16 +13,16 @@ from typing import Any
 from loguru import logger
 from telethon.sessions import Session
 
-from bot.alertbot import AlertBot, BotOptions
-from bot.alerts import Policy
-from bot.bot import BotLoginError
+from bot.alerts.alertbot import AlertBot, BotOptions
+from bot.alerts.bot_client import BotLoginError
+from bot.alerts.notifier import DeliveredListener
+from bot.alerts.policy import Policy
 from bot.clients import MonitorClient, user_client
-from bot.notifier import DeliveredListener
 from bot.pipeline import Pipeline
-from bot.systemd import Notifier as SystemdNotifier
-from bot.systemd import watchdog_interval
-from bot.watch_jobs import WatchJobs
-from bot.watcher import Watcher
+from bot.service.jobs import WatchJobs
+from bot.service.systemd import Notifier as SystemdNotifier
+from bot.service.systemd import watchdog_interval
+from bot.watch.watcher import Watcher
 from config.settings import Settings
 from storage import outbox, watchlist
 from storage.db import Database, describe_unavailable, open_database, unavailable

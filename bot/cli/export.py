@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from bot.progress import progress_bar
-from bot.search_cmd import add_filter_arguments, filters_from, open_archive, require_archive
+from bot.cli.progress import progress_bar
+from bot.cli.search import add_filter_arguments, filters_from, open_archive, require_archive
 from storage import export
 from storage.search import QueryError, compile_query
 

@@ -24,7 +24,7 @@ from telethon.tl.tlobject import TLRequest
 from bot.clients import HeldForFloodWait, MonitorClient, request_kind, waiting_out_flood_waits
 from bot.floodgate import Slots
 from bot.pipeline import Pipeline, Source
-from bot.telegram import channel_id_of, salvage, to_post
+from bot.watch.telegram import channel_id_of, salvage, to_post
 from config.settings import Backfill, ChannelSpec
 from storage import archive, watchlist
 from storage.db import Database, describe_unavailable, unavailable

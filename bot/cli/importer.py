@@ -28,9 +28,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from loguru import logger
 
-from bot.alerts import Policy
+from bot.alerts.policy import Policy
+from bot.cli.progress import progress_bar
 from bot.pipeline import Pipeline
-from bot.progress import progress_bar
 from config.settings import Settings
 from storage.db import Database, open_database
 from storage.models import Forward, Media, Post, iso, utcnow

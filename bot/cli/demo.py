@@ -26,8 +26,8 @@ from rich.text import Text
 from telethon.helpers import add_surrogate, del_surrogate
 from telethon.tl import types
 
-from bot.alertbot import BotOptions
-from bot.app import App
+from bot.alerts.alertbot import BotOptions
+from bot.service.app import App
 from bot.simulator import SimMessage, Simulator
 from config.settings import Backfill, ChannelSpec, Settings
 from storage.models import utcnow
