@@ -245,7 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chanwatch",
         description="Telegram channel monitor: archive posts, edits and deletions; alert analysts.",
     )
-    parser.add_argument("--env-file", default=os.environ.get("CHANWATCH_ENV_FILE", ".env"))
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        default=os.environ.get("CHANWATCH_ENV_FILE", ".env"),
+        help="settings file (default: .env, or $CHANWATCH_ENV_FILE); the environment wins over it",
+    )
     parser.add_argument("--log-level", default=None, help="override CHANWATCH_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, handler, configure) in COMMANDS.items():

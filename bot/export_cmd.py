@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.progress import progress_bar
+from bot.query import compile_query
 from bot.search_cmd import add_filter_arguments, filters_from, open_archive, require_archive
 from storage import export
-from storage.search import QueryError, compile_query
+from storage.search import QueryError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

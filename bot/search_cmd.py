@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.query import compile_query, search
 from storage.db import Database, StorageError, open_database
 from storage.search import (
     MARK_END,
@@ -21,10 +22,8 @@ from storage.search import (
     Filters,
     Hit,
     QueryError,
-    compile_query,
     parse_when,
     resolve_channels,
-    search,
 )
 
 FORMATS = ("table", "json", "csv")

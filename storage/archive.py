@@ -426,3 +426,13 @@ async def record_metrics_in(
             for post_id, when, post in rows
         ],
     )
+
+
+async def save_lemmas_in(conn: aiosqlite.Connection, lemmas: Sequence[tuple[str, int]]) -> int:
+    """Rewrite posts' `lemmas` (lemmas, post id) inside the caller's transaction, where
+    they changed (the FTS index follows by trigger); how many changed."""
+    cursor = await conn.executemany(
+        "UPDATE posts SET lemmas = ? WHERE id = ? AND lemmas IS NOT ?",
+        [(text, post_id, text) for text, post_id in lemmas],
+    )
+    return max(cursor.rowcount, 0)

@@ -14,10 +14,11 @@ import pytest
 
 from bot import cli
 from bot.pipeline import Pipeline
+from bot.query import compile_query
 from storage import archive, export
 from storage.db import Database, open_database
 from storage.models import Channel, Forward, Media, Post
-from storage.search import Filters, compile_query
+from storage.search import Filters
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 

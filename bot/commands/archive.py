@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bot import format as fmt
+from bot import query as searching
 from bot.commands.base import Context, Reply, UsageError, command, pager
 from config.settings import parse_channel
 from storage import search
@@ -72,7 +73,7 @@ def _marked(snippet: str) -> str:
 
 async def _page(ctx: Context, found: _Search, token: str, page: int) -> Reply:
     try:
-        hits = await search.search(
+        hits = await searching.search(
             ctx.db, found.query, found.filters, limit=min(MAX_RESULTS, (page + 1) * PAGE + 1)
         )
     except QueryError as exc:
@@ -103,7 +104,7 @@ async def search_(ctx: Context) -> None:
         raise UsageError(SEARCH_USAGE)
     try:
         since_at = search.parse_when(since, end=False, option="since") if since else None
-        search.compile_query(query)
+        searching.compile_query(query)
     except QueryError as exc:
         raise UsageError(f"{exc}. {SEARCH_USAGE}") from None
     ids = tuple([await _channel_id(ctx, ref) for ref in channels])

@@ -14,7 +14,7 @@ morphology module's cached analyzers.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -927,18 +927,38 @@ def _number_at(s: _Sentence, k: int) -> tuple[int | None, int]:
 # --- entry point -----------------------------------------------------------------------------
 
 
+def _is_latin(norm: str) -> bool:
+    # Tokens are words or numbers, so a norm starting between "a" and Latin
+    # Extended-B is a Latin word.
+    return "a" <= norm < "\u0250"
+
+
+def _stemmed(tok: Token) -> Token:
+    """A Latin word keyed by its Snowball stem, which the English lexicon is written
+    in (the analysis itself carries English lemmas)."""
+    return replace(tok, lemmas=(morphology.stem_en(tok.norm),))
+
+
 def detect_claim(analysis: Analysis) -> ClaimResult:
     """Whether the analysed text claims that soldiers were captured, with the evidence."""
     tokens = analysis.tokens
     hit: set[int] = set()
     triggers = lx.TRIGGERS
+    latin = False
     for tok in tokens:
+        if "a" <= tok.norm < "\u0250":  # _is_latin, inlined: this loop sees every token
+            latin = True
+            if morphology.stem_en(tok.norm) in triggers:
+                hit.add(tok.sentence)
+            continue
         for lemma in tok.lemmas:
             if lemma in triggers:
                 hit.add(tok.sentence)
                 break
     if not hit:
         return NONE
+    if latin:
+        tokens = tuple(_stemmed(t) if _is_latin(t.norm) else t for t in tokens)
 
     text = analysis.text
     by_sentence: dict[int, list[Token]] = {i: [] for i in hit}
