@@ -226,6 +226,8 @@ class Hit:
     text: str
     deleted_at: str | None
     score: float | None = None
+    claim_label: str | None = None  # the claim detector's verdict, where stored
+    claim_score: float | None = None
 
 
 async def search(
@@ -243,8 +245,13 @@ async def search(
     conditions, params = where_clause(filters, rowid="posts_fts.rowid")
     extra = "".join(f" AND {c}" for c in conditions)
     order = "posts_fts.rank" if rank else "posts_fts.rowid DESC"
+    claim = (
+        "p.claim_label, p.claim_score"
+        if await has_column(db, "posts", "claim_label")
+        else "NULL AS claim_label, NULL AS claim_score"
+    )
     # CROSS JOIN keeps the FTS index as the outer loop, so rowid order needs no sort.
-    sql = f"""SELECT p.id, p.channel_id, p.msg_id, p.date, p.text, p.deleted_at,
+    sql = f"""SELECT p.id, p.channel_id, p.msg_id, p.date, p.text, p.deleted_at, {claim},
                      c.username, c.title, {"bm25(posts_fts)" if rank else "NULL"} AS score,
                      snippet(posts_fts, 0, ?, ?, '…', {_SNIPPET_TOKENS}) AS snip
               FROM posts_fts CROSS JOIN posts p ON p.id = posts_fts.rowid
@@ -286,6 +293,8 @@ def _hit(row: sqlite3.Row, query: CompiledQuery) -> Hit:
         text=row["text"],
         deleted_at=row["deleted_at"],
         score=row["score"],
+        claim_label=row["claim_label"],
+        claim_score=row["claim_score"],
     )
 
 

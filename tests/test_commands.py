@@ -168,13 +168,47 @@ async def test_search_with_pages_and_recent(sim, monitor, bot, admin, ann, rdk, 
         for text, expected in [
             ("/search", "Usage: /search"),
             ("/search пленный in @nowhere", "is not in the archive"),
-            ("/search пленный since yesterday", "not a date"),
+            ("/search пленный since someday", "not a date"),
             ("/recent", "Usage: /recent"),
             ("/recent @rdk_channel 50", "between 1 and 20"),
             ("/recent @nowhere", "is not in the archive"),
         ]:
             answer = (await ask(sim, ann, bot, text)).text
             assert expected in answer and "\n" not in answer, (text, answer)
+
+
+async def test_search_replies_are_escaped_and_understand_in_since_until(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    sim.post(rdk, "Бойцы РДК взяли в плен двоих военнослужащих у Козинки.")
+    sim.post(rdk, "Soldiers were captured in Bakhmut, the brigade says.")
+    async with service(sim, monitor, bot, settings) as app:
+        await _analyst(app, ann)
+        await eventually(app, lambda: _count(app, rdk.id, 2))
+        # usage and errors are plain text: nothing is swallowed as an HTML tag
+        usage = (await ask(sim, ann, bot, '/search "unclosed')).text
+        assert "unterminated quote" in usage
+        assert 'Usage: /search <words or "phrase"> [in @channel]' in usage
+        echoed = await ask(sim, ann, bot, '/search "<a href=https://x.example>y')
+        assert '"<a href=https://x.example>y' in echoed.text and not echoed.entities
+        revoke = (await ask(sim, admin, bot, "/revoke")).text
+        assert revoke == "Usage: /revoke <user id | invitation code>"
+        # `in Bakhmut` is a word of the query; only `in @channel` or a link filters
+        found = await ask(sim, ann, bot, "/search soldiers captured in Bakhmut")
+        assert found.text.startswith("🔎 soldiers captured in Bakhmut — page 1")
+        assert "Bakhmut, the brigade says" in found.text
+        linked = await ask(sim, ann, bot, "/search плен in t.me/rdk_channel since yesterday")
+        assert linked.text.count("• РДК") == 1
+        # the claim detector's verdict is shown with each post
+        assert "· claim 0.9" in linked.text
+        later = await ask(sim, ann, bot, "/search плен until 2000-01-01")
+        assert later.text == "No posts match плен until 2000-01-01."
+        today = await ask(sim, ann, bot, "/search плен since today until today")
+        assert today.text.count("• РДК") == 1
+        assert (
+            "since is after until"
+            in (await ask(sim, ann, bot, "/search плен since today until yesterday")).text
+        )
 
 
 async def test_status(sim, monitor, bot, admin, rdk, settings):
