@@ -10,14 +10,23 @@ from typing import TextIO
 
 from bot.progress import progress_bar
 from bot.query import compile_query
-from bot.search_cmd import add_filter_arguments, filters_from, open_archive, require_archive
+from bot.search_cmd import (
+    add_filter_arguments,
+    filters_from,
+    open_archive,
+    query_text,
+    require_archive,
+)
 from storage import export
 from storage.search import QueryError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "query", nargs="?", metavar="QUERY", help="only posts matching this search (optional)"
+        "query",
+        nargs="*",
+        metavar="QUERY",
+        help="only posts matching this search (optional; several arguments are one query)",
     )
     add_filter_arguments(parser)
     parser.add_argument("--format", choices=export.FORMATS, default="jsonl", help="(jsonl)")
@@ -48,6 +57,7 @@ def _check_output(args: argparse.Namespace) -> None:
 
 
 async def _export(args: argparse.Namespace, db_path: Path, err: TextIO) -> int:
+    args.query = query_text(args.query)
     compiled = compile_query(args.query) if args.query else None
     db = await open_archive(db_path)
     try:
