@@ -269,9 +269,7 @@ MINUS_SIGN = "\u2212"  # what a query's `-word` is passed through argparse as
 def _protect_minus_words(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
     """`chanwatch search Белгород -плен`: a `-word` that is no option of the command
     is a query word, not an unknown option (argparse would refuse it)."""
-    subparsers = next(
-        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
-    )
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     at = next((i for i, a in enumerate(argv) if a in _QUERY_COMMANDS), None)
     if at is None or (at > 0 and argv[at - 1] in ("--env-file", "--log-level")):
         return argv
