@@ -741,12 +741,36 @@ def _negation(s: _Sentence, cue: _Cue) -> int | None:
     return None
 
 
+def _equipment_not_people(s: _Sentence) -> tuple[int, int] | None:
+    """A sentence saying what was taken was gear, not people: "не солдаты, а их
+    техника", "not soldiers but their equipment", "техника, а не экипаж"."""
+    toks = s.toks
+    n = len(toks)
+    for k, tok in enumerate(toks):
+        if tok.norm not in lx.NEGATIONS:
+            continue
+        person = next((j for j in range(k + 1, min(n, k + 4)) if s.is_person(j)), None)
+        if person is not None:
+            # не <people>, а <gear>
+            turn = s.find(lx.CONTRAST_WORDS, person + 1, person + 4)
+            if turn is not None and s.find(lx.EQUIPMENT, turn + 1, turn + 5) is not None:
+                return k, person
+        if person is not None and k and _has(toks[k - 1], lx.CONTRAST_WORDS):
+            # <gear>, а не <people>
+            if s.find(lx.EQUIPMENT, k - 6, k - 1) is not None:
+                return k - 1, person
+    return None
+
+
 def _blocker(s: _Sentence, cue: _Cue) -> tuple[str, tuple[int, int]] | None:
     toks = s.toks
     n = len(toks)
     a = cue.anchor
     if s.question:
         return "question", (cue.first, cue.last)
+    contrast = _equipment_not_people(s)
+    if contrast is not None:
+        return "equipment_not_people", contrast
     k = s.find(lx.HISTORY_WORDS, 0, n)
     if k is not None:
         return "history", (k, k)
@@ -796,6 +820,11 @@ def _blocker(s: _Sentence, cue: _Cue) -> tuple[str, tuple[int, int]] | None:
                     or not any(toks[j].norm == "and" for j in range(cue.last + 1, k))
                 ):
                     return "hypothetical", (k, k)
+        if cue.rule == "capture_person":
+            # "the video captured infiltrators crossing": a recording, not a capture
+            k = s.find(lx.RECORDINGS_EN, cue.first - 3, cue.first)
+            if k is not None:
+                return "footage", (k, cue.first)
     else:
         verb = toks[a]
         gram = _grammemes(
