@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from storage import archive, subscribers
-from tests.bot_helpers import ask, bot_settings, service
+from tests.bot_helpers import ask, bot_settings, received, service
 from tests.watch_helpers import eventually
 
 
@@ -85,6 +85,20 @@ async def test_rules_add_list_delete(sim, monitor, bot, admin, ann, settings):
             answer = (await ask(sim, ann, bot, text)).text
             assert expected in answer, (text, answer)
             assert "\n" not in answer or text == "/rule", answer
+
+
+async def test_a_rule_of_several_words_is_a_phrase(sim, monitor, bot, admin, ann, rdk, settings):
+    async with service(sim, monitor, bot, settings) as app:
+        await _analyst(app, ann)
+        added = await ask(sim, ann, bot, "/rule add Новая Таволжанка")
+        assert added.text == "Rule 1 added: Новая Таволжанка"
+        before = len(sim.messages_to(ann, from_=bot))
+        sim.post(rdk, "Новая школа открылась")  # one word of the phrase: no alert
+        sim.post(rdk, "Обстрел села Новая Таволжанка")
+        alerts = await received(sim, ann, bot, before + 1)
+        assert "Таволжанка" in alerts[before].text
+        await eventually(app, lambda: _count(app, rdk.id, 2))
+        assert len(sim.messages_to(ann, from_=bot)) == before + 1
 
 
 async def test_claims_switch(sim, monitor, bot, admin, ann, settings):
