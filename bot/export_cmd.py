@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.progress import progress_bar
-from bot.query import compile_query
+from bot.query import compile_query, prepare
 from bot.search_cmd import (
     add_filter_arguments,
     filters_from,
@@ -58,10 +58,12 @@ def _check_output(args: argparse.Namespace) -> None:
 
 async def _export(args: argparse.Namespace, db_path: Path, err: TextIO) -> int:
     args.query = query_text(args.query)
-    compiled = compile_query(args.query) if args.query else None
+    if args.query:
+        compile_query(args.query)  # a bad query fails before the archive is opened
     db = await open_archive(db_path)
     try:
         filters = await filters_from(db, args, media_only=args.media)
+        compiled = await prepare(db, args.query) if args.query else None
         selection = export.Selection(filters, compiled)
         show = err.isatty()
         total = await export.count(db, selection) if show else 0

@@ -193,11 +193,11 @@ def query_text(words: list[str] | str | None) -> str | None:
 
 async def _search(args: argparse.Namespace, db_path: Path, out: TextIO, err: TextIO) -> int:
     args.query = query_text(args.query)
-    compiled = compile_query(args.query)  # a bad query fails before the archive is opened
+    compile_query(args.query)  # a bad query fails before the archive is opened
     db = await open_archive(db_path)
     try:
         filters = await filters_from(db, args)
-        hits = await search(db, compiled, filters, limit=args.limit, rank=args.rank)
+        hits = await search(db, args.query, filters, limit=args.limit, rank=args.rank)
     finally:
         await db.close()
     write_hits(hits, args.format, out)

@@ -7,6 +7,7 @@ alone a check on the post's text. Storage knows nothing of languages.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -88,6 +89,20 @@ def fts_any(parts: Sequence[str]) -> str:
 
 def fts_without(expr: str, excluded: str) -> str:
     return f"({expr} NOT {excluded})"
+
+
+async def indexed_lemmas(db: Database, lemmas: Sequence[str]) -> set[str]:
+    """Which of these lemmas occur in the archive's `lemmas` column, in one query
+    (a place name's search forms are dozens, of which a few exist)."""
+    if not lemmas:
+        return set()
+    rows = await db.fetchall(
+        """SELECT value FROM json_each(?) WHERE EXISTS (
+               SELECT 1 FROM posts_fts
+               WHERE posts_fts MATCH ('lemmas : "' || replace(value, '"', '""') || '"'))""",
+        (json.dumps(list(lemmas), ensure_ascii=False),),
+    )
+    return {row[0] for row in rows}
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ import pytest
 
 from bot import cli
 from bot.pipeline import Pipeline
-from bot.query import compile_query
+from bot.query import compile_query, prepare
 from storage import archive, export
 from storage.db import Database, open_database
 from storage.models import Channel, Forward, Media, Post
@@ -240,7 +240,7 @@ async def test_export_query_matches_like_the_rules(tmp_path: Path) -> None:
         await Pipeline(db).ingest(posts, "catchup")
 
         async def exported(query: str) -> list[int]:
-            records = await _jsonl(db, tmp_path, query=compile_query(query))
+            records = await _jsonl(db, tmp_path, query=await prepare(db, query))
             return [r["msg_id"] for r in records]
 
         assert await exported("Белгород") == [1]

@@ -341,3 +341,15 @@ async def test_terminal_table_gives_the_snippet_the_width(
         plain = hit.snippet.replace(MARK_START, "").replace(MARK_END, "")
         assert " ".join(plain.split()) in words, plain
         assert hit.link in words.replace(" ", "") or hit.link in words
+
+
+async def test_a_place_name_is_looked_up_only_by_the_forms_the_archive_holds(
+    db: Database,
+) -> None:
+    from bot.query import prepare
+
+    every_form = compile_query("Белгород")
+    held = await prepare(db, "Белгород")
+    assert len(held.fts) < len(every_form.fts) / 5
+    assert "белгородский" in held.fts and "белгородец" not in held.fts
+    assert await ids(db, held) == await ids(db, every_form) == [(200, 2), (200, 1)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.detection import morphology
 from bot.detection.keywords import Rule, compile_rules, search_forms
 from bot.detection.text import Analysis, analyze, normalize_word
 
@@ -273,6 +274,29 @@ class QueryMatcher:
         self._prefixes = {
             k: normalize_word(t.text) for k, t in enumerate(self._terms) if t.kind == "prefix"
         }
+        excluded = {id(t) for t in _excluded(node)}
+        shown = [t for t in self._terms if id(t) not in excluded]
+        self._forms = frozenset(
+            form
+            for t in shown
+            if t.kind != "prefix"
+            for w in lookups(t)
+            for form in (*w.lemmas, normalize_word(w.surface))
+        )
+        self._shown_prefixes = tuple(normalize_word(t.text) for t in shown if t.kind == "prefix")
+        self._initials = frozenset(form[:1] for form in self._forms)
+
+    def word_matches(self, word: str) -> bool:
+        """Whether one word of a text is worth highlighting: it or one of its lemmas
+        is a form some searched word matches, or it starts with a searched prefix.
+        Word by word with cached lemmas, no sentence analysis: for snippets only."""
+        norm = normalize_word(word)
+        if norm in self._forms or norm.startswith(self._shown_prefixes or ("\0",)):
+            return True
+        if norm[:1] not in self._initials and not norm.isascii():
+            # Inflection keeps the first letter (bar a few suppletive forms).
+            return False
+        return not self._forms.isdisjoint(morphology.word_lemmas(norm, morphology.RU_UK))
 
     def _found(self, analysis: Analysis) -> dict[int, list[tuple[int, int]]]:
         """Term index -> (start, end) of the words it matched."""
@@ -298,16 +322,6 @@ class QueryMatcher:
 
     def matches(self, analysis: Analysis) -> bool:
         return self._eval(self.node, self._found(analysis), [0])
-
-    def spans(self, analysis: Analysis) -> list[tuple[int, int]]:
-        """Offsets of the matched words of the terms that are not excluded."""
-        found = self._found(analysis)
-        excluded = {id(t) for t in _excluded(self.node)}
-        out: set[tuple[int, int]] = set()
-        for k, term in enumerate(self._terms):
-            if id(term) not in excluded:
-                out.update(found.get(k, ()))
-        return sorted(out)
 
 
 def _excluded(node: Node) -> list[Term]:
