@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import corpus, figure, plain_insert_seconds  # noqa: E402
-from bot import importer  # noqa: E402
+from bot.cli import importer  # noqa: E402
 from bot.detection import analyze  # noqa: E402
 from bot.pipeline import lemma_text  # noqa: E402
 from bot.query import compile_query, search  # noqa: E402

@@ -16,6 +16,7 @@ from telethon.sessions import Session, SQLiteSession
 from config.settings import Settings
 
 ReconnectCallback = Callable[[], Awaitable[None]]
+SessionStore = Session  # where a client keeps its auth key: handed through, never opened, elsewhere
 
 
 class MonitorClient(TelegramClient):
@@ -85,3 +86,31 @@ def user_client(
     }
     options.update(overrides)
     return MonitorClient(session, settings.api_id, settings.api_hash, **options)
+
+
+class NotLoggedIn(Exception):
+    """The session file holds no logged-in account; the message says which case."""
+
+
+async def logged_in_account(
+    settings: Settings, session_file: Path, *, request_timeout: float
+) -> tuple[str, int]:
+    """(first name, id) of the account a session file is logged in as, checked on the server.
+
+    Raises NotLoggedIn, or OSError/TimeoutError/ConnectionError/EOFError when the server
+    cannot be reached."""
+    session = SQLiteSession(str(session_file))
+    try:
+        if not session.auth_key:  # an AuthKey without data is falsy
+            raise NotLoggedIn("the session was never logged in")
+        client = user_client(settings, session, connection_retries=1, timeout=request_timeout)
+        try:
+            await client.connect()
+            if not await client.is_user_authorized():
+                raise NotLoggedIn("the session has no logged-in account")
+            me = await client.get_me()
+        finally:
+            await client.disconnect()
+    finally:
+        session.close()
+    return me.first_name, me.id

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot import format as fmt
-from bot.alerts import (
+from bot.alerts import format as fmt
+from bot.alerts.policy import (
     Claim,
     Decision,
     Hit,

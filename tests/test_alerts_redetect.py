@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bot.cli.redetect import redetect
 from bot.pipeline import Pipeline
-from bot.redetect import redetect
 from storage import archive
 from storage.db import open_database
 from storage.models import Channel, Post
@@ -46,7 +46,7 @@ async def test_redetect_restores_every_verdict_and_can_resume(tmp_path: Path) ->
 def test_redetect_command(tmp_path: Path, monkeypatch, capsys) -> None:
     import asyncio
 
-    from bot import cli
+    from bot.cli import parser as cli
 
     monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
     path = tmp_path / "archive.db"
@@ -69,7 +69,7 @@ def test_redetect_db_option_and_one_summary(tmp_path: Path, monkeypatch, capsys)
 
     from loguru import logger
 
-    from bot import cli
+    from bot.cli import parser as cli
 
     monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
     monkeypatch.delenv("CHANWATCH_DB", raising=False)

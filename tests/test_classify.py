@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot import classify
+from bot.cli import classify
 
 
 def parse_args(*argv: str) -> argparse.Namespace:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import COMMANDS, build_parser, main
+from bot.cli.parser import COMMANDS, build_parser, main
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -36,7 +36,7 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_global_options_have_help() -> None:
-    from bot.cli import build_parser
+    from bot.cli.parser import build_parser
 
     text = " ".join(build_parser().format_help().split())
     assert "--env-file FILE settings file (default: .env" in text

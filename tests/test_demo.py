@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from bot.demo import Demo, closing_hints
+from bot.cli.demo import Demo, closing_hints
 
 
 async def test_demo_plays_the_scenario_and_leaves_a_searchable_archive(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
+from bot.cli import parser as cli
 from bot.pipeline import Pipeline
 from bot.query import compile_query, prepare
 from storage import archive, export

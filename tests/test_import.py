@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from bot import cli, importer
-from bot.alerts import Policy
+from bot.alerts.policy import Policy
+from bot.cli import importer
+from bot.cli import parser as cli
 from bot.query import search
 from storage import archive, subscribers
 from storage.db import Database, open_database

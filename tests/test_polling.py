@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from bot.app import App
-from bot.polling import (
+from bot.service.app import App
+from bot.simulator import Simulator
+from bot.watch.polling import (
     PollSchedule,
     RequestBudget,
     extra_requests,
     poll_interval,
     posting_rate,
 )
-from bot.simulator import Simulator
 from config.settings import ChannelSpec, JobSettings, Settings
 from storage import archive
 from storage.models import utcnow

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli, search_cmd
+from bot.cli import parser as cli
+from bot.cli import search as search_cmd
 from bot.pipeline import Pipeline
 from bot.query import compile_query, search
 from storage import archive

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot import format as fmt
 from bot import query as searching
+from bot.alerts import format as fmt
 from bot.commands.base import Context, Reply, UsageError, command, pager
 from config.settings import parse_channel
-from storage import search
+from storage import archive, overview, search
 from storage.search import MARK_END, MARK_START, Filters, QueryError
 
 SEARCH_USAGE = (
@@ -89,13 +89,10 @@ async def _channel_id(ctx: Context, ref: str) -> int:
         spec = parse_channel(ref)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if isinstance(spec.ref, int):
-        row = await ctx.db.fetchone("SELECT id FROM channels WHERE id = ?", (spec.ref,))
-    else:
-        row = await ctx.db.fetchone("SELECT id FROM channels WHERE username = ?", (spec.ref,))
-    if row is None:
+    channel = await archive.find_channel(ctx.db, spec.ref)
+    if channel is None:
         raise UsageError(f"{spec.label} is not in the archive; /channels lists watched channels")
-    return int(row["id"])
+    return channel.id
 
 
 def _store(ctx: Context, found: _Search) -> str:
@@ -189,20 +186,15 @@ async def recent(ctx: Context) -> None:
     if not 1 <= count <= 20:
         raise UsageError("N is between 1 and 20")
     channel_id = await _channel_id(ctx, parts[0])
-    rows = await ctx.db.fetchall(
-        """SELECT p.msg_id, p.date, p.text, p.deleted_at, c.username, c.title, c.id AS cid
-           FROM posts p JOIN channels c ON c.id = p.channel_id
-           WHERE p.channel_id = ? ORDER BY p.msg_id DESC LIMIT ?""",
-        (channel_id, count),
-    )
-    if not rows:
+    posts = await overview.recent_posts(ctx.db, channel_id, count)
+    if not posts:
         ctx.reply("No posts archived from this channel yet.")
         return
-    title = rows[0]["title"] or rows[0]["username"] or str(channel_id)
-    lines = [f"<b>{fmt.esc(title)}</b>: latest {len(rows)}"]
-    for row in rows:
-        link = search.post_link(row["username"], row["cid"], row["msg_id"])
-        when = fmt.local_time(datetime.fromisoformat(row["date"]), ctx.tz)
-        deleted = " <i>(deleted)</i>" if row["deleted_at"] else ""
-        lines.append(f'<a href="{link}">{when}</a>{deleted}\n{fmt.snippet(row["text"], (), 200)}')
+    title = posts[0].title or posts[0].username or str(channel_id)
+    lines = [f"<b>{fmt.esc(title)}</b>: latest {len(posts)}"]
+    for post in posts:
+        link = search.post_link(post.username, post.channel_id, post.msg_id)
+        when = fmt.local_time(post.date, ctx.tz)
+        deleted = " <i>(deleted)</i>" if post.deleted else ""
+        lines.append(f'<a href="{link}">{when}</a>{deleted}\n{fmt.snippet(post.text, (), 200)}')
     ctx.reply(fmt.fit("\n\n".join(lines)))

@@ -14,13 +14,13 @@ from typing import Any
 
 from loguru import logger
 from telethon import TelegramClient
-from telethon.crypto import AuthKey
 from telethon.errors import TypeNotFoundError
 from telethon.sessions import StringSession
 from telethon.tl import TLObject, functions, types
 from telethon.tl.core import GzipPacked, MessageContainer
 
 from . import handlers as _handlers
+from .context import AuthKeyRecord, CallbackAnswer
 from .mtproto import (
     BOOL_FALSE,
     BOOL_TRUE,
@@ -76,26 +76,6 @@ def _default_code(error: str) -> int:
     if upper in ("INTERNAL", "RPC_CALL_FAIL") or upper.startswith("INTERNAL"):
         return 500
     return 400
-
-
-@dataclass
-class AuthKeyRecord:
-    """What the server knows about one authorization key."""
-
-    key: AuthKey
-    user_id: int | None = None
-    layer: int | None = None
-    login: dict[str, Any] | None = None  # pending phone login
-    srp: dict[str, Any] | None = None  # pending 2FA check
-
-
-@dataclass
-class CallbackAnswer:
-    """A bot's answer to an inline-button press."""
-
-    message: str | None
-    alert: bool = False
-    url: str | None = None
 
 
 @dataclass

@@ -19,7 +19,7 @@ from loguru import logger
 
 from bot.detection import analyze
 from bot.detection.claims import detect_claim
-from bot.pipeline import SAVE_DETECTION, detection_row, lemma_text
+from bot.pipeline import detection_row, lemma_text
 from storage import archive
 from storage.db import Database, open_database
 from storage.models import iso, utcnow
@@ -45,32 +45,26 @@ async def redetect(
     progress: Callable[[int, int], None] | None = None,
 ) -> Redetected:
     started = time.monotonic()
-    total = await db.fetchone("SELECT count(*) FROM posts WHERE id > ?", (since_id,))
-    todo = int(total[0]) if total else 0
+    todo = await archive.count_posts_after(db, since_id)
     done = changed = claims = relemmatized = 0
     last = since_id
     while True:
-        rows = await db.fetchall(
-            "SELECT id, text, claim_label FROM posts WHERE id > ? ORDER BY id LIMIT ?",
-            (last, batch),
-        )
+        rows = await archive.texts_after(db, last, batch)
         if not rows:
             break
         stamp = iso(utcnow())
         updates = []
         lemmas: list[tuple[str, int]] = []
-        for row in rows:
-            analysis = analyze(row["text"])
+        for post_id, text, label in rows:
+            analysis = analyze(text)
             verdict = detect_claim(analysis)
-            updates.append(detection_row(verdict, analysis, stamp, row["id"]))
-            lemmas.append((lemma_text(analysis), row["id"]))
-            changed += int(verdict.label != row["claim_label"])
+            updates.append(detection_row(verdict, analysis, stamp, post_id))
+            lemmas.append((lemma_text(analysis), post_id))
+            changed += int(verdict.label != label)
             claims += int(verdict.label == "claim")
-        async with db.transaction() as conn:
-            await conn.executemany(SAVE_DETECTION, updates)
-            relemmatized += await archive.save_lemmas_in(conn, lemmas)
+        relemmatized += await archive.save_redetection(db, updates, lemmas)
         done += len(rows)
-        last = rows[-1]["id"]
+        last = rows[-1][0]
         if progress is not None:
             progress(done, todo)
     result = Redetected(done, changed, claims, relemmatized, last, time.monotonic() - started)

@@ -8,18 +8,17 @@ channels that are due, most overdue first, for as long as the budget allows.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from loguru import logger
 from telethon import errors
 
-from bot.watcher import BATCH, Watched, Watcher
+from bot.watch.watcher import BATCH, Watched, Watcher
 from storage import archive
-from storage.db import Database
+from storage.db import Database, DatabaseError
 
 Clock = Callable[[], datetime]
 
@@ -173,11 +172,8 @@ class Poller:
         return {cid: w for cid, w in self.watcher.channels.items() if w.channel.mode == "poll"}
 
     async def interval(self, channel_id: int) -> timedelta:
-        rows = await self.db.fetchall(
-            "SELECT date FROM posts WHERE channel_id = ? ORDER BY msg_id DESC LIMIT ?",
-            (channel_id, RATE_SAMPLE),
-        )
-        rate = posting_rate(_dates(r["date"] for r in rows), self.clock())
+        dates = await archive.recent_post_dates(self.db, channel_id, RATE_SAMPLE)
+        rate = posting_rate(dates, self.clock())
         return poll_interval(rate, self.fastest, self.slowest)
 
     async def tick(self) -> int:
@@ -204,7 +200,7 @@ class Poller:
             except (ConnectionError, OSError, TimeoutError) as exc:
                 log.warning("poll interrupted ({error}); retried next tick", error=repr(exc))
                 break
-            except sqlite3.Error as exc:
+            except DatabaseError as exc:
                 # the archive cannot be written (disk full, locked ...): the head stays put,
                 # so the next successful poll fetches the same posts again
                 if not self.write_failing:
@@ -250,7 +246,3 @@ class Poller:
             seconds=seconds,
             limit=self.budget.limit,
         )
-
-
-def _dates(values: Iterable[str]) -> Sequence[datetime]:
-    return [datetime.fromisoformat(v) for v in values]

@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from bot.progress import progress_bar
-from bot.query import compile_query, prepare
-from bot.search_cmd import (
+from bot.cli.progress import progress_bar
+from bot.cli.search import (
     add_filter_arguments,
     filters_from,
     open_archive,
     query_text,
     require_archive,
 )
+from bot.query import compile_query, prepare
 from storage import export
 from storage.search import QueryError
 

@@ -29,10 +29,11 @@ from rich.text import Text
 from telethon.helpers import add_surrogate, del_surrogate
 from telethon.tl import types
 
-from bot.alertbot import BotOptions
-from bot.app import App
+from bot.alerts.alertbot import BotOptions
+from bot.service.app import App
 from bot.simulator import SimMessage, Simulator
 from config.settings import Backfill, ChannelSpec, Settings
+from storage import overview
 from storage.models import utcnow
 
 TIMEOUT = 30.0
@@ -143,7 +144,7 @@ class Demo:
         try:
             async with asyncio.timeout(TIMEOUT):
                 await app.ready.wait()
-            posts = await self._count(app, "SELECT count(*) FROM posts")
+            posts = await self._posts(app)
             self.console.print(f"[green]✓[/] connected; caught up {posts} earlier posts\n")
             await self._subscribe()
             for step in self._scenario():
@@ -183,7 +184,7 @@ class Demo:
 
     async def _step(self, app: App, step: Step) -> None:
         self.console.print(f"\n[bold yellow]▶[/] {step.say}")
-        before = await self._count(app, "SELECT count(*) FROM posts")
+        before = await self._posts(app)
         step.act()
         if step.alerts:
             await self._show(step.alerts)
@@ -194,7 +195,7 @@ class Demo:
             await asyncio.sleep(self.pace)  # pacing for a human reader, not synchronisation
 
     async def _more_posts(self, app: App, before: int) -> bool:
-        return await self._count(app, "SELECT count(*) FROM posts") > before
+        return await self._posts(app) > before
 
     async def _until(self, app: App, check: Callable[[], Awaitable[bool]]) -> None:
         """Wait, re-checking after each archive write, until `check()` holds."""
@@ -291,16 +292,19 @@ class Demo:
             ),
         ]
 
-    async def _count(self, app: App, sql: str) -> int:
+    async def _posts(self, app: App) -> int:
         assert app.db is not None
-        row = await app.db.fetchone(sql)
-        return int(row[0]) if row else 0
+        return await overview.post_count(app.db)
 
     async def _summary(self, app: App, settings: Settings) -> None:
-        posts = await self._count(app, "SELECT count(*) FROM posts")
-        revisions = await self._count(app, "SELECT count(*) FROM post_revisions")
-        deleted = await self._count(app, "SELECT count(*) FROM posts WHERE deleted_at IS NOT NULL")
-        claims = await self._count(app, "SELECT count(*) FROM posts WHERE claim_label = 'claim'")
+        assert app.db is not None
+        totals = await overview.totals(app.db)
+        posts, revisions, deleted, claims = (
+            totals.posts,
+            totals.revisions,
+            totals.deleted,
+            totals.claims,
+        )
         db = settings.db_path.resolve()
         self.console.print(
             Panel.fit(
@@ -340,10 +344,8 @@ def closing_hints(db: Path) -> list[str]:
     lines = [
         f"{exe} search Белгород --db {where}",
         f"{exe} search {phrase} --claims --db {where}",
+        f"{exe} export Белгород --format csv --db {where}",
     ]
-    if shutil.which("sqlite3"):
-        sql = "SELECT date, text FROM posts WHERE claim_label = 'claim'"
-        lines.append(f'sqlite3 {where} "{sql}"')
     return lines
 
 

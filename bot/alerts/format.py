@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.alerts import zone
+from bot.alerts.policy import zone
 from storage.outbox import AlertView, Place
 
 LIMIT = 4096  # Telegram's message length, in UTF-16 code units of the visible text

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from loguru import logger
 
-from bot.logs import setup_logging
+from bot.service.logs import setup_logging
 from config.settings import ConfigError, Settings, load_settings
 from storage.db import StorageError
 
@@ -29,7 +29,7 @@ def _settings(args: argparse.Namespace, need: frozenset[str] = frozenset()) -> S
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot.app import App, NotAuthorized
+    from bot.service.app import App, NotAuthorized
 
     settings = _settings(args, need=frozenset({"user"}))
     if not settings.channels:
@@ -80,7 +80,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bot import demo
+    from bot.cli import demo
 
     setup_logging(args.log_level or "WARNING")
     return demo.run(Path(args.dir), forever=args.forever, pace=args.pace)
@@ -93,7 +93,7 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from bot.doctor import report, run_checks
+    from bot.cli.doctor import report, run_checks
 
     setup_logging(args.log_level or "WARNING")
     text, code = report(asyncio.run(run_checks(args.env_file)))
@@ -102,85 +102,85 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from bot import classify
+    from bot.cli import classify
 
     return classify.run(args, sys.stdin, sys.stdout)
 
 
 def _add_classify(parser: argparse.ArgumentParser) -> None:
-    from bot import classify
+    from bot.cli import classify
 
     classify.add_arguments(parser)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from bot import search_cmd
+    from bot.cli import search as search_cmd
 
     return search_cmd.run(args, _settings(args).db_path)
 
 
 def _add_search(parser: argparse.ArgumentParser) -> None:
-    from bot import search_cmd
+    from bot.cli import search as search_cmd
 
     search_cmd.add_arguments(parser)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bot import export_cmd
+    from bot.cli import export as export_cmd
 
     return export_cmd.run(args, _settings(args).db_path)
 
 
 def _add_export(parser: argparse.ArgumentParser) -> None:
-    from bot import export_cmd
+    from bot.cli import export as export_cmd
 
     export_cmd.add_arguments(parser)
 
 
 def cmd_verify_export(args: argparse.Namespace) -> int:
-    from bot import export_cmd
+    from bot.cli import export as export_cmd
 
     return export_cmd.run_verify(args)
 
 
 def _add_verify_export(parser: argparse.ArgumentParser) -> None:
-    from bot import export_cmd
+    from bot.cli import export as export_cmd
 
     export_cmd.add_verify_arguments(parser)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from bot import importer
+    from bot.cli import importer
 
     return importer.run(args, _settings(args))
 
 
 def _add_import(parser: argparse.ArgumentParser) -> None:
-    from bot import importer
+    from bot.cli import importer
 
     importer.add_arguments(parser)
 
 
 def cmd_browse(args: argparse.Namespace) -> int:
-    from bot import browse
+    from bot.cli import browse
 
     return browse.run(args, _settings(args).db_path)
 
 
 def _add_browse(parser: argparse.ArgumentParser) -> None:
-    from bot import browse
+    from bot.cli import browse
 
     browse.add_arguments(parser)
 
 
 def cmd_redetect(args: argparse.Namespace) -> int:
-    from bot import redetect
+    from bot.cli import redetect
 
     return redetect.run(args, _settings(args).db_path)
 
 
 def _add_redetect(parser: argparse.ArgumentParser) -> None:
-    from bot import redetect
+    from bot.cli import redetect
 
     redetect.add_arguments(parser)
 
