@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Awaitable
 from typing import Any
 
 from loguru import logger
@@ -88,6 +89,7 @@ class App:
                 specs,
                 backfill=self.settings.backfill,
                 page_wait=self._page_wait,
+                concurrency=self.settings.catchup_concurrency,
             )
             self.client.reconnect_callbacks.append(self._after_reconnect)
             self.jobs = WatchJobs(self.settings, self.db, self.watcher)
@@ -122,11 +124,10 @@ class App:
                     raise NotAuthorized(
                         "the session has no logged-in account; run `chanwatch login` first"
                     )
-                if first:
-                    await self.watcher.resolve_all()
-                    await self.watcher.join_live()
-                    await self.watcher.replay_early_events()
-                await self._catch_up()
+                # resolving, joining and catching up, channels side by side; a stop
+                # does not wait for a FloodWait to pass
+                if not await self._unless_stopped(self._catch_up(start=first)):
+                    break
                 first = False
                 delay = 1.0
                 if not self.ready.is_set():
@@ -173,10 +174,30 @@ class App:
             raise ConnectionError(str(exc) if exc else "disconnected")
         gone.cancel()
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self, *, start: bool = False) -> None:
         assert self.watcher
-        await self.watcher.catch_up_all()
+        if start:
+            await self.watcher.start()
+        else:
+            await self.watcher.catch_up_all()
         self.catchups += 1
+
+    async def _unless_stopped(self, work: Awaitable[None]) -> bool:
+        """Run `work` unless stop() comes first (then it is cancelled); True if it ran."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            return False
+        task.result()
+        return True
 
     async def _after_reconnect(self) -> None:
         if self.stopping.is_set():

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from loguru import logger
 from telethon import errors
 
+from bot.clients import HeldForFloodWait
 from bot.watch.telegram import to_post
 from bot.watch.watcher import BATCH, Watched, Watcher
 from storage import archive
@@ -78,6 +79,11 @@ async def snapshot_metrics(watcher: Watcher, now: datetime, window: timedelta) -
             chunk = msg_ids[start : start + BATCH]
             try:
                 posts = await _read(watcher, watched, chunk)
+            except HeldForFloodWait as exc:  # a wait other work hit, logged there
+                logger.bind(channel=watched.id).debug(
+                    "metrics snapshot stopped: {seconds} s left of a FloodWait", seconds=exc.seconds
+                )
+                return written
             except errors.FloodWaitError as exc:
                 watcher.flood_waits.append((f"metrics:{watched.id}", exc.seconds))
                 watcher.flood_wait_times.append(now)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from loguru import logger
 from telethon import errors
 
+from bot.clients import HeldForFloodWait
 from bot.watch.watcher import BATCH, Watched, Watcher
 from storage import archive
 from storage.db import Database, DatabaseError
@@ -106,6 +107,11 @@ class RequestBudget:
         now = self.clock()
         self._spent.extend([now] * n)
 
+    def hold(self, seconds: int) -> None:
+        """Spend nothing for `seconds` (a FloodWait someone else hit), limit unchanged."""
+        until = self.clock() + timedelta(seconds=max(seconds, 1))
+        self.paused_until = max(self.paused_until or until, until)
+
     def flood_wait(self, seconds: int) -> None:
         now = self.clock()
         until = now + timedelta(seconds=max(seconds, 1))
@@ -194,6 +200,11 @@ class Poller:
             log = logger.bind(channel=channel_id)
             try:
                 seen = await self.watcher.poll(watched)
+            except HeldForFloodWait as exc:
+                # not sent: a wait another job hit is still running; not a new FloodWait
+                self.budget.hold(exc.seconds)
+                log.debug("polling waits {seconds} s more for a FloodWait", seconds=exc.seconds)
+                break
             except errors.FloodWaitError as exc:
                 self._flood_wait(channel_id, exc.seconds)
                 break
