@@ -15,6 +15,8 @@ from typing import Any
 import aiosqlite
 from loguru import logger
 
+from storage import private
+
 BUSY_TIMEOUT_MS = 5_000
 
 
@@ -209,7 +211,15 @@ async def open_database(path: str | Path, *, readonly: bool = False) -> Database
     """Open (creating if needed) and migrate the archive at `path`."""
     path = Path(path)
     if not readonly:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private.make_dir(path.parent)
+        # SQLite gives -wal and -shm the database file's mode: 0600 for all three.
+        # (A file that cannot be created or changed is left for SQLite to report.)
+        for name in (path.name, path.name + "-wal", path.name + "-shm"):
+            with contextlib.suppress(OSError):
+                private.tighten(path.with_name(name))
+        with contextlib.suppress(OSError):
+            if not path.exists():
+                private.touch(path)
     uri = f"file:{path}?mode=ro" if readonly else str(path)
     try:
         conn = await aiosqlite.connect(uri, uri=readonly, isolation_level=None)

@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from storage import private
 from storage.db import SCHEMA_VERSION, Database
 from storage.search import CompiledQuery, Filters, check_filters, post_link, where_clause
 
@@ -242,7 +243,7 @@ async def export_to_file(
     no half-written file behind (and never clobbers an earlier one)."""
     partial = path.with_name(path.name + ".partial")
     try:
-        with partial.open("wb") as sink:
+        with private.replace_partial(partial) as sink:
             rows, sha, size = await write_export(
                 db, selection, fmt, sink, progress=progress, chunk=chunk
             )
@@ -282,8 +283,15 @@ def manifest_path_for(path: Path) -> Path:
 def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
     target = manifest_path_for(path)
     partial = target.with_name(target.name + ".partial")
-    partial.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", "utf-8")
-    os.replace(partial, target)
+    text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
+    try:
+        with private.replace_partial(partial) as sink:
+            sink.write(text.encode("utf-8"))
+        os.replace(partial, target)
+    except BaseException:
+        if partial.is_file() and not partial.is_symlink():
+            partial.unlink()
+        raise
     return target
 
 
