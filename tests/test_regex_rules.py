@@ -123,3 +123,20 @@ async def test_a_catastrophic_rule_does_not_hold_up_other_channels_or_commands(
             (regex_alert,) = (await received(sim, ann, bot, 4))[3:]
             assert "(a+)+$" in regex_alert.text
     assert not fired
+
+
+async def test_regex_rules_per_analyst_are_capped_and_refusals_are_one_line(
+    sim, monitor, bot, admin, ann, rdk, tmp_path: Path
+) -> None:
+    settings = bot_settings(tmp_path, bot, [admin], "rdk_channel")
+    async with service(sim, monitor, bot, settings) as app:
+        await subscribers.upsert(app.db, ann.id, "analyst", name="Ann")
+        app.pipeline.audience_changed()
+        refused = await ask(sim, ann, bot, r"/rule add re:/(a)\1/")
+        assert "backreferences" in refused.text and "\n" not in refused.text
+        for n in range(10):
+            assert "added" in (await ask(sim, ann, bot, f"/rule add re:/x{n}y/")).text
+        capped = await ask(sim, ann, bot, "/rule add re:/x10y/")
+        assert capped.text == "at most 10 regex rules; delete some with /rule del N"
+        assert "added" in (await ask(sim, ann, bot, "/rule add пленный")).text  # keywords still
+        assert len(await subscribers.rules_of(app.db, ann.id)) == 11
