@@ -33,8 +33,11 @@ Clock = Callable[[], datetime]
 
 
 def lemma_text(analysis: Analysis) -> str:
-    """The most likely lemma of every word, in order, for the FTS `lemmas` column."""
-    return " ".join(token.lemmas[0] if token.lemmas else token.norm for token in analysis.tokens)
+    """Every lemma of every word, in order, for the FTS `lemmas` column: a search
+    looks a word up by any lemma a keyword rule would match it by."""
+    return " ".join(
+        " ".join(token.lemmas) if token.lemmas else token.norm for token in analysis.tokens
+    )
 
 
 def claim_of(result: ClaimResult) -> Claim:

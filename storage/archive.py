@@ -508,3 +508,23 @@ async def texts_after(db: Database, post_id: int, limit: int) -> list[tuple[int,
         (post_id, limit),
     )
     return [(int(row["id"]), row["text"], row["claim_label"]) for row in rows]
+
+
+async def save_lemmas_in(conn: aiosqlite.Connection, lemmas: Sequence[tuple[str, int]]) -> int:
+    """Rewrite posts' `lemmas` (lemmas, post id) inside the caller's transaction, where
+    they changed (the FTS index follows by trigger); how many changed."""
+    cursor = await conn.executemany(
+        "UPDATE posts SET lemmas = ? WHERE id = ? AND lemmas IS NOT ?",
+        [(text, post_id, text) for text, post_id in lemmas],
+    )
+    return max(cursor.rowcount, 0)
+
+
+async def save_redetection(
+    db: Database, detections: Sequence[DetectionRow], lemmas: Sequence[tuple[str, int]]
+) -> int:
+    """New verdicts and lemmas of a batch of posts, in one transaction; how many
+    posts' lemmas changed."""
+    async with db.transaction() as conn:
+        await save_detections_in(conn, detections)
+        return await save_lemmas_in(conn, lemmas)

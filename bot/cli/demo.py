@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shlex
 import shutil
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -307,14 +310,14 @@ class Demo:
             Panel.fit(
                 f"Archive: {db}\n"
                 f"{posts} posts, {revisions} earlier revisions, {deleted} deleted (text kept), "
-                f"{claims} captured-soldier claims; {self.seen} messages to Olena.\n\n"
-                "Search it:\n"
-                f"  CHANWATCH_DB={db} chanwatch search плен\n"
-                f"  CHANWATCH_DB={db} chanwatch search '\"взять в плен\"' --claims\n"
-                f"  sqlite3 {db} \"SELECT date, text FROM posts WHERE claim_label = 'claim'\"",
+                f"{claims} captured-soldier claims; {self.seen} messages to Olena.",
                 title="done",
             )
         )
+        # Outside the box and never wrapped, so each line can be copied and run as is.
+        self.console.print("Search it (each line runs as pasted):")
+        for line in closing_hints(db):
+            self.console.print("  " + line, soft_wrap=True, markup=False, highlight=False)
 
     async def _replay_forever(self, app: App) -> None:
         self.console.print("\n--forever: replaying real news posts every few seconds; Ctrl-C stops")
@@ -322,6 +325,28 @@ class Demo:
             self.sim.post(self.news, row["text"])
             await asyncio.sleep(max(self.pace, 2.0))
         await asyncio.Event().wait()
+
+
+def chanwatch_command() -> str:
+    """How to run this chanwatch from any directory: the venv's script by its full
+    path (the Quick start never puts it on PATH), else this Python with -m bot."""
+    script = Path(sys.executable).parent / "chanwatch"
+    if script.is_file() and os.access(script, os.X_OK):
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m bot"
+
+
+def closing_hints(db: Path) -> list[str]:
+    """Commands to try on the demo's archive, ready to paste into a shell."""
+    exe = chanwatch_command()
+    where = shlex.quote(str(db))
+    phrase = shlex.quote('"взять в плен"')
+    lines = [
+        f"{exe} search Белгород --db {where}",
+        f"{exe} search {phrase} --claims --db {where}",
+        f"{exe} export Белгород --format csv --db {where}",
+    ]
+    return lines
 
 
 def run(workdir: Path, forever: bool = False, pace: float = 0.8) -> int:

@@ -545,8 +545,17 @@ def run(
         policy = Policy(max_age=settings.alert_max_age)
         write = _write(args.db or settings.db_path, plan, err, alert=args.alert, policy=policy)
         results = asyncio.run(write)
-        logger.bind(source=str(plan.source)).info(
-            "imported {n} posts from a Telegram Desktop export", n=plan.total_posts
+        totals = Counter[str]()
+        for result in results:
+            totals.update(result.statuses)
+        # The summary is printed below; the log gets the same counts, once, at debug.
+        logger.bind(source=str(plan.source)).debug(
+            "imported a Telegram Desktop export: {new} new, {edited} updated, "
+            "{unchanged} already archived of {n} posts",
+            new=totals["new"],
+            edited=totals["edited"],
+            unchanged=totals["unchanged"],
+            n=plan.total_posts,
         )
         if args.alert:
             age = settings.alert_max_age

@@ -245,7 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chanwatch",
         description="Telegram channel monitor: archive posts, edits and deletions; alert analysts.",
     )
-    parser.add_argument("--env-file", default=os.environ.get("CHANWATCH_ENV_FILE", ".env"))
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        default=os.environ.get("CHANWATCH_ENV_FILE", ".env"),
+        help="settings file (default: .env, or $CHANWATCH_ENV_FILE); the environment wins over it",
+    )
     parser.add_argument("--log-level", default=None, help="override CHANWATCH_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, handler, configure) in COMMANDS.items():
@@ -256,8 +261,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Subcommands whose positional words are a search query, where `-word` excludes.
+_QUERY_COMMANDS = ("search", "export")
+MINUS_SIGN = "\u2212"  # what a query's `-word` is passed through argparse as
+
+
+def _protect_minus_words(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`chanwatch search Белгород -плен`: a `-word` that is no option of the command
+    is a query word, not an unknown option (argparse would refuse it)."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    at = next((i for i, a in enumerate(argv) if a in _QUERY_COMMANDS), None)
+    if at is None or (at > 0 and argv[at - 1] in ("--env-file", "--log-level")):
+        return argv
+    options = subparsers.choices[argv[at]]._option_string_actions
+    out = argv[: at + 1]
+    takes_value = False
+    for arg in argv[at + 1 :]:
+        if arg == "--":
+            return out + argv[len(out) :]
+        is_word = (
+            not takes_value
+            and len(arg) > 1
+            and arg[0] == "-"
+            and arg[1].isalpha()
+            and arg.split("=", 1)[0] not in options
+        )
+        out.append(MINUS_SIGN + arg[1:] if is_word else arg)
+        action = options.get(arg.split("=", 1)[0])
+        takes_value = action is not None and action.nargs != 0 and "=" not in arg
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(
+        _protect_minus_words(list(sys.argv[1:] if argv is None else argv), parser)
+    )
     try:
         return int(args.handler(args))
     except ConfigError as exc:
