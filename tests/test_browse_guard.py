@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import browse
+from bot.cli import browse
 from bot.pipeline import Pipeline
 from storage import archive, subscribers
 from storage.db import open_database

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.doctor import run_checks
+from bot.cli.doctor import run_checks
 from storage import export, private
 from storage.db import open_database
 from tests.test_export import build

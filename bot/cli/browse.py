@@ -3,7 +3,7 @@
 Datasette is optional (`pip install -e '.[browse]'`). The metadata lives in
 `bot/data/datasette.json`; it is rendered per archive because Datasette names a
 database after its file, and queries on columns the archive lacks are left out.
-Only the archive's tables are reachable (`bot/browse_guard.py`, loaded as a
+Only the archive's tables are reachable (`bot/cli/browse_guard.py`, loaded as a
 Datasette plugin): the bot's invites, subscribers, rules, strangers and outbox are
 neither listed nor readable, and arbitrary SQL is off unless `--sql` is given.
 """
@@ -17,7 +17,6 @@ import ipaddress
 import json
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,8 @@ from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
+
+from storage.db import DatabaseError, table_columns, table_names
 
 TEMPLATE_KEY = "ARCHIVE"
 OPTIONAL_KEY = "chanwatch_optional_queries"
@@ -43,19 +44,7 @@ def template() -> dict[str, Any]:
 
 
 def posts_columns(db_path: Path) -> set[str]:
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        return {row[1] for row in conn.execute("PRAGMA table_info(posts)")}
-    finally:
-        conn.close()
-
-
-def table_names(db_path: Path) -> set[str]:
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    finally:
-        conn.close()
+    return table_columns(db_path, "posts")
 
 
 def render_metadata(
@@ -95,7 +84,7 @@ def write_guard(folder: Path, database: str, allow_sql: bool) -> Path:
     """The plugins folder for Datasette: the guard plugin and its configuration."""
     plugins = folder / "plugins"
     plugins.mkdir(mode=0o700)
-    source = resources.files("bot").joinpath("browse_guard.py").read_text(encoding="utf-8")
+    source = resources.files("bot.cli").joinpath("browse_guard.py").read_text(encoding="utf-8")
     (plugins / "chanwatch_guard.py").write_text(source, encoding="utf-8")
     config = {
         "database": database,
@@ -179,7 +168,7 @@ def run(args: argparse.Namespace, db_path: Path, err: TextIO | None = None) -> i
         return 2
     try:
         metadata = render_metadata(db_path, posts_columns(db_path), table_names(db_path))
-    except sqlite3.Error as exc:
+    except DatabaseError as exc:
         err.write(f"chanwatch browse: cannot read {db_path}: {exc}\n")
         return 3
     if not is_loopback(args.host):

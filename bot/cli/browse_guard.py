@@ -18,7 +18,6 @@ This file is loaded by Datasette, not imported by chanwatch.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,9 @@ DETAILS_COLUMN: str = _CONFIG["details_column"]
 # SQLite's own catalog tables and the FTS index's shadow tables are read by search
 # and by Datasette's introspection; they hold nothing the archive tables do not.
 _READABLE_PREFIXES = ("sqlite_", "posts_fts")
+# SQLite's authorizer codes (fixed numbers of SQLite's C API; the driver is not imported
+# here: database access belongs to storage, this file only filters what Datasette reads)
+SQLITE_OK, SQLITE_IGNORE, SQLITE_READ = 0, 2, 20
 
 
 def _readable(table: str | None) -> bool:
@@ -40,13 +42,13 @@ def _readable(table: str | None) -> bool:
 
 
 def _authorizer(action: int, arg1: str | None, arg2: str | None, db: str | None, _: Any) -> int:
-    if action == sqlite3.SQLITE_READ and db in ("main", None) and not _readable(arg1):
-        return sqlite3.SQLITE_IGNORE
-    return sqlite3.SQLITE_OK
+    if action == SQLITE_READ and db in ("main", None) and not _readable(arg1):
+        return SQLITE_IGNORE
+    return SQLITE_OK
 
 
 @hookimpl
-def prepare_connection(conn: sqlite3.Connection, database: str) -> None:
+def prepare_connection(conn: Any, database: str) -> None:
     if database == DATABASE:
         conn.set_authorizer(_authorizer)
 
