@@ -78,7 +78,7 @@ class Member:
     media: tuple[str, ...]
     fwd_key: str | None
     deleted: bool
-    placed_by: int | None
+    corrected: bool  # an analyst moved it
 
     @property
     def link(self) -> str:
@@ -147,7 +147,7 @@ async def open_in(
 async def add_in(
     conn: aiosqlite.Connection,
     placed: Iterable[tuple[int | None, NewMember]],
-    placed_by: int | None = None,
+    corrected: bool = False,
 ) -> None:
     """Record members (incident None: kept out of grouping); refresh their incidents."""
     now = iso(utcnow())
@@ -159,16 +159,16 @@ async def add_in(
             json.dumps(m.features, ensure_ascii=False, separators=(",", ":")),
             m.score,
             json.dumps(m.ties, ensure_ascii=False, separators=(",", ":")),
-            placed_by,
+            int(corrected),
             now,
         )
         for incident_id, m in placed
     ]
     await conn.executemany(
         """INSERT INTO incident_posts (post_id, incident_id, date, features, score, ties,
-                                       placed_by, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                                       corrected, joined_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (post_id) DO UPDATE SET incident_id = excluded.incident_id,
-               score = excluded.score, ties = excluded.ties, placed_by = excluded.placed_by""",
+               score = excluded.score, ties = excluded.ties, corrected = excluded.corrected""",
         rows,
     )
     await refresh_in(conn, {r[1] for r in rows if r[1] is not None})
@@ -362,7 +362,7 @@ async def timeline(db: Database, incident_id: int) -> list[Member]:
     rows = await db.fetchall(
         """SELECT p.id, p.channel_id, p.msg_id, c.username, c.title, p.date, p.text,
                   p.claim_label, p.claim_count, ip.score, ip.ties, p.fwd_key, p.deleted_at,
-                  ip.placed_by,
+                  ip.corrected,
                   (SELECT group_concat(kind, ',') FROM media m WHERE m.post_id = p.id) AS kinds
            FROM incident_posts ip JOIN posts p ON p.id = ip.post_id
            JOIN channels c ON c.id = p.channel_id
@@ -385,7 +385,7 @@ async def timeline(db: Database, incident_id: int) -> list[Member]:
             media=tuple(r["kinds"].split(",")) if r["kinds"] else (),
             fwd_key=r["fwd_key"],
             deleted=r["deleted_at"] is not None,
-            placed_by=r["placed_by"],
+            corrected=bool(r["corrected"]),
         )
         for r in rows
     ]
@@ -446,8 +446,8 @@ async def merge_in(
         )
     else:
         await conn.execute(
-            "UPDATE incident_posts SET incident_id = ?, placed_by = ? WHERE incident_id = ?",
-            (keep, chat_id, gone),
+            "UPDATE incident_posts SET incident_id = ?, corrected = 1 WHERE incident_id = ?",
+            (keep, gone),
         )
     await conn.execute(
         "UPDATE incidents SET merged_into = ?, posts = 0, channels = 0, updated_at = ? "
@@ -500,9 +500,9 @@ async def split(db: Database, incident_id: int, post_id: int, chat_id: int) -> i
         assert created is not None
         new_id = int(created[0])
         await conn.execute(
-            """UPDATE incident_posts SET incident_id = ?, placed_by = ?
+            """UPDATE incident_posts SET incident_id = ?, corrected = 1
                WHERE incident_id = ? AND (date > ? OR (date = ? AND post_id >= ?))""",
-            (new_id, chat_id, incident_id, row[0], row[0], post_id),
+            (new_id, incident_id, row[0], row[0], post_id),
         )
         await refresh_in(conn, [incident_id, new_id])
         await _record(conn, chat_id, "split", incident_id, new_id, post_id)
@@ -513,9 +513,9 @@ async def remove(db: Database, incident_id: int, post_id: int, chat_id: int) -> 
     """Take a post out of the incident; grouping will not place it again."""
     async with db.transaction() as conn:
         await conn.execute(
-            "UPDATE incident_posts SET incident_id = NULL, placed_by = ? "
+            "UPDATE incident_posts SET incident_id = NULL, corrected = 1 "
             "WHERE post_id = ? AND incident_id = ?",
-            (chat_id, post_id, incident_id),
+            (post_id, incident_id),
         )
         await refresh_in(conn, [incident_id])
         await _record(conn, chat_id, "remove", incident_id, None, post_id)

@@ -1,87 +1,65 @@
-"""The browser view's charts (/-/charts, a Datasette plugin that `chanwatch browse` loads),
-loaded in a real headless Chromium that must find every chart drawn."""
+"""The browser view's charts: `/-/charts`, a Datasette plugin that `chanwatch browse`
+loads beside its guard, opened in a real headless Chromium that must find every chart
+drawn."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import shutil
+import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from bot.cli import browse
+from tests.browser_helpers import browser, browser_page  # noqa: F401
 from tests.incident_helpers import story_archive
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists() or not browse.datasette_available(),
-    reason="needs Debian's chromium and Datasette (.ci/run installs both)",
-)
 START = datetime(2023, 6, 2, 8, 0, tzinfo=UTC)
+STARTUP = 30
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
-def datasette(db_path: Path, tmp_path: Path) -> Iterator[str]:
-    """`chanwatch browse`'s own Datasette command line, on a free port."""
+def browsing(db_path: Path, tmp_path: Path) -> Iterator[str]:
+    """`chanwatch browse` itself, as a process, on a free port."""
     port = _free_port()
-    metadata = tmp_path / "metadata.json"
-    metadata.write_text(
-        json.dumps(browse.render_metadata(db_path, browse.posts_columns(db_path))),
-        encoding="utf-8",
-    )
-    args = SimpleNamespace(immutable=False, host="127.0.0.1", port=port, get=None)
+    log_path = tmp_path / "browse.log"
+    log = log_path.open("wb")
+    argv = ["--env-file", str(tmp_path / "none.env"), "browse", "--db", str(db_path)]
     process = subprocess.Popen(
-        browse.command(db_path, metadata, args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        [sys.executable, "-m", "bot", *argv, "--port", str(port)],
+        env=dict(os.environ, TMPDIR=str(tmp_path)),
+        stdout=subprocess.DEVNULL,
+        stderr=log,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + STARTUP
         while True:
+            assert process.poll() is None, log_path.read_text()
             try:
-                with urllib.request.urlopen(url + "/-/versions.json", timeout=1) as answer:
-                    answer.read()
-                break
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
             except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    error = process.stderr.read().decode() if process.stderr else ""
-                    raise RuntimeError(error) from None
-                time.sleep(0.1)  # polling a server that is starting, bounded by the deadline
-        yield url
+                assert time.monotonic() < deadline, "Datasette did not start listening"
+                time.sleep(0.1)  # polling a port that is not open yet, bounded by the deadline
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
-        process.wait(timeout=10)
-        if process.stderr is not None:
-            process.stderr.close()
-
-
-@contextlib.contextmanager
-def browser_page() -> Iterator[object]:
-    """A page of Debian's Chromium, headless, driven by Playwright (no downloaded browser)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
-        )
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+        process.wait(timeout=30)
+        log.close()
 
 
 PAINTED = """id => {
@@ -95,10 +73,22 @@ PAINTED = """id => {
 }"""
 
 
-def test_charts_page_draws_volume_claims_and_incidents(tmp_path: Path) -> None:
+@pytest.fixture
+def story_file(tmp_path: Path) -> Path:
+    """Built before the browser starts (Playwright's sync API holds an event loop)."""
     db_path = tmp_path / "chanwatch.db"
     asyncio.run(story_archive(db_path, START, unrelated=150))
-    with datasette(db_path, tmp_path) as url, browser_page() as page:
+    return db_path
+
+
+def test_charts_page_draws_volume_claims_and_incidents(
+    story_file: Path,
+    tmp_path: Path,
+    browser_page,  # noqa: F811
+) -> None:
+    db_path = story_file
+    page = browser_page
+    with browsing(db_path, tmp_path) as url:
         page.goto(url + "/-/charts")
         page.wait_for_selector("body[data-ready='true']", timeout=15_000)
         for chart in ("volume", "claims", "incidents"):
@@ -109,10 +99,8 @@ def test_charts_page_draws_volume_claims_and_incidents(tmp_path: Path) -> None:
         assert status is not None and "2 incidents" in status
 
 
-def test_chart_data_comes_from_the_archive(tmp_path: Path) -> None:
-    db_path = tmp_path / "chanwatch.db"
-    asyncio.run(story_archive(db_path, START))
-    with datasette(db_path, tmp_path) as url:
+def test_chart_data_comes_from_the_archive(story_file: Path, tmp_path: Path) -> None:
+    with browsing(story_file, tmp_path) as url:
         with urllib.request.urlopen(url + "/-/charts.json", timeout=5) as answer:
             data = json.loads(answer.read())
     by_channel = {r["channel"]: r for r in data["daily"]}

@@ -70,6 +70,6 @@ def why_joined(member: Member) -> str:
         return "opened the incident" if member.ties else "placed by an analyst"
     parts = [f"{t['kind']} {t['detail']} {t['score']:.2f}" for t in ties]
     text = " + ".join(parts) + f" = {member.score:.2f}"
-    if member.placed_by is not None:
+    if member.corrected:
         text += " (moved by an analyst)"
     return text

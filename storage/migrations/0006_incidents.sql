@@ -18,6 +18,7 @@ CREATE INDEX incidents_last ON incidents (last_at) WHERE merged_into IS NULL;
 
 -- Which incident each grouped post is in and why (ties with scores, JSON). A row with
 -- incident_id NULL is a post an analyst removed: grouping leaves it alone for good.
+-- No analyst's id here: `chanwatch browse` shows this table (and `incidents`).
 CREATE TABLE incident_posts (
     post_id     INTEGER PRIMARY KEY REFERENCES posts (id),
     incident_id INTEGER REFERENCES incidents (id),
@@ -25,7 +26,7 @@ CREATE TABLE incident_posts (
     features    TEXT NOT NULL,                 -- JSON: what grouping compares posts by
     score       REAL NOT NULL,
     ties        TEXT NOT NULL,                 -- JSON list of {kind, score, detail, post_id}
-    placed_by   INTEGER,                       -- the analyst's chat id after a correction
+    corrected   INTEGER NOT NULL DEFAULT 0,    -- 1: an analyst moved it (who: incident_corrections)
     joined_at   TEXT NOT NULL
 );
 CREATE INDEX incident_posts_incident ON incident_posts (incident_id, date);
