@@ -1,2 +1,0 @@
--- Reserved: this number belongs to another change that lands separately.
-SELECT 1;
