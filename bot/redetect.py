@@ -17,9 +17,8 @@ from pathlib import Path
 
 from loguru import logger
 
-from bot.detection import analyze
-from bot.detection.claims import detect_claim
-from bot.pipeline import SAVE_DETECTION, detection_row
+from bot.pipeline import SAVE_DETECTION, detect_chunk
+from bot.pool import DetectionPool
 from storage.db import Database, open_database
 from storage.models import iso, utcnow
 
@@ -41,7 +40,9 @@ async def redetect(
     since_id: int = 0,
     batch: int = BATCH,
     progress: Callable[[int, int], None] | None = None,
+    pool: DetectionPool | None = None,
 ) -> Redetected:
+    """`pool`: worker processes to detect in (the batches are spread over them)."""
     started = time.monotonic()
     total = await db.fetchone("SELECT count(*) FROM posts WHERE id > ?", (since_id,))
     todo = int(total[0]) if total else 0
@@ -56,10 +57,21 @@ async def redetect(
             break
         stamp = iso(utcnow())
         updates = []
-        for row in rows:
-            analysis = analyze(row["text"])
-            verdict = detect_claim(analysis)
-            updates.append(detection_row(verdict, analysis, stamp, row["id"]))
+        items = [(row["text"], ()) for row in rows]
+        if pool is not None and pool.enabled:
+            found = await pool.map(detect_chunk, pool.chunks(items), 0, b"")
+        else:
+            found = detect_chunk(items, 0, b"")
+        for row, detected in zip(rows, found, strict=True):
+            verdict = detected.verdict
+            if verdict is None:
+                logger.bind(post=row["id"]).error(
+                    "could not detect claims in post {id}; its verdict is left as it was\n{error}",
+                    id=row["id"],
+                    error=detected.analysis_error or detected.claim_error,
+                )
+                continue
+            updates.append(verdict.row(detected.lang, stamp, row["id"]))
             changed += int(verdict.label != row["claim_label"])
             claims += int(verdict.label == "claim")
         async with db.transaction() as conn:
@@ -87,9 +99,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, db_path: Path) -> int:
     async def main() -> Redetected:
         db = await open_database(db_path)
+        pool = DetectionPool()
         try:
-            return await redetect(db, since_id=args.since_id, progress=_progress)
+            return await redetect(db, since_id=args.since_id, progress=_progress, pool=pool)
         finally:
+            pool.close()
             await db.close()
 
     result = asyncio.run(main())
