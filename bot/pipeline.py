@@ -18,19 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal, NamedTuple
 
-import aiosqlite
 from loguru import logger
 
-from bot import alerts, audience
-from bot.alerts import Claim, Hit, Policy, Subject
-from bot.audience import Audience
+from bot.alerts import audience
+from bot.alerts import policy as alerts
+from bot.alerts.audience import Audience
+from bot.alerts.policy import Claim, Hit, Policy, Subject
 from bot.detection import Analysis, analyze
 from bot.detection.claims import ClaimResult, detect_claim
 from bot.detection.keywords import Matcher, Rule, compile_rules
 from bot.pool import DetectionPool
 from storage import archive, outbox
 from storage.archive import Archived
-from storage.db import Database, unavailable
+from storage.db import Connection, Database, unavailable
 from storage.models import Post, iso, utcnow
 
 Source = Literal["live", "catchup", "reconcile", "poll", "import"]
@@ -42,8 +42,11 @@ Clock = Callable[[], datetime]
 
 
 def lemma_text(analysis: Analysis) -> str:
-    """The most likely lemma of every word, in order, for the FTS `lemmas` column."""
-    return " ".join(token.lemmas[0] if token.lemmas else token.norm for token in analysis.tokens)
+    """Every lemma of every word, in order, for the FTS `lemmas` column: a search
+    looks a word up by any lemma a keyword rule would match it by."""
+    return " ".join(
+        " ".join(token.lemmas) if token.lemmas else token.norm for token in analysis.tokens
+    )
 
 
 def claim_of(result: ClaimResult) -> Claim:
@@ -147,10 +150,6 @@ def detect_chunk(
 
 def pickled_rules(rules: tuple[Rule, ...]) -> bytes:
     return pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-SAVE_DETECTION = """UPDATE posts SET lang = ?, claim_label = ?, claim_score = ?, claim_count = ?,
-    claim_unverified = ?, claim_evidence = ?, detected_at = ? WHERE id = ?"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,7 +352,7 @@ class Pipeline:
 
     async def _detect_and_plan(
         self,
-        conn: aiosqlite.Connection,
+        conn: Connection,
         result: Sequence[Archived],
         found: dict[object, Detected],
         channels: dict[int, tuple[str | int, ...]],
@@ -407,7 +406,7 @@ class Pipeline:
             )
             planned.extend(alerts.plan(subject, who.subscribers, self.policy, now))
         if rows:
-            await conn.executemany(SAVE_DETECTION, rows)
+            await archive.save_detections_in(conn, rows)
         return await outbox.add_in(conn, planned)
 
     async def _one_by_one(

@@ -18,6 +18,10 @@ from loguru import logger
 BUSY_TIMEOUT_MS = 5_000
 
 
+Connection = aiosqlite.Connection  # what a transaction hands to `*_in` functions
+DatabaseError = sqlite3.Error  # what a failed statement raises, whatever the cause
+
+
 class StorageError(Exception):
     """A database problem explained for the operator (what, which file, what to do)."""
 
@@ -239,3 +243,19 @@ async def open_database(path: str | Path, *, readonly: bool = False) -> Database
         await conn.close()
         raise
     return Database(conn, path)
+
+
+def inspect_file(path: Path) -> tuple[int, str]:
+    """(schema version, quick_check result) of an archive file, read without writing.
+
+    Raises DatabaseError when the file cannot be read as a database."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        result = conn.execute("PRAGMA quick_check").fetchone()[0]
+    return int(version), str(result)
+
+
+def table_columns(path: Path, table: str) -> set[str]:
+    """The column names of one table of an archive file, read without writing."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM pragma_table_info(?)", (table,))}

@@ -1,28 +1,20 @@
 """Full-text search over the archive (FTS5 over text and lemmas).
 
-An analyst's query is parsed here and translated into an FTS5 query built only
-from quoted strings, so no user input can reach FTS5 as syntax:
-
-* a word matches any inflected form (its lemmas in the `lemmas` column) or the
-  word as typed (in `text`): `пленный` finds `пленных`;
-* `"взяли в плен"` is a phrase over lemmas (or the exact words in `text`);
-* `плен*` is a prefix over `text`;
-* AND (or nothing), OR, NOT / `-word`, and parentheses combine them.
+The analyst's query arrives analysed: the caller hands over the lemmas to look
+up for each word (see `fts_word`), and for queries the index cannot decide
+alone a check on the post's text. Storage knows nothing of languages.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
+import json
 import re
 import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.detection import analyze, morphology
-from bot.detection.text import normalize_word
 from storage.archive import post_key
 from storage.db import Database
 from storage.models import iso
@@ -31,7 +23,8 @@ from storage.models import iso
 MARK_START = "\x02"
 MARK_END = "\x03"
 _SNIPPET_TOKENS = 16
-_MAX_PHRASE_VARIANTS = 16
+# Candidates read per round when a check decides on the text.
+_CHECK_ROUND = 200
 # Rowids of posts in the same second collide and are probed upwards, so an upper
 # time bound on rowids gets a margin; the exact date filter does the rest.
 _ROWID_MARGIN_S = 3600
@@ -62,228 +55,67 @@ async def match(
     )
 
 
-# --- parsing the analyst's query -----------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Term:
-    """A word, a quoted phrase or a prefix, as the analyst typed it."""
-
-    text: str
-    kind: str  # "word", "phrase" or "prefix"
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    child: Node
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    children: tuple[Node, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    children: tuple[Node, ...]
-
-
-Node = Term | Not | And | Or
-
-_QUOTES = {'"': '"', "«": "»", "“": "”", "„": "“"}
-_OPERATORS = {"AND", "OR", "NOT"}
-
-
-@dataclass(frozen=True, slots=True)
-class _Tok:
-    kind: str  # "(", ")", "op", "term", "minus"
-    value: str
-    pos: int
-    term: Term | None = None
-
-
-def _lex(query: str) -> list[_Tok]:
-    tokens: list[_Tok] = []
-    i, n = 0, len(query)
-    while i < n:
-        ch = query[i]
-        if ch.isspace():
-            i += 1
-        elif ch in "()":
-            tokens.append(_Tok(ch, ch, i))
-            i += 1
-        elif ch in _QUOTES:
-            close = query.find(_QUOTES[ch], i + 1)
-            if close < 0:
-                raise QueryError(f"unterminated quote starting at character {i + 1}: {query!r}")
-            tokens.append(
-                _Tok("term", query[i : close + 1], i, Term(query[i + 1 : close], "phrase"))
-            )
-            i = close + 1
-        elif ch == "-" and i + 1 < n and not query[i + 1].isspace() and query[i + 1] not in "-)":
-            tokens.append(_Tok("minus", ch, i))
-            i += 1
-        else:
-            start = i
-            while i < n and not query[i].isspace() and query[i] not in '()"«“„':
-                i += 1
-            word = query[start:i]
-            if word in _OPERATORS:
-                tokens.append(_Tok("op", word, start))
-            elif word.endswith("*"):
-                tokens.append(_Tok("term", word, start, Term(word.rstrip("*"), "prefix")))
-            else:
-                tokens.append(_Tok("term", word, start, Term(word, "word")))
-    return tokens
-
-
-class _Parser:
-    def __init__(self, query: str) -> None:
-        self.query = query
-        self.tokens = _lex(query)
-        self.i = 0
-
-    def peek(self) -> _Tok | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def parse(self) -> Node:
-        if not self.tokens:
-            raise QueryError("the query is empty: give at least one word to search for")
-        node = self.or_expr()
-        tok = self.peek()
-        if tok is not None:
-            raise QueryError(f"unexpected {tok.value!r} at character {tok.pos + 1}")
-        return node
-
-    def or_expr(self) -> Node:
-        children = [self.and_expr()]
-        while (tok := self.peek()) is not None and tok.kind == "op" and tok.value == "OR":
-            self.i += 1
-            children.append(self.and_expr(after=tok))
-        return children[0] if len(children) == 1 else Or(tuple(children))
-
-    def and_expr(self, after: _Tok | None = None) -> Node:
-        children = [self.unary(after)]
-        while (tok := self.peek()) is not None and not (
-            tok.kind == ")" or (tok.kind == "op" and tok.value == "OR")
-        ):
-            if tok.kind == "op" and tok.value == "AND":
-                self.i += 1
-                children.append(self.unary(after=tok))
-            else:
-                children.append(self.unary())
-        return children[0] if len(children) == 1 else And(tuple(children))
-
-    def unary(self, after: _Tok | None = None) -> Node:
-        tok = self.peek()
-        if tok is None or tok.kind == ")" or (tok.kind == "op" and tok.value in ("AND", "OR")):
-            where = f"after {after.value!r} at character {after.pos + 1}" if after else "here"
-            found = "the end of the query" if tok is None else repr(tok.value)
-            raise QueryError(f"expected a word, phrase or '(' {where}, found {found}")
-        if tok.kind in ("minus", "op"):  # NOT or -word
-            self.i += 1
-            return Not(self.unary(after=tok))
-        if tok.kind == "(":
-            self.i += 1
-            node = self.or_expr()
-            close = self.peek()
-            if close is None or close.kind != ")":
-                raise QueryError(f"the '(' at character {tok.pos + 1} is never closed")
-            self.i += 1
-            return node
-        self.i += 1
-        assert tok.term is not None
-        return tok.term
-
-
-def parse_query(query: str) -> Node:
-    """The analyst's query as a tree; QueryError explains what is wrong with it."""
-    return _Parser(query).parse()
-
-
-# --- translating to FTS5 --------------------------------------------------------
+# --- the FTS5 query -------------------------------------------------------------
+#
+# The caller analyses the analyst's query (what a word matches is detection's
+# business) and builds the FTS5 query from these pieces, which quote every
+# string so no user input can reach FTS5 as syntax.
 
 
 def _quote(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-@dataclass(slots=True)
+def fts_word(surface: str, lemmas: Sequence[str]) -> str:
+    """A word: any of its lemmas in the `lemmas` column, or the word as typed in `text`."""
+    alternatives = " OR ".join(_quote(lemma) for lemma in dict.fromkeys(lemmas) if lemma)
+    if not alternatives:
+        return f"text : {_quote(surface)}"
+    return f"(lemmas : ({alternatives}) OR text : {_quote(surface)})"
+
+
+def fts_prefix(words: Sequence[str]) -> str:
+    """Words of the text, the last one a prefix."""
+    return f"text : {_quote(' '.join(words))} *"
+
+
+def fts_all(parts: Sequence[str]) -> str:
+    return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+
+
+def fts_any(parts: Sequence[str]) -> str:
+    return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+
+
+def fts_without(expr: str, excluded: str) -> str:
+    return f"({expr} NOT {excluded})"
+
+
+async def indexed_lemmas(db: Database, lemmas: Sequence[str]) -> set[str]:
+    """Which of these lemmas occur in the archive's `lemmas` column, in one query
+    (a place name's search forms are dozens, of which a few exist)."""
+    if not lemmas:
+        return set()
+    rows = await db.fetchall(
+        """SELECT value FROM json_each(?) WHERE EXISTS (
+               SELECT 1 FROM posts_fts
+               WHERE posts_fts MATCH ('lemmas : "' || replace(value, '"', '""') || '"'))""",
+        (json.dumps(list(lemmas), ensure_ascii=False),),
+    )
+    return {row[0] for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
 class CompiledQuery:
-    """The FTS5 query for a user query, and what to highlight in the text."""
+    """A query ready to run: the FTS5 query, and, when the index alone cannot decide
+    (phrases: word order, sentences), `check`, which decides on a candidate's text.
+    `mark` wraps the matched words of a text in MARK_START/MARK_END around the
+    first one."""
 
     source: str
     fts: str
-    lemmas: set[str] = field(default_factory=set)
-    words: set[str] = field(default_factory=set)
-    prefixes: set[str] = field(default_factory=set)
-    initials: set[str] = field(default_factory=set)  # first letters of the lemmas
-
-
-def _words_of(term: Term) -> list[tuple[str, tuple[str, ...]]]:
-    """(surface form, lemmas) of every word in a term."""
-    tokens = analyze(term.text).tokens
-    if not tokens:
-        shown = term.text + ("*" if term.kind == "prefix" else "")
-        raise QueryError(f"{shown!r} has no letters or digits to search for")
-    return [(tok.text.lower(), tok.lemmas or (tok.norm,)) for tok in tokens]
-
-
-def _compile_term(term: Term, out: CompiledQuery) -> str:
-    words = _words_of(term)
-    surface = " ".join(word for word, _ in words)
-    if term.kind == "prefix":
-        if len(term.text.strip()) < 2:
-            raise QueryError(f"{term.text + '*'!r}: a prefix needs at least 2 letters")
-        out.prefixes.add(words[-1][0])
-        out.words.update(word for word, _ in words[:-1])
-        return f"text : {_quote(surface)} *"
-    out.words.update(word for word, _ in words)
-    for _, lemmas in words:
-        out.lemmas.update(lemmas)
-    if len(words) == 1:
-        lemma_part = " OR ".join(_quote(lemma) for lemma in words[0][1])
-        return f"(lemmas : ({lemma_part}) OR text : {_quote(surface)})"
-    # A phrase: every combination of the words' two likeliest lemmas (bounded).
-    choices = [lemmas[:2] for _, lemmas in words]
-    for i in reversed(range(len(choices))):
-        if math.prod(len(c) for c in choices) <= _MAX_PHRASE_VARIANTS:
-            break
-        choices[i] = choices[i][:1]
-    variants = dict.fromkeys(" ".join(combo) for combo in itertools.product(*choices))
-    lemma_part = " OR ".join(_quote(v) for v in variants)
-    return f"(lemmas : ({lemma_part}) OR text : {_quote(surface)})"
-
-
-def _compile(node: Node, out: CompiledQuery) -> str:
-    if isinstance(node, Term):
-        return _compile_term(node, out)
-    if isinstance(node, Not):
-        raise QueryError(
-            "a query cannot only exclude: put NOT after something to search for (a NOT b)"
-        )
-    if isinstance(node, Or):
-        for child in node.children:
-            if isinstance(child, Not):
-                raise QueryError("OR NOT is not supported: exclude with AND NOT (a NOT b)")
-        return "(" + " OR ".join(_compile(child, out) for child in node.children) + ")"
-    positive = [child for child in node.children if not isinstance(child, Not)]
-    negative = [child.child for child in node.children if isinstance(child, Not)]
-    if not positive:
-        raise QueryError("a query cannot only exclude: add a word to search for (a NOT b)")
-    ignored = CompiledQuery(out.source, "")  # excluded words are not highlighted
-    expr = "(" + " AND ".join(_compile(child, out) for child in positive) + ")"
-    for child in negative:
-        expr = f"({expr} NOT {_compile(child, ignored)})"
-    return expr
-
-
-def compile_query(query: str) -> CompiledQuery:
-    """Translate the analyst's query into a safe FTS5 query (QueryError if malformed)."""
-    out = CompiledQuery(query, "")
-    out.fts = _compile(parse_query(query), out)
-    out.initials = {lemma[:1] for lemma in out.lemmas}
-    return out
+    check: Callable[[str], bool] | None = None
+    mark: Callable[[str], str] | None = None
 
 
 # --- filters --------------------------------------------------------------------
@@ -409,101 +241,85 @@ class Hit:
     text: str
     deleted_at: str | None
     score: float | None = None
+    claim_label: str | None = None  # the claim detector's verdict, where stored
+    claim_score: float | None = None
 
 
 async def search(
     db: Database,
-    query: str | CompiledQuery,
+    query: CompiledQuery,
     filters: Filters = Filters(),
     *,
     limit: int = 50,
     rank: bool = False,
 ) -> list[Hit]:
-    """Posts matching the analyst's query, newest first (or best first with `rank`)."""
-    compiled = compile_query(query) if isinstance(query, str) else query
+    """Posts matching the query, newest first (or best first with `rank`)."""
     await check_filters(db, filters)
     if limit < 1:
         raise QueryError("--limit must be at least 1")
     conditions, params = where_clause(filters, rowid="posts_fts.rowid")
     extra = "".join(f" AND {c}" for c in conditions)
     order = "posts_fts.rank" if rank else "posts_fts.rowid DESC"
+    claim = (
+        "p.claim_label, p.claim_score"
+        if await has_column(db, "posts", "claim_label")
+        else "NULL AS claim_label, NULL AS claim_score"
+    )
     # CROSS JOIN keeps the FTS index as the outer loop, so rowid order needs no sort.
-    sql = f"""SELECT p.id, p.channel_id, p.msg_id, p.date, p.text, p.deleted_at,
+    sql = f"""SELECT p.id, p.channel_id, p.msg_id, p.date, p.text, p.deleted_at, {claim},
                      c.username, c.title, {"bm25(posts_fts)" if rank else "NULL"} AS score,
                      snippet(posts_fts, 0, ?, ?, '…', {_SNIPPET_TOKENS}) AS snip
               FROM posts_fts CROSS JOIN posts p ON p.id = posts_fts.rowid
               LEFT JOIN channels c ON c.id = p.channel_id
               WHERE posts_fts MATCH ?{extra}
-              ORDER BY {order} LIMIT ?"""
-    try:
-        rows = await db.fetchall(sql, (MARK_START, MARK_END, compiled.fts, *params, limit))
-    except sqlite3.OperationalError as exc:
-        if "fts5" in str(exc) or "MATCH" in str(exc):
-            raise QueryError(f"cannot search for {compiled.source!r}: {exc}") from None
-        raise
-    return [
-        Hit(
-            post_id=row["id"],
-            channel_id=row["channel_id"],
-            msg_id=row["msg_id"],
-            date=row["date"],
-            username=row["username"],
-            title=row["title"],
-            link=post_link(row["username"], row["channel_id"], row["msg_id"]),
-            snippet=_snippet(row["snip"], row["text"], compiled),
-            text=row["text"],
-            deleted_at=row["deleted_at"],
-            score=row["score"],
-        )
-        for row in rows
-    ]
+              ORDER BY {order} LIMIT ? OFFSET ?"""
+    hits: list[Hit] = []
+    offset = 0
+    while len(hits) < limit:
+        page = limit if query.check is None else max(_CHECK_ROUND, limit)
+        try:
+            rows = await db.fetchall(sql, (MARK_START, MARK_END, query.fts, *params, page, offset))
+        except sqlite3.OperationalError as exc:
+            if "fts5" in str(exc) or "MATCH" in str(exc):
+                raise QueryError(f"cannot search for {query.source!r}: {exc}") from None
+            raise
+        for row in rows:
+            if query.check is not None and not query.check(row["text"]):
+                continue
+            hits.append(_hit(row, query))
+            if len(hits) == limit:
+                break
+        if len(rows) < page or query.check is None:
+            break
+        offset += page
+    return hits
 
 
-def _snippet(fts_snippet: str | None, text: str, compiled: CompiledQuery) -> str:
-    """FTS5's snippet when it highlighted the text; otherwise (a match on lemmas
-    only, e.g. another inflection) highlight the words whose lemmas matched."""
-    if fts_snippet and MARK_START in fts_snippet:
-        return _one_line(fts_snippet)
-    return _one_line(highlight(text, compiled))
-
-
-_WORD = re.compile(r"[^\W_]+(?:['’ʼ][^\W_]+)*")
-
-
-def _matches(word: str, compiled: CompiledQuery) -> bool:
-    low = word.lower()
-    if low in compiled.words or any(low.startswith(p) for p in compiled.prefixes):
-        return True
-    # Inflection keeps the first letter (bar a few suppletive forms): skip the lookup.
-    if not compiled.lemmas or low[:1] not in compiled.initials:
-        return False
-    return not compiled.lemmas.isdisjoint(
-        morphology.word_lemmas(normalize_word(word), morphology.RU_UK)
+def _hit(row: sqlite3.Row, query: CompiledQuery) -> Hit:
+    return Hit(
+        post_id=row["id"],
+        channel_id=row["channel_id"],
+        msg_id=row["msg_id"],
+        date=row["date"],
+        username=row["username"],
+        title=row["title"],
+        link=post_link(row["username"], row["channel_id"], row["msg_id"]),
+        snippet=_snippet(row["snip"], row["text"], query),
+        text=row["text"],
+        deleted_at=row["deleted_at"],
+        score=row["score"],
+        claim_label=row["claim_label"],
+        claim_score=row["claim_score"],
     )
 
 
-def highlight(text: str, compiled: CompiledQuery, window: int = _SNIPPET_TOKENS) -> str:
-    """A window of `text` around the first matching word, matches marked.
-
-    Used when FTS5 matched only the lemmas column, so its snippet of the text has
-    nothing marked. Word by word with cached lemma lookups: no full analysis.
-    """
-    words = list(_WORD.finditer(text))
-    if not words:
-        return text[:200]
-    first = next((i for i, w in enumerate(words) if _matches(w.group(), compiled)), 0)
-    lo = max(0, first - window // 3)
-    hi = min(len(words), lo + window)
-    pieces: list[str] = ["…" if lo > 0 else text[: words[lo].start()]]
-    pos = words[lo].start()
-    for i in range(lo, hi):
-        word = words[i]
-        pieces.append(text[pos : word.start()])
-        hit = i == first or (i > first and _matches(word.group(), compiled))
-        pieces.append(MARK_START + word.group() + MARK_END if hit else word.group())
-        pos = word.end()
-    pieces.append("…" if hi < len(words) else text[pos:])
-    return "".join(pieces)
+def _snippet(fts_snippet: str | None, text: str, query: CompiledQuery) -> str:
+    """FTS5's snippet when it highlighted the text and the index decided alone;
+    otherwise (a match on lemmas only, another inflection, a checked phrase) the
+    caller's marking of the words that matched."""
+    if fts_snippet and MARK_START in fts_snippet and query.check is None or query.mark is None:
+        return _one_line(fts_snippet or text[:200])
+    return _one_line(query.mark(text))
 
 
 _SPACE = re.compile(r"\s+")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.alerts import Policy
+from bot.alerts.policy import Policy
 from bot.pipeline import POOL_MIN_TEXTS, Pipeline
 from bot.pool import DetectionPool
 from storage import archive, subscribers
@@ -121,3 +121,19 @@ async def test_idle_workers_stop_and_start_again_when_needed() -> None:
         assert pool.running
     finally:
         pool.close()
+
+
+def test_the_cache_budget_bounds_the_word_cache_and_changes_no_result() -> None:
+    from bot.detection import analyze, set_cache_budget, text
+
+    text_ = "Бойцы РДК взяли в плен двоих военнослужащих у Козинки, Белгородская область."
+    before = analyze(text_)
+    try:
+        set_cache_budget(8)  # the smallest: 4,096 forms per lemma key
+        assert text._WORD_CACHE_LIMIT == 4096
+        for i in range(5000):  # the bound is checked at each sentence
+            analyze(f"Слово{i} осталось.")
+        assert all(len(cache) <= 4096 + 2 for cache in text._WORD_CACHE.values())
+        assert analyze(text_) == before
+    finally:
+        set_cache_budget(64)

@@ -202,21 +202,12 @@ def _lemma_key(lang: str, decided: bool) -> str:
 _Word = tuple[str, tuple[str, ...], bool]
 
 
-# What one cached word form costs across the caches (word cache, normal forms,
-# lemmas, the matcher's memo), measured on the corpus: about 1 KiB.
-FORM_KIB = 1
-
-
-def set_cache_budget(mib: int) -> None:
-    """Bound detection's word caches to about `mib` MiB in all (emptied when full)."""
+def set_cache_limit(forms: int) -> None:
+    """Room for `forms` word forms in each lemma key's word cache and in the
+    normal-form cache (emptied when full)."""
     global _WORD_CACHE_LIMIT, normalize_word
-    from bot.detection import keywords
-
-    forms = max(1_000, mib * 1024 // FORM_KIB)
-    _WORD_CACHE_LIMIT = forms // 2  # per lemma key; most words meet one or two keys
-    normalize_word = lru_cache(maxsize=forms // 2)(normalize_word.__wrapped__)
-    morphology.set_cache_limit(forms // 2)
-    keywords.set_memo_limit(forms // 2)
+    _WORD_CACHE_LIMIT = forms
+    normalize_word = lru_cache(maxsize=forms)(normalize_word.__wrapped__)
 
 
 def clear_caches() -> None:

@@ -11,13 +11,14 @@ import argparse
 import copy
 import importlib.util
 import json
-import sqlite3
 import subprocess
 import sys
 import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
+
+from storage.db import DatabaseError, table_columns
 
 TEMPLATE_KEY = "ARCHIVE"
 OPTIONAL_KEY = "chanwatch_optional_queries"
@@ -30,11 +31,7 @@ def template() -> dict[str, Any]:
 
 
 def posts_columns(db_path: Path) -> set[str]:
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        return {row[1] for row in conn.execute("PRAGMA table_info(posts)")}
-    finally:
-        conn.close()
+    return table_columns(db_path, "posts")
 
 
 def render_metadata(db_path: Path, columns: set[str]) -> dict[str, Any]:
@@ -100,7 +97,7 @@ def run(args: argparse.Namespace, db_path: Path, err: TextIO | None = None) -> i
         return 2
     try:
         metadata = render_metadata(db_path, posts_columns(db_path))
-    except sqlite3.Error as exc:
+    except DatabaseError as exc:
         err.write(f"chanwatch browse: cannot read {db_path}: {exc}\n")
         return 3
     with tempfile.TemporaryDirectory(prefix="chanwatch-browse-") as tmp:
