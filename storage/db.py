@@ -15,6 +15,8 @@ from typing import Any
 import aiosqlite
 from loguru import logger
 
+from storage import private
+
 BUSY_TIMEOUT_MS = 5_000
 
 
@@ -213,7 +215,15 @@ async def open_database(path: str | Path, *, readonly: bool = False) -> Database
     """Open (creating if needed) and migrate the archive at `path`."""
     path = Path(path)
     if not readonly:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private.make_dir(path.parent)
+        # SQLite gives -wal and -shm the database file's mode: 0600 for all three.
+        # (A file that cannot be created or changed is left for SQLite to report.)
+        for name in (path.name, path.name + "-wal", path.name + "-shm"):
+            with contextlib.suppress(OSError):
+                private.tighten(path.with_name(name))
+        with contextlib.suppress(OSError):
+            if not path.exists():
+                private.touch(path)
     uri = f"file:{path}?mode=ro" if readonly else str(path)
     try:
         conn = await aiosqlite.connect(uri, uri=readonly, isolation_level=None)
@@ -259,3 +269,9 @@ def table_columns(path: Path, table: str) -> set[str]:
     """The column names of one table of an archive file, read without writing."""
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         return {row[0] for row in conn.execute("SELECT name FROM pragma_table_info(?)", (table,))}
+
+
+def table_names(path: Path) -> set[str]:
+    """The names of the tables and views of an archive file, read without writing."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}

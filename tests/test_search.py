@@ -198,6 +198,7 @@ async def _drop_claims_column(db: Database) -> None:
         "AND sql LIKE '%claim_label%'"
     ):
         await db.execute(f'DROP INDEX "{row[0]}"')
+    await db.execute("DROP VIEW IF EXISTS archive_posts")  # newer than detection results
     await db.execute("ALTER TABLE posts DROP COLUMN claim_label")
 
 
