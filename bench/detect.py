@@ -13,6 +13,8 @@ Figures:
                            rules (cost grows with the rules that *match*: see
                            rules_matched_per_post_*), and 10 rules among 9,990 that never
                            match (the index cost alone)
+  detect_bulk_posts_per_s  the same detection in batches of 500 spread over the worker
+                           processes (wall time), against the batches in this process
   compile_s_10000_rules    building the matcher for 10,000 rules
   rss_mb_dictionaries      peak RSS after loading the ru/uk dictionaries, stemmer and lingua
   rss_mb_warm_caches       RSS after detecting every post (word caches full, 1,000 rules)
@@ -146,6 +148,45 @@ def per_second(n: int, fn: Callable[[], Any]) -> float:
     return n / (time.process_time() - start)
 
 
+def _bulk(posts: list[str], rules: list[Rule]) -> dict[str, Any]:
+    """Detection of bulk batches (redetect's 500 texts) in the worker processes, wall
+    time, against the same batches in this process; both with warm caches."""
+    import asyncio
+    import pickle
+
+    from bot.pipeline import detect_chunk
+    from bot.pool import DetectionPool
+
+    blob = pickle.dumps(tuple(rules))
+    items = [(text, ()) for text in posts]
+    batches = [items[i : i + 500] for i in range(0, len(items), 500)]
+
+    def inline() -> float:
+        detect_chunk(items[:1], 1, blob)  # compiles the rules here, outside the timing
+        start = time.perf_counter()
+        for batch in batches:
+            detect_chunk(batch, 1, blob)
+        return len(items) / (time.perf_counter() - start)
+
+    async def pooled(pool: DetectionPool) -> float:
+        start = time.perf_counter()
+        for batch in batches:
+            await pool.map(detect_chunk, pool.chunks(batch), 1, blob)
+        return len(items) / (time.perf_counter() - start)
+
+    async def both() -> tuple[float, float]:
+        pool = DetectionPool()
+        try:
+            await pooled(pool)  # the workers' first pass fills their matcher's memo
+            return await pooled(pool), inline()
+        finally:
+            pool.close()
+
+    workers, one = asyncio.run(both())
+    return {"value": round(workers, 1), "unit": "posts/s", "baseline": round(one, 1),
+            "ratio": round(workers / one, 3)}  # fmt: skip
+
+
 def run(quick: bool = False) -> dict[str, dict[str, Any]]:
     load()
     rss_dictionaries = rss_mb()
@@ -220,6 +261,7 @@ def run(quick: bool = False) -> dict[str, dict[str, Any]]:
             "value": round(hits[size], 2),
             "unit": "rules/post",
         }
+    figures["detect_bulk_posts_per_s"] = _bulk(posts, rules)
     figures[f"match_ms_per_post_10_of_{largest}_rules"] = {
         "value": round(unmatched_ms, 4),
         "unit": "ms/post",

@@ -10,37 +10,46 @@ rather than not at all.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import datetime
+from typing import Protocol
 
 from loguru import logger
 
 from bot.detection import Analysis
-from bot.detection.claims import ClaimResult
 from bot.incidents import CLAIMISH, ChannelInfo, Features, decide, features_of, title_of
 from bot.incidents.grouping import WINDOW, Candidate
 from storage import incidents as store
-from storage.db import Connection
+from storage.db import Connection, savepoint
 from storage.incidents import NewMember
 from storage.models import Post
 from storage.outbox import NewAlert
 
-# What the pipeline hands over per analysed post: (post id, post, analysis, verdict).
-Item = tuple[int, Post, Analysis, ClaimResult]
+
+class Verdict(Protocol):
+    label: str
+    count: int | None
+
+
+# What the pipeline hands over per analysed post: (post id, post, its analysis on demand,
+# verdict). Most posts are never compared, so their text is not analysed again.
+Item = tuple[int, Post, Callable[[], Analysis], Verdict]
 
 
 def _entity_urls(post: Post) -> list[str]:
     return [str(e["url"]) for e in post.entities if isinstance(e, dict) and e.get("url")]
 
 
-def features_for(post_id: int, post: Post, analysis: Analysis, verdict: ClaimResult) -> Features:
+def features_for(
+    post_id: int, post: Post, analysis: Callable[[], Analysis], verdict: Verdict
+) -> Features:
     return features_of(
         post_id=post_id,
         channel_id=post.channel_id,
         msg_id=post.msg_id,
         date=post.date,
         text=post.text,
-        analysis=analysis,
+        analysis=analysis(),
         label=verdict.label,
         count=verdict.count,
         fwd_key=post.fwd_from.key if post.fwd_from is not None else None,
@@ -56,16 +65,13 @@ async def join_in(conn: Connection, items: Sequence[Item]) -> dict[int, int]:
     every given post that has one, including posts placed earlier."""
     if not items:
         return {}
-    await conn.execute("SAVEPOINT incidents")
     try:
-        await _join_in(conn, items)
-        found = await store.incidents_of_in(conn, [i[0] for i in items])
+        async with savepoint(conn, "incidents"):
+            await _join_in(conn, items)
+            return await store.incidents_of_in(conn, [i[0] for i in items])
     except Exception:
-        await conn.execute("ROLLBACK TO incidents")
         logger.exception("could not group {n} posts into incidents; archived without", n=len(items))
-        found = {}
-    await conn.execute("RELEASE incidents")
-    return found
+        return {}
 
 
 async def _join_in(conn: Connection, items: Sequence[Item]) -> None:

@@ -8,12 +8,16 @@ a post is never archived without its alerts, nor alerted without being archived.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import pickle
+import traceback
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from functools import partial
+from typing import Literal, NamedTuple
 
 from loguru import logger
 
@@ -21,15 +25,21 @@ from bot import incident_join
 from bot.alerts import audience
 from bot.alerts import policy as alerts
 from bot.alerts.audience import Audience
-from bot.alerts.policy import Claim, Policy, Subject
+from bot.alerts.policy import Claim, Hit, Policy, Subject
 from bot.detection import Analysis, analyze
 from bot.detection.claims import ClaimResult, detect_claim
+from bot.detection.keywords import Matcher, Rule, compile_rules
+from bot.pool import DetectionPool
 from storage import archive, outbox
 from storage.archive import Archived
 from storage.db import Connection, Database, unavailable
 from storage.models import Post, iso, utcnow
 
 Source = Literal["live", "catchup", "reconcile", "poll", "import"]
+# Sources whose batches may go to the worker processes (live and polled posts stay
+# in-process for latency); a batch with fewer distinct texts is not worth the trip.
+BULK_SOURCES = frozenset({"catchup", "reconcile", "import"})
+POOL_MIN_TEXTS = 32
 Clock = Callable[[], datetime]
 
 
@@ -46,21 +56,102 @@ def claim_of(result: ClaimResult) -> Claim:
     return Claim(result.label, result.score, result.count, result.unverified, spans)
 
 
-def detection_row(result: ClaimResult, analysis: Analysis, now: str, post_id: int) -> tuple:
+def evidence_json(result: ClaimResult) -> str | None:
     evidence = [
         {"kind": e.kind, "text": e.text, "start": e.start, "end": e.end, "rule": e.rule}
         for e in result.evidence
     ]
-    return (
-        analysis.lang,
-        result.label,
-        round(result.score, 4),
-        result.count,
-        int(result.unverified),
-        json.dumps(evidence, ensure_ascii=False) if evidence else None,
-        now,
-        post_id,
-    )
+    return json.dumps(evidence, ensure_ascii=False) if evidence else None
+
+
+def detection_row(result: ClaimResult, lang: str, now: str, post_id: int) -> tuple:
+    return Verdict.of(result).row(lang, now, post_id)
+
+
+class Verdict(NamedTuple):
+    """A claim verdict as stored and alerted on (plain values: cheap to send between
+    processes, unlike the detector's nested dataclasses)."""
+
+    label: str
+    score: float
+    count: int | None
+    unverified: bool
+    evidence: str | None  # JSON, as stored in posts.claim_evidence
+    spans: tuple[tuple[int, int], ...]  # evidence worth highlighting
+
+    @classmethod
+    def of(cls, result: ClaimResult) -> Verdict:
+        claim = claim_of(result)
+        return cls(
+            result.label, result.score, result.count, result.unverified,
+            evidence_json(result), claim.spans,
+        )  # fmt: skip
+
+    def claim(self) -> Claim:
+        return Claim(self.label, self.score, self.count, self.unverified, self.spans)
+
+    def row(self, lang: str, now: str, post_id: int) -> tuple:
+        score = round(self.score, 4)
+        return (lang, self.label, score, self.count, int(self.unverified), self.evidence, now,
+                post_id)  # fmt: skip
+
+
+# A keyword match as (rule id, ((word, start, end), ...)): see Verdict.
+Match = tuple[str, tuple[tuple[str, int, int], ...]]
+
+
+class Detected(NamedTuple):
+    """What detection found in one text, computed once per distinct text (and
+    channel, when some rule is limited to channels) of a batch."""
+
+    lemmas: str = ""
+    lang: str = "other"
+    verdict: Verdict | None = None
+    matches: tuple[Match, ...] = ()
+    analysis_error: str | None = None  # traceback: archived without lemmas or detection
+    claim_error: str | None = None  # traceback: archived without a verdict or alerts
+
+
+def detect_text(
+    text: str, matcher: Matcher | None = None, channel: Sequence[str | int] = ()
+) -> Detected:
+    try:
+        analysis = analyze(text)
+    except Exception:
+        return Detected(analysis_error=traceback.format_exc())
+    lemmas = lemma_text(analysis)
+    try:
+        verdict = Verdict.of(detect_claim(analysis))
+    except Exception:
+        return Detected(lemmas, analysis.lang, claim_error=traceback.format_exc())
+    matches: tuple[Match, ...] = ()
+    if matcher is not None:
+        matches = tuple(
+            (m.rule_id, tuple((w.text, w.start, w.end) for w in m.words))
+            for m in matcher.match(analysis, channel=channel)
+        )
+    return Detected(lemmas, analysis.lang, verdict, matches)
+
+
+# In a worker process: the last rule set it was sent, compiled once.
+_worker_matcher: tuple[int, Matcher | None] = (0, None)
+
+
+def detect_chunk(
+    items: Sequence[tuple[str, tuple[str | int, ...]]], version: int, rules: bytes
+) -> list[Detected]:
+    """detect_text over (text, channel) pairs, run in a worker process. `rules` is the
+    pickled rule set `version`: unpickled and compiled only when the version changes."""
+    global _worker_matcher
+    if _worker_matcher[0] != version:
+        compiled: tuple[Rule, ...] = pickle.loads(rules) if rules else ()
+        _worker_matcher = (version, compile_rules(compiled) if compiled else None)
+    matcher = _worker_matcher[1]
+    return [detect_text(text, matcher, channel) for text, channel in items]
+
+
+def pickled_rules(rules: tuple[Rule, ...]) -> bytes:
+    return pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +171,11 @@ class Pipeline:
         *,
         policy: Policy | None = None,
         clock: Clock = utcnow,
+        pool: DetectionPool | None = None,
     ) -> None:
         self.db = db
+        self.pool = pool  # bulk batches are detected there; None: always in-process
+        self._pickled_rules: dict[int, bytes] = {}
         self.policy = policy or Policy()
         self.clock = clock
         self._listeners: list[Listener] = []
@@ -132,20 +226,82 @@ class Pipeline:
         imports too (marked delayed, subject to the maximum age); False never."""
         if not posts:
             return []
-        analyses: dict[str, Analysis] = {}
+        return await self._write(posts, source, alert, await self._prepare(posts, source))
+
+    async def ingest_stream(
+        self,
+        batches: AsyncIterable[Sequence[Post]],
+        source: Source,
+        *,
+        alert: bool | None = None,
+        done: Callable[[Sequence[Post], list[Archived]], None] | None = None,
+    ) -> int:
+        """ingest() each batch in order, detecting the next batch (and fetching it:
+        `batches` is pulled meanwhile) while the previous one is written. Each batch is
+        still one transaction, committed in order. `done` is called with each batch and
+        its result. Returns the number of posts ingested."""
+        writing: asyncio.Task[list[Archived]] | None = None
+        written: Sequence[Post] = ()
+        count = 0
+
+        def report(result: list[Archived]) -> None:
+            if done is not None:
+                done(written, result)
+
+        try:
+            async for posts in batches:
+                if not posts:
+                    continue
+                prepared = await self._prepare(posts, source)
+                if writing is not None:
+                    previous, writing = writing, None
+                    report(await previous)
+                writing = asyncio.create_task(self._write(posts, source, alert, prepared))
+                written = posts
+                count += len(posts)
+        except BaseException:
+            if writing is not None:
+                # what went wrong fetching or detecting the next batch is what the caller
+                # handles; the batch already being written still commits (or fails alone)
+                with contextlib.suppress(Exception):
+                    report(await writing)
+            raise
+        if writing is not None:
+            report(await writing)
+        return count
+
+    async def _prepare(self, posts: Sequence[Post], source: Source) -> _Prepared:
+        who = await self.audience()
+        channels = await self._channel_names(posts) if who.scoped else {}
+        return _Prepared(who, channels, await self._detect(posts, source, who, channels))
+
+    async def _write(
+        self, posts: Sequence[Post], source: Source, alert: bool | None, prepared: _Prepared
+    ) -> list[Archived]:
+        who, channels, found = prepared
         items = []
         for post in posts:
-            analysis = analyses.get(post.text)
-            if analysis is None:
-                analysis = _analyze(post)
-                if analysis is not None:
-                    analyses[post.text] = analysis
-            items.append((post, lemma_text(analysis) if analysis is not None else ""))
-        who = await self.audience()
+            detected = found[_key(post, channels)]
+            if detected.analysis_error is not None:
+                logger.bind(channel=post.channel_id, msg_id=post.msg_id).error(
+                    "could not analyse a post's text; archived without lemmas, detection or "
+                    "alerts\n{error}",
+                    error=detected.analysis_error,
+                )
+            items.append((post, detected.lemmas))
+        now = self.clock()
+        stamp = iso(now)
+        # stored in the row of a new post (an edited one gets them in _detect_and_plan)
+        detections = [
+            verdict.row(detected.lang, stamp, 0)[:-1] if (verdict := detected.verdict) else None
+            for detected in (found[_key(post, channels)] for post in posts)
+        ]
         try:
             async with self._tracked(), self.db.transaction() as conn:
-                result = await archive.archive_posts_in(conn, items)
-                planned = await self._detect_and_plan(conn, result, analyses, source, who, alert)
+                result = await archive.archive_posts_in(conn, items, detections)
+                planned = await self._detect_and_plan(
+                    conn, result, found, channels, source, who, alert, now
+                )
         except Exception as exc:
             if unavailable(exc) or len(posts) == 1:
                 raise
@@ -161,62 +317,101 @@ class Pipeline:
         await self._notify(Ingested(result, source, planned))
         return result
 
+    async def _channel_names(self, posts: Sequence[Post]) -> dict[int, tuple[str | int, ...]]:
+        """channel id -> (id, username): what channel-limited rules are matched against."""
+        ids = {post.channel_id for post in posts}
+        names = await archive.channel_usernames(self.db, ids)
+        return {i: (i, names[i]) if i in names else (i,) for i in ids}
+
+    async def _detect(
+        self,
+        posts: Sequence[Post],
+        source: Source,
+        who: Audience,
+        channels: dict[int, tuple[str | int, ...]],
+    ) -> dict[object, Detected]:
+        """Detection once per distinct text of the batch; a bulk batch in the workers."""
+        todo: dict[object, tuple[str, tuple[str | int, ...]]] = {}
+        for post in posts:
+            key = _key(post, channels)
+            if key not in todo:
+                todo[key] = (post.text, channels.get(post.channel_id, ()))
+        items = list(todo.values())
+        pool = self.pool
+        if (
+            pool is not None
+            and pool.enabled
+            and source in BULK_SOURCES
+            and len(items) >= POOL_MIN_TEXTS
+        ):
+            rules = self._pickled_rules.get(who.version)
+            if rules is None:
+                self._pickled_rules = {who.version: (rules := pickled_rules(who.rules))}
+            results = await pool.map(detect_chunk, pool.chunks(items), who.version, rules)
+        else:
+            results = [detect_text(text, who.matcher, channel) for text, channel in items]
+        return dict(zip(todo, results, strict=True))
+
     async def _detect_and_plan(
         self,
         conn: Connection,
         result: Sequence[Archived],
-        analyses: dict[str, Analysis],
+        found: dict[object, Detected],
+        channels: dict[int, tuple[str | int, ...]],
         source: Source,
         who: Audience,
-        alert: bool | None = None,
+        alert: bool | None,
+        now: datetime,
     ) -> int:
         touched = [a for a in result if a.status in ("new", "edited")]
         if not touched:
             return 0
-        now = self.clock()
         stamp = iso(now)
-        usernames = await archive.usernames_in(conn, {a.post.channel_id for a in touched})
         edited = [a.post_id for a in touched if a.status == "edited"]
         alerted = await outbox.alerted_in(conn, edited) if edited else {}
+        revisions = await outbox.revision_counts_in(conn, edited) if edited else {}
+        silent = source in alerts.SILENT_SOURCES if alert is None else not alert
+        planning = bool(who.subscribers) and not silent
+        hits: dict[object, dict[int, list[Hit]]] = {}
         rows = []
         planned = []
         grouping: list[incident_join.Item] = []
         for item in touched:
-            analysis = analyses.get(item.post.text)
-            if analysis is None:
+            key = _key(item.post, channels)
+            detected = found.get(key)
+            if detected is None or detected.analysis_error is not None:
                 continue  # the text could not be analysed (logged): archived as it is
-            try:
-                verdict = detect_claim(analysis)
-            except Exception:
-                logger.bind(channel=item.post.channel_id, msg_id=item.post.msg_id).exception(
+            verdict = detected.verdict
+            if verdict is None:
+                logger.bind(channel=item.post.channel_id, msg_id=item.post.msg_id).error(
                     "claim detection failed on a post; archived without a verdict or alerts"
+                    "\n{error}",
+                    error=detected.claim_error,
                 )
                 continue
-            rows.append(detection_row(verdict, analysis, stamp, item.post_id))
-            grouping.append((item.post_id, item.post, analysis, verdict))
-            silent = source in alerts.SILENT_SOURCES if alert is None else not alert
-            if not who.subscribers or silent:
+            if item.status == "edited":  # a new post's row was written with them
+                rows.append(verdict.row(detected.lang, stamp, item.post_id))
+            # analysed again only if grouping needs it (a claim, or a post near an incident)
+            grouping.append((item.post_id, item.post, partial(analyze, item.post.text), verdict))
+            if not planning:
                 continue
-            channel: list[str | int] = [item.post.channel_id]
-            if name := usernames.get(item.post.channel_id):
-                channel.append(name)
+            chat_hits = hits.get(key)
+            if chat_hits is None:
+                chat_hits = hits[key] = who.hits_of(detected.matches)
             subject = Subject(
                 post_id=item.post_id,
                 post=item.post,
                 status=item.status,
                 source=source,
-                claim=claim_of(verdict),
-                hits=who.hits(analysis, channel),
+                claim=verdict.claim(),
+                hits=chat_hits,
                 alerted=alerted.get(item.post_id, {}),
-                revision=(
-                    await outbox.revision_count_in(conn, item.post_id)
-                    if item.status == "edited"
-                    else 0
-                ),
+                revision=revisions.get(item.post_id, 0),
                 forced=bool(alert),
             )
             planned.extend(alerts.plan(subject, who.subscribers, self.policy, now))
-        await archive.save_detections_in(conn, rows)
+        if rows:
+            await archive.save_detections_in(conn, rows)
         incident_of = await incident_join.join_in(conn, grouping)
         forwarded = {i[0] for i in grouping if i[1].fwd_from is not None}
         planned = await incident_join.thread_in(conn, planned, incident_of, forwarded)
@@ -289,14 +484,18 @@ class Pipeline:
             await listener(ingested)
 
 
-def _analyze(post: Post) -> Analysis | None:
-    try:
-        return analyze(post.text)
-    except Exception:
-        logger.bind(channel=post.channel_id, msg_id=post.msg_id).exception(
-            "could not analyse a post's text; archived without lemmas, detection or alerts"
-        )
-        return None
+class _Prepared(NamedTuple):
+    who: Audience
+    channels: dict[int, tuple[str | int, ...]]
+    found: dict[object, Detected]
+
+
+def _key(post: Post, channels: dict[int, tuple[str | int, ...]]) -> object:
+    """What detection of a post depends on: its text, and its channel when some rule
+    is limited to channels (`channels` is then filled)."""
+    if channels:
+        return (post.text, post.channel_id)
+    return post.text
 
 
 def _skipped(post: Post, source: Source) -> None:

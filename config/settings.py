@@ -115,6 +115,10 @@ class Settings:
     # Catch-up posts older than this are archived without alerting (None: always alert).
     alert_max_age: timedelta | None = timedelta(hours=12)
     jobs: JobSettings = JobSettings()
+    # Processes for detection on bulk paths (catch-up, import, redetect); None: one per core.
+    detection_workers: int | None = None
+    # Memory for the word caches of detection, in MiB.
+    cache_mb: int = 64
 
     @property
     def backup_dir(self) -> Path:
@@ -296,6 +300,22 @@ def load_settings(
         else:
             seconds = int(match.group(1)) * _AGE_UNITS[match.group(2).lower()]
             kw["alert_max_age"] = timedelta(seconds=seconds)
+
+    if (workers := get("DETECTION_WORKERS")) is not None:
+        if workers.lower() == "auto":
+            kw["detection_workers"] = None
+        elif workers.isdigit() and int(workers) <= 64:
+            kw["detection_workers"] = int(workers)
+        else:
+            problems.append(
+                "CHANWATCH_DETECTION_WORKERS must be auto or a number of processes (0 = none)"
+            )
+
+    if (cache := get("CACHE_MB")) is not None:
+        if cache.isdigit() and int(cache) >= 8:
+            kw["cache_mb"] = int(cache)
+        else:
+            problems.append("CHANWATCH_CACHE_MB must be a number of MiB, at least 8")
 
     kw["jobs"] = _job_settings(get, problems)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -99,6 +99,18 @@ async def find_channel(db: Database, ref: str | int) -> Channel | None:
 async def list_channels(db: Database, *, active_only: bool = False) -> list[Channel]:
     sql = "SELECT * FROM channels" + (" WHERE active = 1" if active_only else "")
     return [_channel(row) for row in await db.fetchall(sql + " ORDER BY id")]
+
+
+async def channel_usernames(db: Database, channel_ids: Iterable[int]) -> dict[int, str]:
+    """channel id -> username, for the channels that have one."""
+    ids = sorted(set(channel_ids))
+    found: dict[int, str] = {}
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT id, username FROM channels WHERE id IN ({marks}) AND username IS NOT NULL"
+        found.update({row[0]: row[1] for row in await db.fetchall(sql, chunk)})
+    return found
 
 
 async def set_channel_active(db: Database, channel_id: int, active: bool) -> None:
@@ -243,10 +255,27 @@ async def _free_keys(conn: aiosqlite.Connection, wanted: list[int]) -> list[int]
     return keys
 
 
+# What detection said about a post, stored with it: lang, claim_label, claim_score,
+# claim_count, claim_unverified, claim_evidence, detected_at.
+Detection = tuple[str, str, float, int | None, int, str | None, str]
+_NO_DETECTION = (None,) * 7
+
+_INSERT_DETECTED_POST = """INSERT INTO posts (id, channel_id, msg_id, date, edit_date, text,
+    lemmas, entities, grouped_id, fwd_from, fwd_key, reply_to, post_author, views, forwards,
+    replies, reactions, raw, raw_sha256, captured_at, updated_at, lang, claim_label, claim_score,
+    claim_count, claim_unverified, claim_evidence, detected_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+
+
 async def archive_posts_in(
-    conn: aiosqlite.Connection, items: Sequence[tuple[Post, str]]
+    conn: aiosqlite.Connection,
+    items: Sequence[tuple[Post, str]],
+    detections: Sequence[Detection | None] | None = None,
 ) -> list[Archived]:
     """Archive (post, lemmas) pairs inside the caller's transaction.
+
+    `detections` (one per item, or None) are stored with the posts that are new, in
+    the same row: the caller stores them for edited posts itself.
 
     Idempotent: a post seen again with the same text changes only its counters;
     a changed text keeps the earlier one as a revision; an older version arriving
@@ -263,22 +292,39 @@ async def archive_posts_in(
             existing[(channel_id, msg_id)] = row
 
     fresh: dict[tuple[int, int], tuple[Post, str]] = {}
-    for post, lemmas in items:
+    found: dict[tuple[int, int], Detection | None] = {}
+    writes = _Updates()
+    for index, (post, lemmas) in enumerate(items):
         ident = (post.channel_id, post.msg_id)
         if ident in existing:
-            results.append(await _update_post(conn, existing[ident], post, lemmas, now))
+            results.append(_update_post(writes, existing[ident], post, lemmas, now))
         else:
             fresh[ident] = (post, lemmas)  # a later copy in the same batch wins
+            if detections is not None:
+                found[ident] = detections[index]
+    if writes.revisions:
+        await conn.executemany(_INSERT_REVISION, writes.revisions)
+    if writes.posts:
+        await conn.executemany(_UPDATE_POST, writes.posts)
+    if writes.media:
+        await conn.executemany(_INSERT_MEDIA, writes.media)
 
     if fresh:
         pending = list(fresh.values())
         keys = await _free_keys(
             conn, [post_key(p.date, p.channel_id, p.msg_id) for p, _ in pending]
         )
-        await conn.executemany(
-            _INSERT_POST,
-            [_post_row(p, k, lemmas, now) for (p, lemmas), k in zip(pending, keys, strict=True)],
-        )
+        if detections is None:
+            rows = [
+                _post_row(p, k, lemmas, now) for (p, lemmas), k in zip(pending, keys, strict=True)
+            ]
+            await conn.executemany(_INSERT_POST, rows)
+        else:
+            rows = [
+                (*_post_row(p, k, lemmas, now), *(found[ident] or _NO_DETECTION))
+                for ident, (p, lemmas), k in zip(fresh, pending, keys, strict=True)
+            ]
+            await conn.executemany(_INSERT_DETECTED_POST, rows)
         media = [
             row for (p, _), k in zip(pending, keys, strict=True) for row in _media_rows(k, p.media)
         ]
@@ -294,9 +340,26 @@ async def archive_posts_in(
     return results
 
 
-async def _update_post(
-    conn: aiosqlite.Connection, old: sqlite3.Row, post: Post, lemmas: str, now: str
-) -> Archived:
+_INSERT_REVISION = """INSERT INTO post_revisions (post_id, text, entities, edit_date, raw_sha256,
+    replaced_at) VALUES (?, ?, ?, ?, ?, ?)"""
+
+_UPDATE_POST = """UPDATE posts SET text = ?, lemmas = CASE WHEN ? THEN ? ELSE lemmas END,
+    entities = ?, edit_date = coalesce(?, edit_date), views = coalesce(?, views),
+    forwards = coalesce(?, forwards), replies = coalesce(?, replies),
+    reactions = coalesce(?, reactions), raw = ?, raw_sha256 = ?, updated_at = ?
+    WHERE id = ?"""
+
+
+@dataclass(slots=True)
+class _Updates:
+    """Rows for posts seen before, written with one executemany per table."""
+
+    revisions: list[tuple[object, ...]] = field(default_factory=list)
+    posts: list[tuple[object, ...]] = field(default_factory=list)
+    media: list[tuple[object, ...]] = field(default_factory=list)
+
+
+def _update_post(writes: _Updates, old: sqlite3.Row, post: Post, lemmas: str, now: str) -> Archived:
     post_id = old["id"]
     entities = _entities_json(post)
     changed = post.text != old["text"] or entities != old["entities"]
@@ -307,17 +370,10 @@ async def _update_post(
     if not changed and sha == old["raw_sha256"]:
         return Archived(post_id, "unchanged", post)
     if changed:
-        await conn.execute(
-            """INSERT INTO post_revisions (post_id, text, entities, edit_date, raw_sha256,
-                                           replaced_at) VALUES (?, ?, ?, ?, ?, ?)""",
-            (post_id, old["text"], old["entities"], old["edit_date"], old["raw_sha256"], now),
+        writes.revisions.append(
+            (post_id, old["text"], old["entities"], old["edit_date"], old["raw_sha256"], now)
         )
-    await conn.execute(
-        """UPDATE posts SET text = ?, lemmas = CASE WHEN ? THEN ? ELSE lemmas END, entities = ?,
-             edit_date = coalesce(?, edit_date), views = coalesce(?, views),
-             forwards = coalesce(?, forwards), replies = coalesce(?, replies),
-             reactions = coalesce(?, reactions), raw = ?, raw_sha256 = ?, updated_at = ?
-           WHERE id = ?""",
+    writes.posts.append(
         (
             post.text,
             int(changed),
@@ -332,10 +388,10 @@ async def _update_post(
             sha,
             now,
             post_id,
-        ),
+        )
     )
     if post.media:
-        await conn.executemany(_INSERT_MEDIA, _media_rows(post_id, post.media))
+        writes.media.extend(_media_rows(post_id, post.media))
     if changed:
         return Archived(post_id, "edited", post, previous_text=old["text"])
     return Archived(post_id, "unchanged", post)

@@ -275,3 +275,19 @@ def table_names(path: Path) -> set[str]:
     """The names of the tables and views of an archive file, read without writing."""
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         return {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+
+
+@asynccontextmanager
+async def savepoint(conn: Connection, name: str) -> AsyncIterator[None]:
+    """Inside a transaction: undo what the block wrote if it raises (the exception goes
+    on to the caller), and keep the rest of the transaction either way."""
+    if not name.isidentifier():
+        raise ValueError(f"not a savepoint name: {name!r}")
+    await conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        await conn.execute(f"ROLLBACK TO {name}")
+        await conn.execute(f"RELEASE {name}")
+        raise
+    await conn.execute(f"RELEASE {name}")

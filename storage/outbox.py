@@ -84,7 +84,7 @@ class AlertView:
     alert: Queued
     place: Place
     date: datetime
-    text: str
+    text: str  # the post's text when the alert was planned (payload "rev"), else current
     deleted: bool
     grouped_id: int | None
     media: tuple[str, ...]  # media kinds of the post, or of its whole album
@@ -177,12 +177,20 @@ async def stories_in(conn: aiosqlite.Connection, post_ids: Sequence[int]) -> dic
     return found
 
 
-async def revision_count_in(conn: aiosqlite.Connection, post_id: int) -> int:
-    async with conn.execute(
-        "SELECT count(*) FROM post_revisions WHERE post_id = ?", (post_id,)
-    ) as cursor:
-        row = await cursor.fetchone()
-    return int(row[0]) if row else 0
+async def revision_counts_in(conn: aiosqlite.Connection, post_ids: Sequence[int]) -> dict[int, int]:
+    """post id -> how many earlier texts it has (posts without any are left out)."""
+    found: dict[int, int] = {}
+    ids = list(post_ids)
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            "SELECT post_id, count(*) FROM post_revisions "
+            f"WHERE post_id IN ({marks}) GROUP BY post_id"
+        )
+        async with conn.execute(sql, chunk) as cursor:
+            found.update({row[0]: row[1] for row in await cursor.fetchall()})
+    return found
 
 
 # --- delivery -------------------------------------------------------------------
@@ -348,7 +356,7 @@ async def views(db: Database, alerts: Sequence[Queued]) -> list[AlertView]:
                 alert=alert,
                 place=place,
                 date=datetime.fromisoformat(row["date"]),
-                text=row["text"],
+                text=await _text_when_planned(db, alert, row["text"]),
                 deleted=row["deleted_at"] is not None,
                 grouped_id=row["grouped_id"],
                 media=await _media_kinds(db, row["id"], row["channel_id"], row["grouped_id"]),
@@ -359,6 +367,19 @@ async def views(db: Database, alerts: Sequence[Queued]) -> list[AlertView]:
             )
         )
     return result
+
+
+async def _text_when_planned(db: Database, alert: Queued, current: str) -> str:
+    """The text the alert's spans point into: revision `rev` of the post (the text it
+    had after `rev` edits) if it has been edited since, else its current text."""
+    rev = alert.payload.get("rev")
+    if not isinstance(rev, int) or "text" in alert.payload:
+        return current
+    row = await db.fetchone(
+        "SELECT text FROM post_revisions WHERE post_id = ? ORDER BY id LIMIT 1 OFFSET ?",
+        (alert.post_id, rev),
+    )
+    return row["text"] if row is not None else current
 
 
 async def _media_kinds(

@@ -40,9 +40,9 @@ def install(point: str, nth: int) -> None:
         archive_in = archive.archive_posts_in
         execute = aiosqlite.Connection.execute
 
-        async def archive_posts_in(conn: Any, items: Any) -> Any:
+        async def archive_posts_in(conn: Any, items: Any, *args: Any) -> Any:
             nonlocal wrote
-            result = await archive_in(conn, items)
+            result = await archive_in(conn, items, *args)
             wrote = bool(items)
             return result
 

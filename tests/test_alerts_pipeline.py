@@ -134,3 +134,26 @@ async def test_rule_changes_apply_after_audience_changed(db) -> None:
     pipeline.audience_changed()
     await pipeline.ingest([post(10, 3, "Шебекино")], "live")
     assert [p for _, p, _, _ in await rows(db)] == [(await archive.get_post(db, 10, 2))["id"]]
+
+
+async def test_an_alert_shows_the_text_it_was_planned_on_after_later_edits(db) -> None:
+    await subscribers.add_rule(db, 2, "Шебекино", None)
+    pipeline = Pipeline(db)
+    await pipeline.ingest([post(10, 9, "Обстановка спокойная")], "live")
+    await pipeline.ingest([post(10, 9, "Обстрел Шебекино", edit_date=NOW)], "live")
+    (alert,) = [q for q in await outbox.due(db) if q.reason == "alert"]
+    assert alert.payload["rev"] == 1 and "text" not in alert.payload
+    # edited twice more before delivery: the alert's spans still point into its own text
+    for n, text in enumerate(("Обстрел Шебекино, двое раненых", "Всё спокойно"), start=1):
+        await pipeline.ingest([post(10, 9, text, edit_date=NOW + timedelta(minutes=n))], "live")
+    (view,) = await outbox.views(db, [alert])
+    assert view.text == "Обстрел Шебекино"
+    ((start, end),) = alert.payload["spans"]
+    assert view.text[start:end] == "Шебекино"
+    # a post never edited since its alert shows its current text
+    await pipeline.ingest([post(10, 10, "Шебекино утром")], "live")
+    (fresh,) = [
+        q for q in await outbox.due(db) if q.post_id != alert.post_id and q.reason == "alert"
+    ]
+    (view,) = await outbox.views(db, [fresh])
+    assert fresh.payload["rev"] == 0 and view.text == "Шебекино утром"

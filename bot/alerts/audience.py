@@ -6,17 +6,20 @@ or a subscriber; the pipeline matches every archived post against it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from loguru import logger
 
 from bot.alerts.policy import Hit
 from bot.detection import Analysis
-from bot.detection.keywords import Matcher, compile_rules, parse_rule
+from bot.detection.keywords import Matcher, Rule, compile_rules, parse_rule
 from storage import subscribers
 from storage.db import Database
 from storage.subscribers import Subscriber
+
+_versions = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,17 +27,44 @@ class Audience:
     subscribers: dict[int, Subscriber] = field(default_factory=dict)
     matcher: Matcher | None = None
     owners: dict[str, tuple[int, int, str]] = field(default_factory=dict)  # id -> chat, rule, text
+    # which compiled rule set this is: worker processes compile each version once
+    version: int = field(default_factory=lambda: next(_versions))
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self.matcher.rules if self.matcher is not None else ()
+
+    @property
+    def scoped(self) -> bool:
+        """Whether some rule is limited to channels (matching then depends on the channel)."""
+        return self.matcher is not None and bool(self.matcher.scoped)
 
     def hits(self, analysis: Analysis, channel: Sequence[str | int]) -> dict[int, list[Hit]]:
         """The rules of each chat that match a post of `channel` (its id and username)."""
         if self.matcher is None:
             return {}
+        return self.hits_of(
+            (m.rule_id, tuple((w.text, w.start, w.end) for w in m.words))
+            for m in self.matcher.match(analysis, channel=channel)
+        )
+
+    def hits_of(
+        self, matches: Iterable[tuple[str, Sequence[tuple[str, int, int]]]]
+    ) -> dict[int, list[Hit]]:
+        """Matches of the compiled rules as (rule id, ((word, start, end), ...)),
+        grouped by the chat that owns each rule."""
         found: dict[int, list[Hit]] = {}
-        for match in self.matcher.match(analysis, channel=channel):
-            chat_id, rule_id, text = self.owners[match.rule_id]
-            words = tuple(dict.fromkeys(w.text for w in match.words))
-            spans = tuple((w.start, w.end) for w in match.words)
-            found.setdefault(chat_id, []).append(Hit(rule_id, text, words, spans))
+        owners = self.owners
+        for match_id, matched in matches:
+            chat_id, rule_id, text = owners[match_id]
+            words = tuple(dict.fromkeys(w[0] for w in matched))
+            spans = tuple((w[1], w[2]) for w in matched)
+            hit = Hit(rule_id, text, words, spans)
+            chat = found.get(chat_id)
+            if chat is None:
+                found[chat_id] = [hit]
+            else:
+                chat.append(hit)
         return found
 
 

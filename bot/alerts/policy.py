@@ -103,26 +103,32 @@ def too_old(subject: Subject, policy: Policy, now: datetime) -> bool:
     return now - _event_time(subject.post) > policy.max_age
 
 
-def _why(sub: Subscriber, subject: Subject) -> dict[str, Any] | None:
-    hits = list(subject.hits.get(sub.chat_id, ()))
-    claim = subject.claim if claim_fires(sub, subject.claim) else None
+def _claim_why(claim: Claim) -> dict[str, Any]:
+    return {
+        "label": claim.label,
+        "score": round(claim.score, 2),
+        "count": claim.count,
+        "unverified": claim.unverified,
+    }
+
+
+def _why(
+    hits: Sequence[Hit], claim: Claim | None, claim_why: dict[str, Any] | None, revision: int
+) -> dict[str, Any] | None:
     if not hits and claim is None:
         return None
     why: dict[str, Any] = {}
     if hits:
         why["rules"] = [{"id": h.rule_id, "rule": h.rule, "words": list(h.words)} for h in hits]
     if claim is not None:
-        why["claim"] = {
-            "label": claim.label,
-            "score": round(claim.score, 2),
-            "count": claim.count,
-            "unverified": claim.unverified,
-        }
+        why["claim"] = dict(claim_why or _claim_why(claim))
     spans = {span for h in hits for span in h.spans}
     if claim is not None:
         spans.update(claim.spans)
     why["spans"] = sorted([list(s) for s in spans])
-    why["text"] = subject.post.text
+    # The spans point into the text as it is now; the archive keeps every earlier text,
+    # so the alert names the revision instead of carrying a copy of the text per chat.
+    why["rev"] = revision
     return why
 
 
@@ -132,7 +138,9 @@ def plan(
     policy: Policy,
     now: datetime,
 ) -> list[NewAlert]:
-    """The outbox rows one archived post calls for."""
+    """The outbox rows one archived post calls for. The work per chat is only for
+    chats the post concerns (a rule fired, the claim passes its threshold, or it was
+    alerted before an edit); what all of them share is computed once."""
     if subject.source in SILENT_SOURCES and not subject.forced:
         return []
     if subject.status not in ("new", "edited"):
@@ -140,13 +148,21 @@ def plan(
     story = story_of(subject.post)
     not_before = now + policy.album_settle if subject.post.grouped_id is not None else None
     old = too_old(subject, policy, now)
+    claim = subject.claim if subject.claim is not None and subject.claim.is_claim else None
+    claim_why = _claim_why(claim) if claim is not None else None
+    edited = subject.status == "edited"
+    alerted = subject.alerted if edited else {}
+    all_hits = subject.hits
+    delayed = is_delayed(subject)
     rows: list[NewAlert] = []
     for chat_id, sub in subscribers.items():
-        if not sub.active:
+        hits = all_hits.get(chat_id, ())
+        claims = claim is not None and sub.claims and claim.score >= sub.claims_min
+        if not (hits or claims or chat_id in alerted) or not sub.active:
             continue
-        why = _why(sub, subject)
-        if subject.status == "edited" and chat_id in subject.alerted:
-            if subject.alerted[chat_id] in ("pending", "sent"):
+        why = _why(hits, claim if claims else None, claim_why, subject.revision)
+        if chat_id in alerted:
+            if alerted[chat_id] in ("pending", "sent"):
                 payload = {"text": subject.post.text, "matches": why is not None}
                 if why is not None:
                     payload["spans"] = why["spans"]
@@ -156,9 +172,9 @@ def plan(
         if why is None or old:
             continue
         why["source"] = subject.source
-        if is_delayed(subject):
+        if delayed:
             why["delayed"] = True
-        if subject.status == "edited":
+        if edited:
             why["edited"] = True
         rows.append(NewAlert(chat_id, subject.post_id, "alert", story, why, not_before))
     return rows

@@ -19,7 +19,7 @@ import json
 import mimetypes
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,9 +31,11 @@ from loguru import logger
 from bot.alerts.policy import Policy
 from bot.cli.progress import progress_bar
 from bot.pipeline import Pipeline
+from bot.pool import DetectionPool
 from config.settings import Settings
 from storage import archive
 from storage import media as media_rows
+from storage.archive import Archived
 from storage.db import Database, open_database
 from storage.models import Forward, Media, Post
 
@@ -432,7 +434,23 @@ async def ingest(
     Imported posts never alert unless `alert` is set; then they alert as late
     posts do (marked delayed, not when older than the policy's maximum age).
     """
-    pipeline = Pipeline(db, policy=policy)
+    pool = DetectionPool()
+    try:
+        return await _ingest(
+            db, plan, progress, batch, alert, Pipeline(db, policy=policy, pool=pool)
+        )
+    finally:
+        pool.close()
+
+
+async def _ingest(
+    db: Database,
+    plan: ImportPlan,
+    progress: Callable[[int], None] | None,
+    batch: int,
+    alert: bool,
+    pipeline: Pipeline,
+) -> list[ChatResult]:
     results: list[ChatResult] = []
     for chat in plan.chats:
         result = ChatResult(
@@ -440,13 +458,27 @@ async def ingest(
             channel_created=await archive.create_unwatched_channel(db, chat.channel_id, chat.title),
         )
         post_ids: dict[int, int] = {}
-        for i in range(0, len(chat.posts), batch):
-            posts = chat.posts[i : i + batch]
-            for archived in await pipeline.ingest(posts, "import", alert=True if alert else None):
+
+        async def batches(posts: Sequence[Post]) -> AsyncIterator[Sequence[Post]]:
+            for i in range(0, len(posts), batch):
+                yield posts[i : i + batch]
+
+        def done(
+            posts: Sequence[Post],
+            archived_batch: list[Archived],
+            result: ChatResult = result,
+            post_ids: dict[int, int] = post_ids,
+        ) -> None:
+            for archived in archived_batch:
                 result.statuses[archived.status] += 1
                 post_ids[archived.post.msg_id] = archived.post_id
             if progress is not None:
                 progress(len(posts))
+
+        # the next batch is detected (in the worker processes) while one is written
+        await pipeline.ingest_stream(
+            batches(chat.posts), "import", alert=True if alert else None, done=done
+        )
         if chat.media_files:
             await media_rows.record_file_hashes(
                 db,

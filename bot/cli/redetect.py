@@ -17,9 +17,8 @@ from pathlib import Path
 
 from loguru import logger
 
-from bot.detection import analyze
-from bot.detection.claims import detect_claim
-from bot.pipeline import detection_row, lemma_text
+from bot.pipeline import detect_chunk
+from bot.pool import DetectionPool
 from storage import archive
 from storage.db import Database, open_database
 from storage.models import iso, utcnow
@@ -43,7 +42,9 @@ async def redetect(
     since_id: int = 0,
     batch: int = BATCH,
     progress: Callable[[int, int], None] | None = None,
+    pool: DetectionPool | None = None,
 ) -> Redetected:
+    """`pool`: worker processes to detect in (each batch is spread over them)."""
     started = time.monotonic()
     todo = await archive.count_posts_after(db, since_id)
     done = changed = claims = relemmatized = 0
@@ -55,11 +56,22 @@ async def redetect(
         stamp = iso(utcnow())
         updates = []
         lemmas: list[tuple[str, int]] = []
-        for post_id, text, label in rows:
-            analysis = analyze(text)
-            verdict = detect_claim(analysis)
-            updates.append(detection_row(verdict, analysis, stamp, post_id))
-            lemmas.append((lemma_text(analysis), post_id))
+        items = [(text, ()) for _, text, _ in rows]
+        if pool is not None and pool.enabled:
+            found = await pool.map(detect_chunk, pool.chunks(items), 0, b"")
+        else:
+            found = detect_chunk(items, 0, b"")
+        for (post_id, _, label), detected in zip(rows, found, strict=True):
+            verdict = detected.verdict
+            if verdict is None:
+                logger.bind(post=post_id).error(
+                    "could not detect claims in post {id}; its verdict is left as it was\n{error}",
+                    id=post_id,
+                    error=detected.analysis_error or detected.claim_error,
+                )
+                continue
+            updates.append(verdict.row(detected.lang, stamp, post_id))
+            lemmas.append((detected.lemmas, post_id))
             changed += int(verdict.label != label)
             claims += int(verdict.label == "claim")
         relemmatized += await archive.save_redetection(db, updates, lemmas)
@@ -89,9 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, db_path: Path) -> int:
     async def main() -> Redetected:
         db = await open_database(args.db or db_path)
+        pool = DetectionPool()
         try:
-            return await redetect(db, since_id=args.since_id, progress=_progress)
+            return await redetect(db, since_id=args.since_id, progress=_progress, pool=pool)
         finally:
+            pool.close()
             await db.close()
 
     result = asyncio.run(main())

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bot.detection import keywords, morphology, text
 from bot.detection.claims import ClaimResult, Evidence, detect_claim
 from bot.detection.keywords import (
     KeywordMatch,
@@ -48,7 +49,20 @@ __all__ = [
     "normalize",
     "parse_rule",
     "parse_rules",
+    "set_cache_budget",
 ]
+
+# What one cached word form costs across the caches (word cache, normal forms,
+# lemmas, the matcher's memo), measured on the corpus: about 1 KiB.
+FORM_KIB = 1
+
+
+def set_cache_budget(mib: int) -> None:
+    """Bound detection's word caches to about `mib` MiB in all (each emptied when full)."""
+    forms = max(1_000, mib * 1024 // FORM_KIB) // 2  # most words meet one or two lemma keys
+    text.set_cache_limit(forms)
+    morphology.set_cache_limit(forms)
+    keywords.set_memo_limit(forms)
 
 
 @dataclass(frozen=True, slots=True)

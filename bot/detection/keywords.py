@@ -254,6 +254,12 @@ _NOTHING: _Entries = ((), ())
 _MEMO_LIMIT = 200_000
 
 
+def set_memo_limit(entries: int) -> None:
+    """How many token keys each matcher remembers (memory budget; emptied when full)."""
+    global _MEMO_LIMIT
+    _MEMO_LIMIT = entries
+
+
 @dataclass(slots=True)
 class Matcher:
     """All rules compiled into one lemma index; build with `compile_rules`."""

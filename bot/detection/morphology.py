@@ -60,10 +60,10 @@ def _english() -> Callable[[str], str]:
 def _detector() -> LanguageDetector:
     from lingua import Language, LanguageDetectorBuilder
 
+    # Only Cyrillic sentences the letter rule left undecided come here (Latin text is
+    # told apart by its letters): two language models instead of three.
     return (
-        LanguageDetectorBuilder.from_languages(
-            Language.RUSSIAN, Language.UKRAINIAN, Language.ENGLISH
-        )
+        LanguageDetectorBuilder.from_languages(Language.RUSSIAN, Language.UKRAINIAN)
         .with_low_accuracy_mode()
         .build()
     )
@@ -169,3 +169,13 @@ def guess_cyrillic(text: str) -> str:
     if found is not None and found.iso_code_639_1.name.lower() == "uk":
         return "uk"
     return "ru"
+
+
+def set_cache_limit(entries: int) -> None:
+    """Re-create the lemma caches with room for `entries` words each (memory budget).
+    They back the per-token word cache of text.py, so they can be smaller than it."""
+    global lemmas, _pymorphy_lemmas, stem_en, lemma_en
+    lemmas = lru_cache(maxsize=entries)(lemmas.__wrapped__)
+    _pymorphy_lemmas = lru_cache(maxsize=entries)(_pymorphy_lemmas.__wrapped__)
+    stem_en = lru_cache(maxsize=entries)(stem_en.__wrapped__)
+    lemma_en = lru_cache(maxsize=entries)(lemma_en.__wrapped__)

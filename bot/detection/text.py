@@ -202,6 +202,17 @@ def _lemma_key(lang: str, decided: bool) -> str:
 _Word = tuple[str, tuple[str, ...], bool]
 
 
+def set_cache_limit(forms: int) -> None:
+    """Room for `forms` word forms in each lemma key's word cache and in the
+    normal-form cache (emptied when full)."""
+    global _WORD_CACHE_LIMIT, normalize_word
+    _WORD_CACHE_LIMIT = forms
+    for cache in _WORD_CACHE.values():
+        if len(cache) > forms:  # a smaller budget frees memory now, not at the next use
+            cache.clear()
+    normalize_word = lru_cache(maxsize=forms)(normalize_word.__wrapped__)
+
+
 def clear_caches() -> None:
     """Forget every cached word (benchmarks of a cold start; memory)."""
     _WORD_CACHE.clear()

@@ -15,7 +15,9 @@ from bot.alerts.bot_client import BotLoginError
 from bot.alerts.notifier import DeliveredListener
 from bot.alerts.policy import Policy
 from bot.clients import MonitorClient, SessionStore, user_client
+from bot.detection import set_cache_budget
 from bot.pipeline import Pipeline
+from bot.pool import DetectionPool
 from bot.service.jobs import WatchJobs
 from bot.service.systemd import Notifier as SystemdNotifier
 from bot.service.systemd import watchdog_interval
@@ -56,6 +58,7 @@ class App:
         self.db: Database | None = None
         self.client: MonitorClient | None = None
         self.pipeline: Pipeline | None = None
+        self.pool: DetectionPool | None = None
         self.watcher: Watcher | None = None
         self.bot: AlertBot | None = None
         self.jobs: WatchJobs | None = None
@@ -79,7 +82,11 @@ class App:
         self._heartbeat = asyncio.create_task(self._beat())
         try:
             policy = Policy(max_age=self.settings.alert_max_age)
-            self.pipeline = Pipeline(self.db, policy=policy, clock=self._bot_options.clock)
+            set_cache_budget(self.settings.cache_mb)
+            self.pool = DetectionPool(self.settings.detection_workers)
+            self.pipeline = Pipeline(
+                self.db, policy=policy, clock=self._bot_options.clock, pool=self.pool
+            )
             self.client = user_client(self.settings, self._session, **self._client_options)
             specs = await watchlist.effective_specs(self.db, self.settings.channels)
             self.watcher = Watcher(
@@ -273,5 +280,7 @@ class App:
             await self.client.disconnect()
         if self.pipeline is not None:
             await self.pipeline.drain()
+        if self.pool is not None:
+            self.pool.close()
         if self.db is not None:
             await self.db.close()

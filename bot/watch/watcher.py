@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -411,29 +411,30 @@ class Watcher:
     async def _fetch_above(
         self, watched: Watched, min_id: int, source: Source, below: int = 0
     ) -> int:
-        batch: list[Post] = []
-        seen = 0
-        async for message in self.client.iter_messages(
-            watched.entity,
-            min_id=min_id,
-            max_id=below,
-            reverse=True,
-            # Telethon's default sleeps 1 s before every page after the first, and an
-            # ascending read always asks for a second page: 1 s per channel, 8 minutes
-            # for 500 channels after each reconnect. FloodWaits are handled instead.
-            wait_time=self.page_wait if self.page_wait is not None else PAGE_WAIT,
-        ):
-            post = self._convert(message, watched.id)
-            if post is not None:
-                batch.append(post)
-            if len(batch) >= BATCH:
-                await self.pipeline.ingest(batch, source)
-                seen += len(batch)
-                batch = []
-        if batch:
-            await self.pipeline.ingest(batch, source)
-            seen += len(batch)
-        return seen
+        async def batches() -> AsyncIterator[list[Post]]:
+            batch: list[Post] = []
+            async for message in self.client.iter_messages(
+                watched.entity,
+                min_id=min_id,
+                max_id=below,
+                reverse=True,
+                # Telethon's default sleeps 1 s before every page after the first, and an
+                # ascending read always asks for a second page: 1 s per channel, 8 minutes
+                # for 500 channels after each reconnect. FloodWaits are handled instead.
+                wait_time=self.page_wait if self.page_wait is not None else PAGE_WAIT,
+            ):
+                post = self._convert(message, watched.id)
+                if post is not None:
+                    batch.append(post)
+                if len(batch) >= BATCH:
+                    yield batch
+                    batch = []
+            if batch:
+                yield batch
+
+        # the next page is fetched and detected while the previous one is written
+        async with contextlib.aclosing(batches()) as pages:
+            return await self.pipeline.ingest_stream(pages, source)
 
     async def poll(self, watched: Watched) -> int:
         """Fetch a channel's posts above the archive head (source "poll"); returns how

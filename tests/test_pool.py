@@ -1,0 +1,139 @@
+"""Bulk batches detected in worker processes store exactly what in-process detection does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.alerts.policy import Policy
+from bot.pipeline import POOL_MIN_TEXTS, Pipeline
+from bot.pool import DetectionPool
+from storage import archive, subscribers
+from storage.db import Database, open_database
+from storage.models import Channel, Post
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+TEXTS = [
+    "Бойцы РДК взяли в плен двоих военнослужащих у Козинки, Белгородская область.",
+    "Обстрел Шебекино: повреждены два дома, пострадавших нет.",
+    "Учения под Белгородом завершились.",
+    "ЗСУ взяли в полон трьох російських військових під Бахмутом.",
+    "Two soldiers were taken prisoner near Bakhmut, officials say.",
+    "В Курской области объявлена ракетная опасность.",
+]
+
+
+def posts(channel: int, n: int) -> list[Post]:
+    return [
+        Post(channel, i + 1, NOW - timedelta(minutes=n - i), f"{TEXTS[i % len(TEXTS)]} №{i}")
+        for i in range(n)
+    ]
+
+
+async def archive_with(path: Path, pool: DetectionPool | None, batch: list[Post]) -> Database:
+    db = await open_database(path)
+    await archive.save_channel(db, Channel(10, 1, "rdk_channel", "РДК"))
+    await archive.save_channel(db, Channel(11, 2, "news_agg", "Новости"))
+    await subscribers.upsert(db, 1, "analyst", name="Ann")
+    await subscribers.add_rule(db, 1, "Белгород", None)
+    await subscribers.add_rule(db, 1, "Шебекино in @news_agg", None)
+    await subscribers.upsert(db, 2, "analyst", name="Bob")
+    await subscribers.add_rule(db, 2, '"взять в плен" -not учения', None)
+    pipeline = Pipeline(db, policy=Policy(max_age=None), pool=pool)
+
+    async def pages() -> AsyncIterator[list[Post]]:
+        for i in range(0, len(batch), 50):
+            yield batch[i : i + 50]
+
+    await pipeline.ingest_stream(pages(), "catchup")
+    return db
+
+
+async def stored(db: Database) -> tuple[list[tuple], list[tuple]]:
+    rows = await db.fetchall(
+        "SELECT channel_id, msg_id, lemmas, lang, claim_label, claim_score, claim_evidence "
+        "FROM posts ORDER BY channel_id, msg_id"
+    )
+    alerts = await db.fetchall(
+        "SELECT a.chat_id, p.channel_id, p.msg_id, a.payload FROM alerts a "
+        "JOIN posts p ON p.id = a.post_id ORDER BY a.chat_id, p.channel_id, p.msg_id"
+    )
+    return [tuple(r) for r in rows], [(*r[:3], json.loads(r[3])) for r in alerts]
+
+
+async def test_bulk_batches_in_workers_store_what_in_process_detection_does(
+    tmp_path: Path,
+) -> None:
+    batch = posts(10, 120) + posts(11, 2 * POOL_MIN_TEXTS)
+    pool = DetectionPool(2)
+    if not pool.enabled:
+        pytest.skip("no fork on this platform")
+    try:
+        in_workers = await archive_with(tmp_path / "workers.db", pool, batch)
+        assert pool.running  # the batches really went to the workers
+    finally:
+        pool.close()
+    in_process = await archive_with(tmp_path / "inline.db", None, batch)
+    try:
+        got, want = await stored(in_workers), await stored(in_process)
+        assert got == want
+        rows, alerts = got
+        assert len(rows) == len(batch) and all(r[2] for r in rows)  # all archived, lemmatised
+        assert {r[4] for r in rows} == {"claim", "none"}
+        # the channel-limited rule fired only in its channel, the exclusion held
+        assert {(chat, channel) for chat, channel, _, why in alerts if "rules" in why} == {
+            (1, 10),
+            (1, 11),
+            (2, 10),
+            (2, 11),
+        }
+        shebekino = [
+            (channel, why["rules"][0]["rule"])
+            for chat, channel, _, why in alerts
+            if chat == 1 and "Шебекино" in str(why.get("rules"))
+        ]
+        assert shebekino and {channel for channel, _ in shebekino} == {11}
+    finally:
+        await in_workers.close()
+        await in_process.close()
+
+
+def doubled(chunk: list[int]) -> list[int]:
+    return [2 * x for x in chunk]
+
+
+async def test_idle_workers_stop_and_start_again_when_needed() -> None:
+    pool = DetectionPool(2, idle_seconds=0.05)
+    if not pool.enabled:
+        pytest.skip("no fork on this platform")
+    try:
+        assert not pool.running  # nothing is started before there is work
+        assert await pool.map(doubled, pool.chunks([1, 2, 3, 4, 5])) == [2, 4, 6, 8, 10]
+        assert pool.running
+        await asyncio.wait_for(pool.stopped.wait(), timeout=10)
+        assert not pool.running
+        assert await pool.map(doubled, pool.chunks([7])) == [14]
+        assert pool.running
+    finally:
+        pool.close()
+
+
+def test_the_cache_budget_bounds_the_word_cache_and_changes_no_result() -> None:
+    from bot.detection import analyze, set_cache_budget, text
+
+    text_ = "Бойцы РДК взяли в плен двоих военнослужащих у Козинки, Белгородская область."
+    before = analyze(text_)
+    try:
+        set_cache_budget(8)  # the smallest: 4,096 forms per lemma key
+        assert text._WORD_CACHE_LIMIT == 4096
+        for i in range(5000):  # the bound is checked at each sentence
+            analyze(f"Слово{i} осталось.")
+        assert all(len(cache) <= 4096 + 2 for cache in text._WORD_CACHE.values())
+        assert analyze(text_) == before
+    finally:
+        set_cache_budget(64)
