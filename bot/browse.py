@@ -19,6 +19,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
+from storage.db import ArchiveTarget, archive_target
+from storage.pg import redact
+
 TEMPLATE_KEY = "ARCHIVE"
 OPTIONAL_KEY = "chanwatch_optional_queries"
 INSTALL_HINT = "pip install -e '.[browse]'  (or: pip install datasette)"
@@ -76,7 +79,11 @@ def command(db_path: Path, metadata_path: Path, args: argparse.Namespace) -> lis
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, help="archive file (default: CHANWATCH_DB)")
+    parser.add_argument(
+        "--db",
+        type=archive_target,
+        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8001, help="port (8001; 0 picks a free one)")
     parser.add_argument(
@@ -87,9 +94,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--get", metavar="PATH", help=argparse.SUPPRESS)  # one request, then exit
 
 
-def run(args: argparse.Namespace, db_path: Path, err: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO | None = None) -> int:
     err = err or sys.stderr
     db_path = args.db or db_path
+    if not isinstance(db_path, Path):
+        err.write(
+            f"chanwatch browse: Datasette reads SQLite files only and this archive is in "
+            f"PostgreSQL ({redact(db_path)}): use `chanwatch search` / `chanwatch export`, "
+            "or query it with psql\n"
+        )
+        return 2
     if not db_path.is_file():
         err.write(f"chanwatch browse: no archive at {db_path}: set CHANWATCH_DB or pass --db\n")
         return 3

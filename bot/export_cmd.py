@@ -11,6 +11,7 @@ from typing import TextIO
 from bot.progress import progress_bar
 from bot.search_cmd import add_filter_arguments, filters_from, open_archive, require_archive
 from storage import export
+from storage.db import ArchiveTarget
 from storage.search import QueryError, compile_query
 
 
@@ -46,7 +47,7 @@ def _check_output(args: argparse.Namespace) -> None:
         raise QueryError(f"{args.output} exists; choose another name or pass --force")
 
 
-async def _export(args: argparse.Namespace, db_path: Path, err: TextIO) -> int:
+async def _export(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO) -> int:
     compiled = compile_query(args.query) if args.query else None
     db = await open_archive(db_path)
     try:
@@ -78,7 +79,7 @@ async def _export(args: argparse.Namespace, db_path: Path, err: TextIO) -> int:
     return 0
 
 
-def run(args: argparse.Namespace, db_path: Path, err: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO | None = None) -> int:
     err = err or sys.stderr
     try:
         _check_output(args)

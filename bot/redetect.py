@@ -13,14 +13,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from loguru import logger
 
 from bot.detection import analyze
 from bot.detection.claims import detect_claim
 from bot.pipeline import SAVE_DETECTION, detection_row
-from storage.db import Database, open_database
+from storage.db import ArchiveTarget, Database, open_database
 from storage.models import iso, utcnow
 
 BATCH = 500
@@ -84,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, db_path: Path) -> int:
+def run(args: argparse.Namespace, db_path: ArchiveTarget) -> int:
     async def main() -> Redetected:
         db = await open_database(db_path)
         try:

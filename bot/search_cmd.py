@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from storage.db import Database, StorageError, open_database
+from storage.db import ArchiveTarget, Database, StorageError, archive_target, open_database
 from storage.search import (
     MARK_END,
     MARK_START,
@@ -42,7 +42,11 @@ HIT_FIELDS = (
 
 
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, help="archive file (default: CHANWATCH_DB)")
+    parser.add_argument(
+        "--db",
+        type=archive_target,
+        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
+    )
     parser.add_argument(
         "--channel",
         action="append",
@@ -72,9 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank", action="store_true", help="best match first instead of newest")
 
 
-def require_archive(path: Path) -> Path:
-    """A missing archive is explained rather than created."""
-    if not path.is_file():
+def require_archive(path: ArchiveTarget) -> ArchiveTarget:
+    """A missing archive is explained rather than created (a PostgreSQL server explains
+    a missing database itself)."""
+    if isinstance(path, Path) and not path.is_file():
         raise StorageError(
             f"no archive at {path}: set CHANWATCH_DB or pass --db, "
             "or run `chanwatch run` / `chanwatch import` first"
@@ -82,7 +87,7 @@ def require_archive(path: Path) -> Path:
     return path
 
 
-async def open_archive(path: Path) -> Database:
+async def open_archive(path: ArchiveTarget) -> Database:
     """The archive, read-only."""
     return await open_database(path, readonly=True)
 
@@ -166,7 +171,9 @@ def write_hits(hits: list[Hit], fmt: str, out: TextIO) -> None:
             out.write("\t".join(f.replace("\t", " ") for f in fields) + "\n")
 
 
-async def _search(args: argparse.Namespace, db_path: Path, out: TextIO, err: TextIO) -> int:
+async def _search(
+    args: argparse.Namespace, db_path: ArchiveTarget, out: TextIO, err: TextIO
+) -> int:
     compiled = compile_query(args.query)  # a bad query fails before the archive is opened
     db = await open_archive(db_path)
     try:
@@ -182,7 +189,7 @@ async def _search(args: argparse.Namespace, db_path: Path, out: TextIO, err: Tex
 
 def run(
     args: argparse.Namespace,
-    db_path: Path,
+    db_path: ArchiveTarget,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:

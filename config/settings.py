@@ -101,7 +101,7 @@ class Settings:
     session_path: Path = Path("data/user.session")
     bot_token: str | None = field(default=None, repr=False)
     admin_ids: frozenset[int] = frozenset()
-    db_path: Path = Path("data/chanwatch.db")
+    db_path: Path | str = Path("data/chanwatch.db")  # a SQLite file, or a postgresql:// URL
     media_dir: Path = Path("data/media")
     channels: tuple[ChannelSpec, ...] = ()
     log_level: str = "INFO"
@@ -115,7 +115,8 @@ class Settings:
 
     @property
     def backup_dir(self) -> Path:
-        return self.jobs.backup_dir or self.db_path.parent / "backups"
+        base = self.db_path.parent if isinstance(self.db_path, Path) else Path("data")
+        return self.jobs.backup_dir or base / "backups"
 
 
 def parse_channel(text: str) -> ChannelSpec:
@@ -224,6 +225,11 @@ def load_settings(
     for name, key in (("SESSION", "session_path"), ("DB", "db_path"), ("MEDIA_DIR", "media_dir")):
         if (path := get(name)) is not None:
             kw[key] = Path(path).expanduser()
+    if (db := get("DB")) is not None and "://" in db:
+        if problem := _database_url_problem(db):
+            problems.append(f"CHANWATCH_DB: {problem}")
+        else:
+            kw["db_path"] = db
 
     if (channels := get("CHANNELS")) is not None:
         specs: list[ChannelSpec] = []
@@ -290,6 +296,13 @@ def load_settings(
     if problems:
         raise ConfigError(problems)
     return Settings(**kw)  # type: ignore[arg-type]
+
+
+def _database_url_problem(url: str) -> str | None:
+    """What is wrong with a CHANWATCH_DB URL (only postgresql:// is one), or None."""
+    from storage.pg import check_url
+
+    return check_url(url)
 
 
 def _duration(text: str) -> timedelta | None:

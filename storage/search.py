@@ -1,7 +1,9 @@
-"""Full-text search over the archive (FTS5 over text and lemmas).
+"""Full-text search over the archive (FTS5 over text and lemmas on SQLite; a
+tsvector over both, weight A for the text and B for the lemmas, on PostgreSQL).
 
 An analyst's query is parsed here and translated into an FTS5 query built only
-from quoted strings, so no user input can reach FTS5 as syntax:
+from quoted strings, and into the same query as a tsquery built only from quoted
+lexemes, so no user input can reach either as syntax:
 
 * a word matches any inflected form (its lemmas in the `lemmas` column) or the
   word as typed (in `text`): `пленный` finds `пленных`;
@@ -48,12 +50,19 @@ class FeatureUnavailable(QueryError):
 async def match(
     db: Database, fts_query: str, *, include_deleted: bool = False, limit: int = 50
 ) -> list[sqlite3.Row]:
-    """Posts whose text or lemmas match an FTS5 query, newest first.
+    """Posts whose text or lemmas match an FTS5 query (a tsquery on PostgreSQL),
+    newest first.
 
     The posts rowid follows post time, so ORDER BY rowid is newest-first without
     sorting every hit.
     """
     deleted = "" if include_deleted else "AND p.deleted_at IS NULL"
+    if db.dialect == "postgresql":
+        return await db.fetchall(
+            f"""SELECT p.* FROM posts_fts f JOIN posts p ON p.id = f.id
+                WHERE f.tsv @@ ?::tsquery {deleted} ORDER BY f.id DESC LIMIT ?""",
+            (fts_query, limit),
+        )
     return await db.fetchall(
         f"""SELECT p.* FROM posts_fts JOIN posts p ON p.id = posts_fts.rowid
             WHERE posts_fts MATCH ? {deleted}
@@ -208,12 +217,43 @@ def _quote(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
+# A quoted string is split into tokens as FTS5's unicode61 tokenizer and the
+# archive's chanwatch_words() split it: runs of letters and digits, lower-cased.
+_TOKEN = re.compile(r"[^\W_]+")
+# No lexeme in the archive contains "_" (it separates words), so this never matches.
+_TS_NOTHING = "'_'"
+
+
+def _ts_lexeme(token: str) -> str:
+    return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _ts_phrase(text: str, weight: str, *, prefix: bool = False) -> str:
+    """A quoted string as a tsquery phrase restricted to one column (by weight)."""
+    tokens = _TOKEN.findall(text.lower())
+    if not tokens:
+        return _TS_NOTHING
+    parts = [f"{_ts_lexeme(token)}:{weight}" for token in tokens]
+    if prefix:
+        parts[-1] = f"{_ts_lexeme(tokens[-1])}:*{weight}"
+    return parts[0] if len(parts) == 1 else "(" + " <-> ".join(parts) + ")"
+
+
+@dataclass(frozen=True, slots=True)
+class _Both:
+    """One piece of the query, as FTS5 and as tsquery."""
+
+    fts: str
+    ts: str
+
+
 @dataclass(slots=True)
 class CompiledQuery:
-    """The FTS5 query for a user query, and what to highlight in the text."""
+    """The FTS5 query (and tsquery) for a user query, and what to highlight in the text."""
 
     source: str
     fts: str
+    tsquery: str = ""
     lemmas: set[str] = field(default_factory=set)
     words: set[str] = field(default_factory=set)
     prefixes: set[str] = field(default_factory=set)
@@ -229,7 +269,7 @@ def _words_of(term: Term) -> list[tuple[str, tuple[str, ...]]]:
     return [(tok.text.lower(), tok.lemmas or (tok.norm,)) for tok in tokens]
 
 
-def _compile_term(term: Term, out: CompiledQuery) -> str:
+def _compile_term(term: Term, out: CompiledQuery) -> _Both:
     words = _words_of(term)
     surface = " ".join(word for word, _ in words)
     if term.kind == "prefix":
@@ -237,25 +277,29 @@ def _compile_term(term: Term, out: CompiledQuery) -> str:
             raise QueryError(f"{term.text + '*'!r}: a prefix needs at least 2 letters")
         out.prefixes.add(words[-1][0])
         out.words.update(word for word, _ in words[:-1])
-        return f"text : {_quote(surface)} *"
+        return _Both(f"text : {_quote(surface)} *", _ts_phrase(surface, "A", prefix=True))
     out.words.update(word for word, _ in words)
     for _, lemmas in words:
         out.lemmas.update(lemmas)
     if len(words) == 1:
-        lemma_part = " OR ".join(_quote(lemma) for lemma in words[0][1])
-        return f"(lemmas : ({lemma_part}) OR text : {_quote(surface)})"
-    # A phrase: every combination of the words' two likeliest lemmas (bounded).
-    choices = [lemmas[:2] for _, lemmas in words]
-    for i in reversed(range(len(choices))):
-        if math.prod(len(c) for c in choices) <= _MAX_PHRASE_VARIANTS:
-            break
-        choices[i] = choices[i][:1]
-    variants = dict.fromkeys(" ".join(combo) for combo in itertools.product(*choices))
+        variants: dict[str, None] = dict.fromkeys(words[0][1])
+    else:
+        # A phrase: every combination of the words' two likeliest lemmas (bounded).
+        choices = [lemmas[:2] for _, lemmas in words]
+        for i in reversed(range(len(choices))):
+            if math.prod(len(c) for c in choices) <= _MAX_PHRASE_VARIANTS:
+                break
+            choices[i] = choices[i][:1]
+        variants = dict.fromkeys(" ".join(combo) for combo in itertools.product(*choices))
     lemma_part = " OR ".join(_quote(v) for v in variants)
-    return f"(lemmas : ({lemma_part}) OR text : {_quote(surface)})"
+    ts_part = " | ".join(_ts_phrase(v, "B") for v in variants)
+    return _Both(
+        f"(lemmas : ({lemma_part}) OR text : {_quote(surface)})",
+        f"({ts_part} | {_ts_phrase(surface, 'A')})",
+    )
 
 
-def _compile(node: Node, out: CompiledQuery) -> str:
+def _compile(node: Node, out: CompiledQuery) -> _Both:
     if isinstance(node, Term):
         return _compile_term(node, out)
     if isinstance(node, Not):
@@ -266,22 +310,31 @@ def _compile(node: Node, out: CompiledQuery) -> str:
         for child in node.children:
             if isinstance(child, Not):
                 raise QueryError("OR NOT is not supported: exclude with AND NOT (a NOT b)")
-        return "(" + " OR ".join(_compile(child, out) for child in node.children) + ")"
+        parts = [_compile(child, out) for child in node.children]
+        return _Both(
+            "(" + " OR ".join(p.fts for p in parts) + ")",
+            "(" + " | ".join(p.ts for p in parts) + ")",
+        )
     positive = [child for child in node.children if not isinstance(child, Not)]
     negative = [child.child for child in node.children if isinstance(child, Not)]
     if not positive:
         raise QueryError("a query cannot only exclude: add a word to search for (a NOT b)")
     ignored = CompiledQuery(out.source, "")  # excluded words are not highlighted
-    expr = "(" + " AND ".join(_compile(child, out) for child in positive) + ")"
+    parts = [_compile(child, out) for child in positive]
+    fts = "(" + " AND ".join(p.fts for p in parts) + ")"
+    ts = "(" + " & ".join(p.ts for p in parts) + ")"
     for child in negative:
-        expr = f"({expr} NOT {_compile(child, ignored)})"
-    return expr
+        excluded = _compile(child, ignored)
+        fts = f"({fts} NOT {excluded.fts})"
+        ts = f"({ts} & !{excluded.ts})"
+    return _Both(fts, ts)
 
 
 def compile_query(query: str) -> CompiledQuery:
     """Translate the analyst's query into a safe FTS5 query (QueryError if malformed)."""
     out = CompiledQuery(query, "")
-    out.fts = _compile(parse_query(query), out)
+    both = _compile(parse_query(query), out)
+    out.fts, out.tsquery = both.fts, both.ts
     out.initials = {lemma[:1] for lemma in out.lemmas}
     return out
 
@@ -347,8 +400,7 @@ async def resolve_channels(db: Database, refs: Sequence[str]) -> tuple[int, ...]
 
 
 async def has_column(db: Database, table: str, column: str) -> bool:
-    rows = await db.fetchall("SELECT name FROM pragma_table_info(?)", (table,))
-    return any(row[0] == column for row in rows)
+    return column in await db.columns(table)
 
 
 async def check_filters(db: Database, filters: Filters) -> None:
@@ -424,6 +476,8 @@ async def search(
     await check_filters(db, filters)
     if limit < 1:
         raise QueryError("--limit must be at least 1")
+    if db.dialect == "postgresql":
+        return await _search_pg(db, compiled, filters, limit=limit, rank=rank)
     conditions, params = where_clause(filters, rowid="posts_fts.rowid")
     extra = "".join(f" AND {c}" for c in conditions)
     order = "posts_fts.rank" if rank else "posts_fts.rowid DESC"
@@ -451,6 +505,52 @@ async def search(
             title=row["title"],
             link=post_link(row["username"], row["channel_id"], row["msg_id"]),
             snippet=_snippet(row["snip"], row["text"], compiled),
+            text=row["text"],
+            deleted_at=row["deleted_at"],
+            score=row["score"],
+        )
+        for row in rows
+    ]
+
+
+def fts_source(db: Database, compiled: CompiledQuery) -> tuple[str, str, str, str]:
+    """(FROM clause joining the posts as `p`, the match condition, its parameter, the
+    time-ordered id to order and page on) of a full-text selection on this backend."""
+    if db.dialect == "postgresql":
+        source = "posts_fts f JOIN posts p ON p.id = f.id"
+        return source, "f.tsv @@ ?::tsquery", compiled.tsquery, "f.id"
+    source = "posts_fts CROSS JOIN posts p ON p.id = posts_fts.rowid"
+    return source, "posts_fts MATCH ?", compiled.fts, "posts_fts.rowid"
+
+
+async def _search_pg(
+    db: Database, compiled: CompiledQuery, filters: Filters, *, limit: int, rank: bool
+) -> list[Hit]:
+    """The PostgreSQL search: the GIN index finds the hits; ORDER BY the time-ordered id
+    lets the planner walk the primary key backwards for common words instead of
+    sorting every hit. Snippets are made here from the text (same markers)."""
+    conditions, params = where_clause(filters, rowid="f.id")
+    extra = "".join(f" AND {c}" for c in conditions)
+    score = "ts_rank_cd(f.tsv, ?::tsquery)" if rank else "NULL::real"
+    order = "score DESC, f.id DESC" if rank else "f.id DESC"
+    sql = f"""SELECT p.id, p.channel_id, p.msg_id, p.date, p.text, p.deleted_at,
+                     c.username, c.title, {score} AS score
+              FROM posts_fts f JOIN posts p ON p.id = f.id
+              LEFT JOIN channels c ON c.id = p.channel_id
+              WHERE f.tsv @@ ?::tsquery{extra}
+              ORDER BY {order} LIMIT ?"""
+    head = (compiled.tsquery, compiled.tsquery) if rank else (compiled.tsquery,)
+    rows = await db.fetchall(sql, (*head, *params, limit))
+    return [
+        Hit(
+            post_id=row["id"],
+            channel_id=row["channel_id"],
+            msg_id=row["msg_id"],
+            date=row["date"],
+            username=row["username"],
+            title=row["title"],
+            link=post_link(row["username"], row["channel_id"], row["msg_id"]),
+            snippet=_one_line(highlight(row["text"], compiled)),
             text=row["text"],
             deleted_at=row["deleted_at"],
             score=row["score"],

@@ -1,0 +1,116 @@
+"""Translate the archive's SQL (written for SQLite) into PostgreSQL, once per statement.
+
+The storage modules write one portable dialect: `?` placeholders and a few SQLite
+idioms. Rewriting them here, instead of keeping a second copy of every query, means
+a query added to any storage module works on both backends:
+
+* `?` -> `$1, $2, ...` (outside string literals, quoted names and comments);
+* `INSERT OR IGNORE INTO ...` -> `INSERT INTO ... ON CONFLICT DO NOTHING`;
+* the two-argument scalar `max(a, b)` / `min(a, b)` -> `greatest(a, b)` / `least(a, b)`.
+
+What cannot be rewritten mechanically (full-text search, schema introspection)
+asks the database for its `dialect` instead.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_INSERT_OR_IGNORE = re.compile(r"\bINSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_MINMAX = re.compile(r"\b(max|min)\s*\(", re.IGNORECASE)
+_ROWS_FIRST = re.compile(r"^\s*\(*\s*(SELECT|WITH|VALUES|SHOW|TABLE)\b", re.IGNORECASE)
+
+
+def _placeholders(sql: str) -> str:
+    out: list[str] = []
+    n = 0
+    i = 0
+    quote: str | None = None
+    while i < len(sql):
+        ch = sql[i]
+        if quote is not None:
+            out.append(ch)
+            if ch == quote:
+                quote = None
+        elif ch in ("'", '"'):
+            quote = ch
+            out.append(ch)
+        elif ch == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = len(sql) if end < 0 else end
+            out.append(sql[i:end])
+            i = end
+            continue
+        elif ch == "?":
+            n += 1
+            out.append(f"${n}")
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _top_level_commas(sql: str, start: int) -> tuple[int, int]:
+    """(number of top-level commas, index of the closing parenthesis) of the call
+    whose opening parenthesis is at `start`."""
+    depth = 0
+    commas = 0
+    quote: str | None = None
+    for i in range(start, len(sql)):
+        ch = sql[i]
+        if quote is not None:
+            if ch == quote:
+                quote = None
+        elif ch in ("'", '"'):
+            quote = ch
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+            if depth == 0:
+                return commas, i
+        elif ch == "," and depth == 1:
+            commas += 1
+    return commas, len(sql)
+
+
+def _scalar_minmax(sql: str) -> str:
+    pieces: list[str] = []
+    pos = 0
+    for found in _MINMAX.finditer(sql):
+        if found.start() < pos:
+            continue
+        paren = found.end() - 1
+        commas, _ = _top_level_commas(sql, paren)
+        if commas >= 1:
+            name = "greatest" if found.group(1).lower() == "max" else "least"
+            pieces.append(sql[pos : found.start()])
+            pieces.append(name + "(")
+            pos = found.end()
+    pieces.append(sql[pos:])
+    return "".join(pieces)
+
+
+def _insert_or_ignore(sql: str) -> str:
+    if not _INSERT_OR_IGNORE.search(sql):
+        return sql
+    sql = _INSERT_OR_IGNORE.sub("INSERT INTO", sql, count=1)
+    returning = _RETURNING.search(sql)
+    if returning:
+        head, tail = sql[: returning.start()], sql[returning.start() :]
+        return f"{head.rstrip()} ON CONFLICT DO NOTHING {tail}"
+    return f"{sql.rstrip().rstrip(';')} ON CONFLICT DO NOTHING"
+
+
+@lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """The PostgreSQL form of one statement written for SQLite."""
+    return _placeholders(_scalar_minmax(_insert_or_ignore(sql)))
+
+
+@lru_cache(maxsize=2048)
+def returns_rows(sql: str) -> bool:
+    """Whether the statement produces rows (a query, or DML with RETURNING)."""
+    return bool(_ROWS_FIRST.match(sql) or _RETURNING.search(sql))
