@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import sqlite3
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +23,7 @@ from bot.watch_jobs import WatchJobs
 from bot.watcher import Watcher
 from config.settings import Settings
 from storage import outbox, watchlist
-from storage.db import Database, describe_unavailable, open_database, unavailable
+from storage.db import DB_ERRORS, Database, describe_unavailable, open_database, unavailable
 
 BACKOFF_MAX = 300.0
 STATUS_INTERVAL = 30.0
@@ -149,7 +148,7 @@ class App:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), delay)
                 delay = min(delay * 2, BACKOFF_MAX)
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 if not unavailable(exc):
                     raise
                 # disk full or read-only while starting: keep trying rather than exit

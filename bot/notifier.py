@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,7 +30,7 @@ from bot import format as fmt
 from bot.alerts import Decision, decide
 from bot.ratelimit import RateLimiter
 from storage import outbox, subscribers
-from storage.db import Database
+from storage.db import DB_ERRORS, Database
 from storage.models import utcnow
 from storage.outbox import Queued
 from storage.subscribers import Subscriber
@@ -209,7 +208,7 @@ class Notifier:
             delay = min(self.options.retry_base * 2 ** (failures - 1), HOLD_MAX)
             self._held_until[chat_id] = time.monotonic() + delay
             log = logger.bind(chat=chat_id)
-            if isinstance(error, sqlite3.Error):
+            if isinstance(error, DB_ERRORS):
                 log.warning(
                     "notifier: the archive cannot be written ({error}); retrying this chat "
                     "in {delay:.0f} s",

@@ -8,7 +8,6 @@ channels that are due, most overdue first, for as long as the budget allows.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from telethon import errors
 
 from bot.watcher import BATCH, Watched, Watcher
 from storage import archive
-from storage.db import Database
+from storage.db import DB_ERRORS, Database
 
 Clock = Callable[[], datetime]
 
@@ -204,7 +203,7 @@ class Poller:
             except (ConnectionError, OSError, TimeoutError) as exc:
                 log.warning("poll interrupted ({error}); retried next tick", error=repr(exc))
                 break
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 # the archive cannot be written (disk full, locked ...): the head stays put,
                 # so the next successful poll fetches the same posts again
                 if not self.write_failing:

@@ -8,7 +8,6 @@ are relied on, because Telethon does not fetch missed channel posts itself.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,7 +22,7 @@ from bot.pipeline import Pipeline, Source
 from bot.telegram import channel_id_of, salvage, to_post
 from config.settings import Backfill, ChannelSpec
 from storage import archive, watchlist
-from storage.db import Database, describe_unavailable, unavailable
+from storage.db import DB_ERRORS, Database, describe_unavailable, unavailable
 from storage.models import Channel, Post, utcnow
 
 BATCH = 100
@@ -269,7 +268,7 @@ class Watcher:
                     total += await self.catch_up(watched)
                     if reconcile_depth and before:
                         await self.reconcile(watched, reconcile_depth, up_to=before)
-                except sqlite3.Error as exc:
+                except DB_ERRORS as exc:
                     if not unavailable(exc):
                         raise
                     # the rest would fail the same way: retry them all once writes work
@@ -453,7 +452,7 @@ class Watcher:
                         # notices a gap once it knows the channel's pts), so fetch them.
                         await self._fetch_above(watched, head, "catchup", below=post.msg_id)
                     await self.pipeline.ingest([post], "live")
-                except sqlite3.Error as exc:
+                except DB_ERRORS as exc:
                     if not unavailable(exc):
                         raise
                     if edit:
@@ -481,7 +480,7 @@ class Watcher:
                     return
                 try:
                     await self.pipeline.deleted(watched.id, event.deleted_ids)
-                except sqlite3.Error as exc:
+                except DB_ERRORS as exc:
                     if not unavailable(exc):
                         raise
                     self._remember_deletions(watched.id, event.deleted_ids)
@@ -564,7 +563,7 @@ class Watcher:
             await asyncio.sleep(delay)  # backoff between attempts
             try:
                 fetched = await self._repair_all()
-            except sqlite3.Error as exc:
+            except DB_ERRORS as exc:
                 if not unavailable(exc):
                     logger.exception("repairing the archive failed; retrying")
                 else:

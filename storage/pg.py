@@ -18,6 +18,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -439,3 +440,75 @@ async def open_pg(url: str, schema_version: int, *, readonly: bool = False) -> P
         await conn.close()
         raise
     return PgDatabase(conn)
+
+
+# --- what `chanwatch doctor` reports ----------------------------------------------
+
+ARCHIVE_TABLES = (
+    "channels",
+    "unresolved_channels",
+    "posts",
+    "post_revisions",
+    "media",
+    "metrics",
+    "posts_fts",
+    "subscribers",
+    "invites",
+    "strangers",
+    "rules",
+    "alerts",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerReport:
+    """The server, the archive's schema version and this role's rights on it."""
+
+    server_version: str
+    role: str
+    schema_version: int  # -1: this role may not read it
+    may_create: bool  # may run migrations (CREATE on the database and its schema)
+    missing_rights: tuple[str, ...]  # "table: privilege" this role lacks
+    icu: bool  # the und-x-icu collation the search's word splitting needs
+
+
+async def inspect(url: str) -> ServerReport:
+    """Connect and look; StorageError (one line, with the fix) when that fails."""
+    problem = check_url(url)
+    if problem:
+        raise StorageError(f"{problem} (CHANWATCH_DB or --db)")
+    try:
+        raw = await connect(url, readonly=True)
+    except (*_CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
+        raise _open_error(url, exc) from None
+    try:
+        missing: list[str] = []
+        try:
+            version = await _current_version(raw)
+        except asyncpg.InsufficientPrivilegeError:
+            version = -1  # unknown: this role may not even read the schema version
+            missing.append("chanwatch_schema: SELECT")
+        role = await raw.fetchval("SELECT current_user")
+        may_create = await raw.fetchval(
+            "SELECT has_database_privilege(current_database(), 'CREATE') "
+            "AND has_schema_privilege(current_schema(), 'CREATE')"
+        )
+        if version:
+            rows = await raw.fetch(
+                """SELECT t.name, p.priv FROM unnest($1::text[]) AS t(name)
+                   CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE']) AS p(priv)
+                   WHERE to_regclass(t.name) IS NULL
+                      OR NOT has_table_privilege(t.name, p.priv)""",
+                list(ARCHIVE_TABLES),
+            )
+            missing = [f"{row['name']}: {row['priv']}" for row in rows]
+        icu = await raw.fetchval(
+            "SELECT count(*) > 0 FROM pg_collation WHERE collname = 'und-x-icu'"
+        )
+        server = await raw.fetchval("SHOW server_version")
+    except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        raise _open_error(url, exc) from None
+    finally:
+        with contextlib.suppress(*_CONNECTION_ERRORS, asyncpg.PostgresError):
+            await raw.close()
+    return ServerReport(server, role, version, bool(may_create), tuple(missing), bool(icu))
