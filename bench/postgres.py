@@ -64,7 +64,7 @@ def _archive_rows(n: int) -> list[tuple[Any, ...]]:
     posts = corpus(limit=n)
     lemmas = [lemma_text(analyze(p["text"])) for p in posts]
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    return [(r[0], 1, *r[2:]) for r in _rows(posts, lemmas, n, now)]
+    return [(r[0], 1, i + 1, *r[3:]) for i, r in enumerate(_rows(posts, lemmas, n, now))]
 
 
 async def _asyncpg_insert(url: str, rows: list[tuple[Any, ...]]) -> float:
