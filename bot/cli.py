@@ -185,6 +185,18 @@ def _add_redetect(parser: argparse.ArgumentParser) -> None:
     redetect.add_arguments(parser)
 
 
+def cmd_migrate_archive(args: argparse.Namespace) -> int:
+    from bot import migrate_cmd
+
+    return migrate_cmd.run(args, _settings(args).db_path)
+
+
+def _add_migrate_archive(parser: argparse.ArgumentParser) -> None:
+    from bot import migrate_cmd
+
+    migrate_cmd.add_arguments(parser)
+
+
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "run": ("watch the configured channels and archive every post", cmd_run, None),
     "login": (
@@ -236,6 +248,11 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "re-run claim detection over the archive and store the new verdicts (no alerts)",
         cmd_redetect,
         _add_redetect,
+    ),
+    "migrate-archive": (
+        "copy the SQLite archive into PostgreSQL (re-runnable) and compare the two",
+        cmd_migrate_archive,
+        _add_migrate_archive,
     ),
 }
 
