@@ -148,6 +148,7 @@ async def check_postgres(url: str) -> list[Check]:
         )
     else:
         checks.append(Check("database permissions", True, f"role {found.role!r} may write"))
+    checks.append(await _delivery(url))
     if not found.icu:
         checks.append(
             Check(
@@ -158,6 +159,30 @@ async def check_postgres(url: str) -> list[Check]:
             )
         )
     return checks
+
+
+async def _delivery(url: str) -> Check:
+    """Which watcher delivers the alerts of a shared PostgreSQL archive."""
+    from storage import leases
+    from storage.db import DB_ERRORS, StorageError, open_database
+
+    try:
+        db = await open_database(url, readonly=True)
+    except StorageError as exc:
+        return Check("delivery", False, f"cannot tell ({exc})", warning=True)
+    try:
+        holders = await leases.holders(db)
+    except DB_ERRORS as exc:
+        return Check("delivery", False, f"cannot tell ({exc})", warning=True)
+    finally:
+        await db.close()
+    if not holders:
+        return Check(
+            "delivery", False, "no watcher delivers alerts now", "start `chanwatch run`",
+            warning=True,
+        )  # fmt: skip
+    who = ", ".join(f"watcher {h.watcher!r} (connected since {h.since})" for h in holders)
+    return Check("delivery", True, f"alerts are delivered by {who}")
 
 
 def check_disk(path: Path) -> Check:

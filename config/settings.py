@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
@@ -105,6 +106,8 @@ class Settings:
     media_dir: Path = Path("data/media")
     channels: tuple[ChannelSpec, ...] = ()
     log_level: str = "INFO"
+    # This process's name among several watchers sharing one PostgreSQL archive.
+    watcher: str = field(default_factory=lambda: socket.gethostname() or "chanwatch")
     server: ServerAddress | None = None
     server_key: str | None = field(default=None, repr=False)
     backfill: Backfill = Backfill()
@@ -250,6 +253,14 @@ def load_settings(
             kw["log_level"] = level.upper()
         else:
             problems.append(f"CHANWATCH_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+
+    if (watcher := get("WATCHER")) is not None:
+        if re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", watcher):
+            kw["watcher"] = watcher
+        else:
+            problems.append(
+                "CHANWATCH_WATCHER: use 1-40 letters, digits, '.', '_' or '-' (e.g. a, b)"
+            )
 
     if (server := get("SERVER")) is not None:
         try:

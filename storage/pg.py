@@ -316,8 +316,13 @@ class PgDatabase(Database):
 # --- opening --------------------------------------------------------------------
 
 
-async def connect(url: str, *, readonly: bool = False) -> asyncpg.Connection:
-    settings = {"application_name": "chanwatch"}
+WATCHER_NAME = "chanwatch"  # application_name of this process's connections (set at start)
+
+
+async def connect(
+    url: str, *, readonly: bool = False, application: str | None = None
+) -> asyncpg.Connection:
+    settings = {"application_name": application or WATCHER_NAME}
     if readonly:
         settings["default_transaction_read_only"] = "on"
     return await asyncpg.connect(
