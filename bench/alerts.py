@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from loguru import logger  # noqa: E402
 
 from bench.common import corpus, cycle, figure  # noqa: E402
-from bot.alertbot import BotOptions  # noqa: E402
-from bot.app import App  # noqa: E402
+from bot.alerts.alertbot import BotOptions  # noqa: E402
+from bot.service.app import App  # noqa: E402
 from bot.simulator import Simulator  # noqa: E402
 from config.settings import Backfill, ChannelSpec, Settings  # noqa: E402
 from storage import subscribers  # noqa: E402

@@ -6,7 +6,7 @@ Builds an archive of 1,000,000 posts (100,000 with --quick) from the real-post
 corpus (22,099 posts; each copy shifts dates, channels and ids), then measures:
 
 * search p50/p95 (LIMIT 50, newest first) for a rare word, a common word, a
-  phrase and a prefix, through `storage.search.search` (what `chanwatch search`
+  phrase and a prefix, through `bot.query.search` (what `chanwatch search`
   runs), and the common word ranked by bm25 (`--rank`);
 * `chanwatch export --format jsonl` of the whole archive in a child process:
   rows/s and the child's peak RSS;
@@ -39,13 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import corpus, figure, plain_insert_seconds  # noqa: E402
-from bot import importer  # noqa: E402
+from bot.cli import importer  # noqa: E402
 from bot.detection import analyze  # noqa: E402
 from bot.pipeline import lemma_text  # noqa: E402
+from bot.query import compile_query, search  # noqa: E402
 from storage.archive import post_key  # noqa: E402
 from storage.db import open_database  # noqa: E402
 from storage.models import canonical_json  # noqa: E402
-from storage.search import Filters, search  # noqa: E402
+from storage.search import Filters  # noqa: E402
 
 BATCH = 50_000
 RUNS = 40
@@ -195,8 +196,6 @@ async def _search_figures(path: Path, rare: str) -> dict[str, dict[str, Any]]:
 
 
 def _fts(query: str) -> str:
-    from storage.search import compile_query
-
     return compile_query(query).fts
 
 

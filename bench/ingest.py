@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import corpus, cycle, figure, plain_insert_seconds  # noqa: E402
 from bench.detect import build_rules, frequent_lemmas  # noqa: E402
-from bot.alerts import Policy  # noqa: E402
+from bot.alerts.policy import Policy  # noqa: E402
 from bot.detection import analyze  # noqa: E402
 from bot.pipeline import Pipeline, lemma_text  # noqa: E402
 from storage import archive, subscribers  # noqa: E402

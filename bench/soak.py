@@ -41,6 +41,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loguru import logger  # noqa: E402
+from telethon.helpers import add_surrogate, del_surrogate  # noqa: E402
 from telethon.sessions import SQLiteSession  # noqa: E402
 
 from bench.common import corpus, figure  # noqa: E402
@@ -127,6 +128,27 @@ def _query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
 def _scalar(db: Path, sql: str) -> int:
     rows = _query(db, sql)
     return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+
+# A combined message after an outage carries follow-ups too: an entry whose line after
+# the post's link says it was edited or deleted is a follow-up, not a second alert.
+_FOLLOWUP = ("✏️ edited", "🗑 deleted")
+
+
+def _alert_links(text: str, entities: list[Any]) -> set[tuple[str, int]]:
+    """The posts a message alerts on: links outside follow-up entries."""
+    wide = add_surrogate(text)
+    starts = [m.start() for m in _LINK.finditer(text)]
+    starts += [len(del_surrogate(wide[: e.offset])) for e in entities if getattr(e, "url", None)]
+    urls = [m for m in _LINK.finditer(text)] + [
+        m for e in entities if (m := _LINK.search(getattr(e, "url", None) or ""))
+    ]
+    links = set()
+    for start, match in zip(starts, urls, strict=True):
+        after = text[text.find("\n", start) + 1 :] if "\n" in text[start:] else ""
+        if not after.startswith(_FOLLOWUP):
+            links.add((match.group(1), int(match.group(2))))
+    return links
 
 
 class Soak:
@@ -269,11 +291,7 @@ class Soak:
         for message in self.sim.messages_to(self.analyst, from_=self.bot):
             if message.reply_to is not None:
                 continue
-            links = {(m.group(1), int(m.group(2))) for m in _LINK.finditer(message.text or "")}
-            for entity in message.entities or []:
-                url = getattr(entity, "url", None) or ""
-                links.update((m.group(1), int(m.group(2))) for m in _LINK.finditer(url))
-            for key in links:
+            for key in _alert_links(message.text or "", message.entities or []):
                 seen[key] = seen.get(key, 0) + 1
         return seen
 

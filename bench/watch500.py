@@ -22,8 +22,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import corpus, cycle, figure  # noqa: E402
-from bot.app import App  # noqa: E402
 from bot.detection import morphology  # noqa: E402
+from bot.service.app import App  # noqa: E402
 from bot.simulator import Simulator  # noqa: E402
 from config.settings import Backfill, ChannelSpec, Settings  # noqa: E402
 

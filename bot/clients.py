@@ -1,33 +1,129 @@
-"""Building the Telethon clients: session file (mode 0600), custom server, reconnect hook."""
+"""Building the Telethon clients: session file (mode 0600), custom server, reconnect hook,
+and the FloodWait gate every request of the user client passes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
-from telethon import TelegramClient
+from telethon import TelegramClient, errors, utils
 from telethon.crypto import rsa
 from telethon.sessions import Session, SQLiteSession
+from telethon.tl.tlobject import TLRequest
 
+from bot.floodgate import FloodGate
 from config.settings import Settings
 
 ReconnectCallback = Callable[[], Awaitable[None]]
+SessionStore = Session  # where a client keeps its auth key: handed through, never opened, elsewhere
+# Telegram names the request a FloodWait applies to; slow mode applies to one chat.
+_KIND_WIDE = (errors.FloodWaitError, errors.FloodPremiumWaitError, errors.FloodTestPhoneWaitError)
+
+
+FloodWaitHook = Callable[[errors.RPCError], None]
+_PATIENT: ContextVar[FloodWaitHook | None] = ContextVar("chanwatch_patient", default=None)
+
+
+@contextlib.contextmanager
+def waiting_out_flood_waits(on_flood_wait: FloodWaitHook) -> Iterator[None]:
+    """Requests made inside (by this task) wait out every FloodWait at the gate and are
+    sent again, instead of raising: an iteration over history just pauses. Each
+    FloodWait Telegram answers above the sleep threshold is told to `on_flood_wait`
+    (to log and count it); requests held back by a wait already known wait silently."""
+    token = _PATIENT.set(on_flood_wait)
+    try:
+        yield
+    finally:
+        _PATIENT.reset(token)
+
+
+class HeldForFloodWait(errors.FloodWaitError):
+    """Not sent: Telegram's wait for this kind of request, asked for earlier (perhaps by
+    another channel's work), is still running. `seconds` is what is left of it."""
+
+
+def request_kind(request: TLRequest) -> str:
+    """`messages.GetHistoryRequest`, `contacts.ResolveUsernameRequest`, ..."""
+    module = type(request).__module__.rsplit(".", 1)[-1]
+    return f"{module}.{type(request).__name__}"
+
+
+def _chat_of(request: TLRequest) -> int | None:
+    peer = getattr(request, "peer", None)
+    if peer is None:
+        return None
+    try:
+        return utils.get_peer_id(peer)
+    except (TypeError, ValueError):
+        return None
 
 
 class MonitorClient(TelegramClient):
-    """A TelegramClient that tells us when Telethon has reconnected by itself.
+    """A TelegramClient that tells us when Telethon has reconnected by itself, and that
+    never sends a request Telegram asked it to hold back.
 
     Telethon does not fetch missed channel posts after an automatic reconnect,
     so the watcher catches up from the archive's own last id when this fires.
+
+    Every request passes `flood_gate`: after a FloodWait no request of that kind (in
+    that chat, for slow mode) is sent until the wait is over, whoever asks. Waits up to
+    `flood_sleep_threshold` are slept inside the request, as Telethon does, but at the
+    gate; longer ones raise FloodWaitError (HeldForFloodWait for a request that was not
+    sent because an earlier wait is still running), except inside
+    `waiting_out_flood_waits()`, where every wait is waited out at the gate. Telethon's
+    own bookkeeping lets a request through up to 3 s before the wait ends; the gate
+    does not.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args: Any, flood_sleep_threshold: int = 60, **kwargs: Any) -> None:
+        # Telethon must hand every FloodWait to __call__ below instead of sleeping on it
+        super().__init__(*args, flood_sleep_threshold=0, **kwargs)
+        self.flood_sleep_limit = flood_sleep_threshold
+        self.flood_gate = FloodGate()
         self.reconnect_callbacks: list[ReconnectCallback] = []
+
+    async def _call(  # Telethon's one way out for every request (downloads too), 1.45.x
+        self,
+        sender: Any,
+        request: Any,
+        ordered: bool = False,
+        flood_sleep_threshold: int | None = None,
+    ) -> Any:
+        threshold = flood_sleep_threshold
+        if threshold is None:
+            threshold = self.flood_sleep_limit
+        requests = list(request) if utils.is_list_like(request) else [request]
+        patient = _PATIENT.get()
+        while True:
+            for one in requests:
+                kind, chat = request_kind(one), _chat_of(one)
+                left = self.flood_gate.remaining(kind, chat)
+                if left > threshold and patient is None:
+                    raise HeldForFloodWait(request=one, capture=math.ceil(left))
+                await self.flood_gate.wait(kind, chat)  # sent together when it opens
+            try:
+                return await super()._call(sender, request, ordered=ordered)
+            except (*_KIND_WIDE, errors.SlowModeWaitError) as exc:
+                failed = exc.request if isinstance(exc.request, TLRequest) else requests[0]
+                scope = _chat_of(failed) if isinstance(exc, errors.SlowModeWaitError) else None
+                self.flood_gate.close(request_kind(failed), exc.seconds, scope)
+                if exc.seconds > threshold:
+                    if patient is None:
+                        raise
+                    patient(exc)
+                    continue  # wait at the gate, then send it again
+                logger.bind(request=request_kind(failed)).info(
+                    "FloodWait of {seconds} s on {kind}; waiting inside the request",
+                    seconds=exc.seconds,
+                    kind=request_kind(failed),
+                )
 
     async def _handle_auto_reconnect(self) -> None:  # Telethon's hook, pinned to 1.45.x
         await super()._handle_auto_reconnect()
@@ -85,3 +181,31 @@ def user_client(
     }
     options.update(overrides)
     return MonitorClient(session, settings.api_id, settings.api_hash, **options)
+
+
+class NotLoggedIn(Exception):
+    """The session file holds no logged-in account; the message says which case."""
+
+
+async def logged_in_account(
+    settings: Settings, session_file: Path, *, request_timeout: float
+) -> tuple[str, int]:
+    """(first name, id) of the account a session file is logged in as, checked on the server.
+
+    Raises NotLoggedIn, or OSError/TimeoutError/ConnectionError/EOFError when the server
+    cannot be reached."""
+    session = SQLiteSession(str(session_file))
+    try:
+        if not session.auth_key:  # an AuthKey without data is falsy
+            raise NotLoggedIn("the session was never logged in")
+        client = user_client(settings, session, connection_retries=1, timeout=request_timeout)
+        try:
+            await client.connect()
+            if not await client.is_user_authorized():
+                raise NotLoggedIn("the session has no logged-in account")
+            me = await client.get_me()
+        finally:
+            await client.disconnect()
+    finally:
+        session.close()
+    return me.first_name, me.id

@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-import aiosqlite
 from loguru import logger
 
-from bot import alerts, audience
-from bot.alerts import Claim, Policy, Subject
-from bot.audience import Audience
+from bot.alerts import audience
+from bot.alerts import policy as alerts
+from bot.alerts.audience import Audience
+from bot.alerts.policy import Claim, Policy, Subject
 from bot.detection import Analysis, analyze
 from bot.detection.claims import ClaimResult, detect_claim
 from storage import archive, outbox
 from storage.archive import Archived
-from storage.db import Database, unavailable
+from storage.db import Connection, Database, unavailable
 from storage.models import Post, iso, utcnow
 
 Source = Literal["live", "catchup", "reconcile", "poll", "import"]
@@ -33,8 +33,11 @@ Clock = Callable[[], datetime]
 
 
 def lemma_text(analysis: Analysis) -> str:
-    """The most likely lemma of every word, in order, for the FTS `lemmas` column."""
-    return " ".join(token.lemmas[0] if token.lemmas else token.norm for token in analysis.tokens)
+    """Every lemma of every word, in order, for the FTS `lemmas` column: a search
+    looks a word up by any lemma a keyword rule would match it by."""
+    return " ".join(
+        " ".join(token.lemmas) if token.lemmas else token.norm for token in analysis.tokens
+    )
 
 
 def claim_of(result: ClaimResult) -> Claim:
@@ -57,10 +60,6 @@ def detection_row(result: ClaimResult, analysis: Analysis, now: str, post_id: in
         now,
         post_id,
     )
-
-
-SAVE_DETECTION = """UPDATE posts SET lang = ?, claim_label = ?, claim_score = ?, claim_count = ?,
-    claim_unverified = ?, claim_evidence = ?, detected_at = ? WHERE id = ?"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +162,7 @@ class Pipeline:
 
     async def _detect_and_plan(
         self,
-        conn: aiosqlite.Connection,
+        conn: Connection,
         result: Sequence[Archived],
         analyses: dict[str, Analysis],
         source: Source,
@@ -175,7 +174,7 @@ class Pipeline:
             return 0
         now = self.clock()
         stamp = iso(now)
-        usernames = await _usernames_in(conn, {a.post.channel_id for a in touched})
+        usernames = await archive.usernames_in(conn, {a.post.channel_id for a in touched})
         edited = [a.post_id for a in touched if a.status == "edited"]
         alerted = await outbox.alerted_in(conn, edited) if edited else {}
         rows = []
@@ -214,7 +213,7 @@ class Pipeline:
                 forced=bool(alert),
             )
             planned.extend(alerts.plan(subject, who.subscribers, self.policy, now))
-        await conn.executemany(SAVE_DETECTION, rows)
+        await archive.save_detections_in(conn, rows)
         return await outbox.add_in(conn, planned)
 
     async def _one_by_one(
@@ -299,10 +298,3 @@ def _skipped(post: Post, source: Source) -> None:
         "could not archive post {msg_id}; skipped, the rest of its batch is archived",
         msg_id=post.msg_id,
     )
-
-
-async def _usernames_in(conn: aiosqlite.Connection, channel_ids: set[int]) -> dict[int, str]:
-    marks = ",".join("?" * len(channel_ids))
-    sql = f"SELECT id, username FROM channels WHERE id IN ({marks}) AND username IS NOT NULL"
-    async with conn.execute(sql, sorted(channel_ids)) as cursor:
-        return {row[0]: row[1] for row in await cursor.fetchall()}

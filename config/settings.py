@@ -17,9 +17,12 @@ from typing import Literal
 
 from dotenv import dotenv_values
 
+from config.database_url import check_url
+
 Mode = Literal["live", "poll"]
 PREFIX = "CHANWATCH_"
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+CATCHUP_CONCURRENCY_MAX = 64
 
 _USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
 _LINK = re.compile(r"^(?:https?://)?(?:www\.)?(?:t|telegram)\.(?:me|dog)/(?:s/)?([^/?#]+)/?$")
@@ -112,6 +115,8 @@ class Settings:
     server_key: str | None = field(default=None, repr=False)
     backfill: Backfill = Backfill()
     flood_sleep_threshold: int = 60
+    # Channels resolved and caught up at once at start and after a reconnect.
+    catchup_concurrency: int = 4
     # Catch-up posts older than this are archived without alerting (None: always alert).
     alert_max_age: timedelta | None = timedelta(hours=12)
     jobs: JobSettings = JobSettings()
@@ -290,6 +295,15 @@ def load_settings(
         else:
             problems.append("CHANWATCH_FLOOD_SLEEP_THRESHOLD must be a number of seconds")
 
+    if (concurrency := get("CATCHUP_CONCURRENCY")) is not None:
+        if concurrency.isdigit() and 1 <= int(concurrency) <= CATCHUP_CONCURRENCY_MAX:
+            kw["catchup_concurrency"] = int(concurrency)
+        else:
+            problems.append(
+                "CHANWATCH_CATCHUP_CONCURRENCY must be a whole number from 1 to "
+                f"{CATCHUP_CONCURRENCY_MAX}"
+            )
+
     if (age := get("ALERT_MAX_AGE")) is not None:
         match = _AGE.match(age)
         if age.lower() in ("off", "none"):
@@ -311,8 +325,6 @@ def load_settings(
 
 def _database_url_problem(url: str) -> str | None:
     """What is wrong with a CHANWATCH_DB URL (only postgresql:// is one), or None."""
-    from storage.pg import check_url
-
     return check_url(url)
 
 

@@ -430,3 +430,105 @@ async def record_metrics_in(
             for post_id, when, post in rows
         ],
     )
+
+
+async def create_unwatched_channel(db: Database, channel_id: int, title: str | None) -> bool:
+    """A channel row for posts imported from an export (not watched until configured).
+
+    A known channel keeps its username, access hash and settings; returns whether
+    the row was created."""
+    async with db.transaction() as conn:
+        cursor = await conn.execute(
+            """INSERT INTO channels (id, username, title, mode, active, added_at)
+               VALUES (?, NULL, ?, 'live', 0, ?) ON CONFLICT (id) DO NOTHING""",
+            (channel_id, title, iso(utcnow())),
+        )
+        created = cursor.rowcount > 0
+        await cursor.close()
+    return created
+
+
+async def active_channel_id(db: Database, name: str) -> int | None:
+    """The id of a watched channel named by username or numeric id (as text)."""
+    row = await db.fetchone(
+        "SELECT id FROM channels WHERE (username = ? OR CAST(id AS TEXT) = ?) AND active = 1",
+        (name, name),
+    )
+    return int(row["id"]) if row else None
+
+
+async def usernames_in(conn: aiosqlite.Connection, channel_ids: set[int]) -> dict[int, str]:
+    """Usernames of the channels that have one."""
+    marks = ",".join("?" * len(channel_ids))
+    sql = f"SELECT id, username FROM channels WHERE id IN ({marks}) AND username IS NOT NULL"
+    async with conn.execute(sql, sorted(channel_ids)) as cursor:
+        return {int(row[0]): row[1] for row in await cursor.fetchall()}
+
+
+async def post_ids_since(db: Database, channel_id: int, since: datetime) -> dict[int, int]:
+    """{msg_id: post id} of a channel's posts not deleted, posted since `since`."""
+    rows = await db.fetchall(
+        """SELECT id, msg_id FROM posts WHERE channel_id = ? AND deleted_at IS NULL
+           AND date >= ? ORDER BY msg_id""",
+        (channel_id, iso(since)),
+    )
+    return {row["msg_id"]: row["id"] for row in rows}
+
+
+async def recent_post_dates(db: Database, channel_id: int, limit: int) -> list[datetime]:
+    """When a channel's newest `limit` posts were posted, newest first."""
+    rows = await db.fetchall(
+        "SELECT date FROM posts WHERE channel_id = ? ORDER BY msg_id DESC LIMIT ?",
+        (channel_id, limit),
+    )
+    return [datetime.fromisoformat(row["date"]) for row in rows]
+
+
+_SAVE_DETECTION = """UPDATE posts SET lang = ?, claim_label = ?, claim_score = ?, claim_count = ?,
+    claim_unverified = ?, claim_evidence = ?, detected_at = ? WHERE id = ?"""
+
+DetectionRow = tuple[str | None, str, float, int | None, int, str | None, str, int]
+
+
+async def save_detections_in(conn: aiosqlite.Connection, rows: Sequence[DetectionRow]) -> None:
+    """Store verdicts: (lang, label, score, count, unverified, evidence JSON, when, post id)."""
+    await conn.executemany(_SAVE_DETECTION, rows)
+
+
+async def save_detections(db: Database, rows: Sequence[DetectionRow]) -> None:
+    async with db.transaction() as conn:
+        await save_detections_in(conn, rows)
+
+
+async def count_posts_after(db: Database, post_id: int) -> int:
+    row = await db.fetchone("SELECT count(*) FROM posts WHERE id > ?", (post_id,))
+    return int(row[0]) if row else 0
+
+
+async def texts_after(db: Database, post_id: int, limit: int) -> list[tuple[int, str, str | None]]:
+    """(id, text, claim label) of the next `limit` posts after `post_id`, in id order."""
+    rows = await db.fetchall(
+        "SELECT id, text, claim_label FROM posts WHERE id > ? ORDER BY id LIMIT ?",
+        (post_id, limit),
+    )
+    return [(int(row["id"]), row["text"], row["claim_label"]) for row in rows]
+
+
+async def save_lemmas_in(conn: aiosqlite.Connection, lemmas: Sequence[tuple[str, int]]) -> int:
+    """Rewrite posts' `lemmas` (lemmas, post id) inside the caller's transaction, where
+    they changed (the FTS index follows by trigger); how many changed."""
+    cursor = await conn.executemany(
+        "UPDATE posts SET lemmas = ? WHERE id = ? AND lemmas IS NOT ?",
+        [(text, post_id, text) for text, post_id in lemmas],
+    )
+    return max(cursor.rowcount, 0)
+
+
+async def save_redetection(
+    db: Database, detections: Sequence[DetectionRow], lemmas: Sequence[tuple[str, int]]
+) -> int:
+    """New verdicts and lemmas of a batch of posts, in one transaction; how many
+    posts' lemmas changed."""
+    async with db.transaction() as conn:
+        await save_detections_in(conn, detections)
+        return await save_lemmas_in(conn, lemmas)

@@ -8,12 +8,10 @@ What differs in meaning, not only in spelling, asks `db.dialect`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,15 +19,16 @@ from typing import Any
 import aiosqlite
 from loguru import logger
 
+from storage.shared import DatabaseUnavailable, SharedConnection, StorageError
+
+__all__ = ["DatabaseUnavailable", "StorageError"]  # re-exported: callers import them here
+
 BUSY_TIMEOUT_MS = 5_000
 
 
-class StorageError(Exception):
-    """A database problem explained for the operator (what, which file, what to do)."""
+Connection = aiosqlite.Connection  # what a transaction hands to `*_in` functions
 
 
-class DatabaseUnavailable(Exception):
-    """The database server cannot be reached now (PostgreSQL): retry later, like a full disk."""
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
@@ -41,6 +40,7 @@ def _driver_errors() -> tuple[type[BaseException], ...]:
 # Everything a statement on either backend can raise about the database (not the data's
 # meaning): what the service catches around archive writes.
 DB_ERRORS: tuple[type[BaseException], ...] = _driver_errors()
+DatabaseError = DB_ERRORS  # what a failed statement raises, whatever the cause or backend
 
 ArchiveTarget = Path | str  # a SQLite file, or a postgresql:// URL
 
@@ -75,7 +75,7 @@ def migrations() -> list[tuple[int, str, str]]:
 SCHEMA_VERSION = len(migrations())
 
 
-class Database:
+class Database(SharedConnection):
     """An aiosqlite connection in autocommit mode with explicit transactions.
 
     One connection is shared by every task (watcher, pipeline, notifier, bot
@@ -90,18 +90,9 @@ class Database:
     dialect = "sqlite"
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        super().__init__()
         self.conn = conn
         self.path = path
-        self._lock = asyncio.Lock()
-        self._owner: ContextVar[bool] = ContextVar(f"db_owner_{id(self)}", default=False)
-
-    @asynccontextmanager
-    async def _access(self) -> AsyncIterator[None]:
-        if self._owner.get():
-            yield
-            return
-        async with self._lock:
-            yield
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -339,3 +330,19 @@ async def open_database(path: str | Path, *, readonly: bool = False) -> Database
         await conn.close()
         raise
     return Database(conn, path)
+
+
+def inspect_file(path: Path) -> tuple[int, str]:
+    """(schema version, quick_check result) of an archive file, read without writing.
+
+    Raises DatabaseError when the file cannot be read as a database."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        result = conn.execute("PRAGMA quick_check").fetchone()[0]
+    return int(version), str(result)
+
+
+def table_columns(path: Path, table: str) -> set[str]:
+    """The column names of one table of an archive file, read without writing."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM pragma_table_info(?)", (table,))}

@@ -83,6 +83,8 @@ def _from_where(db: Database, selection: Selection) -> tuple[str, list[Any], str
 
 
 async def count(db: Database, selection: Selection) -> int:
+    """How many posts the index selects (for a phrase: an upper bound, the posts
+    holding its words)."""
     await check_filters(db, selection.filters)
     sql, params, _ = _from_where(db, selection)
     row = await db.fetchone(f"SELECT count(*) {sql}", params)
@@ -116,6 +118,13 @@ async def records(
             more = len(rows) == chunk
             if more:
                 pending = fetch(rows[-1]["id"])
+            check = selection.query.check if selection.query is not None else None
+            if check is not None:  # a phrase: the index found the words, the text decides
+                rows = [row for row in rows if check(row["text"])]
+                if not rows:
+                    if not more:
+                        return
+                    continue
             yield await _records(db, rows)
             if not more:
                 return

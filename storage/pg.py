@@ -21,15 +21,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import asyncpg
 from loguru import logger
 
-from storage.db import Database, DatabaseUnavailable, StorageError
+from config.database_url import URL_SCHEMES, check_url, redact
+from storage.shared import DatabaseUnavailable, SharedConnection, StorageError
 from storage.sqlpg import returns_rows, translate
 
-URL_SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT_S = 10
 MIGRATION_LOCK = "chanwatch:migrate"
 _STATUS_COUNT = re.compile(r"(\d+)$")
@@ -48,30 +48,6 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 def is_url(target: object) -> bool:
     return isinstance(target, str) and target.split("://", 1)[0].lower() in URL_SCHEMES
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for logs and messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    name = user.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{name}:***@{host}"))
-
-
-def check_url(url: str) -> str | None:
-    """What is wrong with a PostgreSQL URL, or None."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in URL_SCHEMES:
-        return f"{redact(url)!r} is not a postgresql:// URL"
-    if not parts.path.strip("/"):
-        return f"{redact(url)!r} names no database: use postgresql://USER@HOST[:PORT]/DBNAME"
-    try:
-        parts.port  # noqa: B018 - raises on a port that is not a number
-    except ValueError:
-        return f"{redact(url)!r} has a port that is not a number"
-    return None
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -190,27 +166,29 @@ class PgConnection:
             self.total_changes += changed
         return PgCursor([], changed)
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
+        """Run one statement per row; the cursor's rowcount is the rows changed."""
         batch = [tuple(row) for row in rows]
         if not batch:
-            return
+            return PgCursor([], 0)
         text = translate(sql)
         raw = await self.raw()
         try:
             if text.lstrip().upper().startswith("INSERT") and "DO NOTHING" not in text.upper():
                 await raw.executemany(text, batch)  # pipelined: the ingest path
                 self.total_changes += len(batch)
-                return
+                return PgCursor([], len(batch))
             # rows changed are counted per statement (INSERT ... DO NOTHING, UPDATE)
             statement = await raw.prepare(text)
+            total = 0
             for row in batch:
                 await statement.fetch(*row)
-                changed = _count(statement.get_statusmsg())
-                if changed > 0:
-                    self.total_changes += changed
+                total += max(_count(statement.get_statusmsg()), 0)
         except _CONNECTION_ERRORS as exc:
             self.lost()
             raise DatabaseUnavailable(_reach_error(self.url, exc)) from exc
+        self.total_changes += total
+        return PgCursor([], total)
 
     async def advisory_lock(self, name: str) -> None:
         """Hold an advisory lock until the current transaction ends."""
@@ -225,13 +203,16 @@ class PgConnection:
                 raw.terminate()
 
 
-class PgDatabase(Database):
-    """The archive in PostgreSQL; the methods and their meaning are those of `Database`."""
+class PgDatabase(SharedConnection):
+    """The archive in PostgreSQL; the methods and their meaning are those of
+    `storage.db.Database` (SQLite), which the storage modules are written against."""
 
     dialect = "postgresql"
 
     def __init__(self, conn: PgConnection) -> None:
-        super().__init__(conn, redact(conn.url))  # type: ignore[arg-type]
+        super().__init__()
+        self.conn = conn
+        self.path = redact(conn.url)
         self.url = conn.url
 
     @asynccontextmanager

@@ -6,7 +6,8 @@ a query added to any storage module works on both backends:
 
 * `?` -> `$1, $2, ...` (outside string literals, quoted names and comments);
 * `INSERT OR IGNORE INTO ...` -> `INSERT INTO ... ON CONFLICT DO NOTHING`;
-* the two-argument scalar `max(a, b)` / `min(a, b)` -> `greatest(a, b)` / `least(a, b)`.
+* the two-argument scalar `max(a, b)` / `min(a, b)` -> `greatest(a, b)` / `least(a, b)`;
+* `a IS b` / `a IS NOT b` (null-safe) -> `IS [NOT] DISTINCT FROM`.
 
 What cannot be rewritten mechanically (full-text search, schema introspection)
 asks the database for its `dialect` instead.
@@ -20,6 +21,9 @@ from functools import lru_cache
 _INSERT_OR_IGNORE = re.compile(r"\bINSERT\s+OR\s+IGNORE\s+INTO\b", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
 _MINMAX = re.compile(r"\b(max|min)\s*\(", re.IGNORECASE)
+# SQLite's null-safe comparisons `a IS b` / `a IS NOT b` (b not NULL, TRUE or FALSE).
+_IS_NOT = re.compile(r"\bIS\s+NOT\s+(?!NULL\b|TRUE\b|FALSE\b|DISTINCT\b)", re.IGNORECASE)
+_IS = re.compile(r"\bIS\s+(?!NOT\b|NULL\b|TRUE\b|FALSE\b|DISTINCT\b)", re.IGNORECASE)
 _ROWS_FIRST = re.compile(r"^\s*\(*\s*(SELECT|WITH|VALUES|SHOW|TABLE)\b", re.IGNORECASE)
 
 
@@ -107,6 +111,7 @@ def _insert_or_ignore(sql: str) -> str:
 @lru_cache(maxsize=2048)
 def translate(sql: str) -> str:
     """The PostgreSQL form of one statement written for SQLite."""
+    sql = _IS.sub("IS NOT DISTINCT FROM ", _IS_NOT.sub("IS DISTINCT FROM ", sql))
     return _placeholders(_scalar_minmax(_insert_or_ignore(sql)))
 
 

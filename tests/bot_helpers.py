@@ -11,10 +11,10 @@ from typing import Any
 from telethon.helpers import add_surrogate, del_surrogate
 from telethon.tl import types
 
-from bot.alertbot import BotOptions
-from bot.app import App
-from bot.notifier import NotifierOptions
-from bot.ratelimit import Limits
+from bot.alerts.alertbot import BotOptions
+from bot.alerts.notifier import NotifierOptions
+from bot.alerts.ratelimit import Limits
+from bot.service.app import App
 from bot.simulator import SimMessage, Simulator, SimUser
 from config.settings import Settings
 from storage import subscribers

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.app import App
+from bot.service.app import App
 from bot.simulator import Simulator
 from config.settings import Settings
 from storage.models import utcnow

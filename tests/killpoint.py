@@ -19,8 +19,8 @@ from typing import Any
 
 import aiosqlite
 
-from bot import bot as botmod
 from bot import cli, pipeline
+from bot.alerts import bot_client as botmod
 from storage import archive
 
 POINTS = ("commit", "archived", "sending", "sent")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot import format as fmt
-from bot.alerts import (
+from bot.alerts import format as fmt
+from bot.alerts.policy import (
     Claim,
     Decision,
     Hit,
@@ -247,3 +247,21 @@ def test_follow_ups_and_bursts() -> None:
     assert messages[0].startswith(f"⚡ <b>100 alerts</b> · 1/{len(messages)}")
     nothing = "📰 <b>Digest 2024-05-01</b>: nothing matched since the last digest."
     assert fmt.digest([], "UTC", NOW) == [nothing]
+
+
+def test_a_combined_message_carries_follow_ups_among_alerts_in_order() -> None:
+    views = [view(alert_payload()) for _ in range(6)]
+    views.insert(2, view({"text": "новый текст", "matches": True}, reason="edited:1"))
+    views.insert(5, view({}, reason="deleted", reply_to=3))
+    ((message, carried),) = fmt.burst_parts(views, "UTC")
+    assert carried == list(range(8))
+    assert message.startswith("⚡ <b>6 alerts</b>, 2 updates\n\n")
+    entries = message.split("\n\n")[1:]
+    assert len(entries) == 8
+    assert entries[2].endswith("✏️ edited: новый текст")
+    assert entries[5].endswith("🗑 deleted — archived copy kept")
+    assert all('<a href="https://t.me/rdk_channel/5">' in e for e in entries)
+    assert fmt.burst_header(0, updates=1) == "⚡ <b>1 update</b>"
+    assert fmt.burst_header(1, 2, 3, updates=0) == "⚡ <b>1 alert</b> · 2/3"
+    resent = fmt.combined(views, "UTC")  # the same rows resent after a crash: one message
+    assert resent.startswith("⚡ <b>6 alerts</b>, 2 updates\n\n") and resent.count("• ") == 8

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.alerts import Policy
+from bot.alerts.policy import Policy
 from bot.pipeline import Pipeline
 from storage import archive, outbox, subscribers
 from storage.db import open_database

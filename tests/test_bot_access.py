@@ -136,8 +136,8 @@ async def test_a_refused_bot_token_stops_the_service_with_a_clear_message(
 ):
     from dataclasses import replace
 
-    from bot.alertbot import BotOptions
-    from bot.app import App, NotAuthorized
+    from bot.alerts.alertbot import BotOptions
+    from bot.service.app import App, NotAuthorized
 
     settings = replace(bot_settings(tmp_path, bot, [admin]), bot_token="123456:WRONGTOKENWRONG")
     options = BotOptions(session=sim.session_for(None), client_options={"retry_delay": 0.1})

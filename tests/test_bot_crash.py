@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.notifier import AlreadySent
+from bot.alerts.notifier import AlreadySent
 from bot.simulator import Simulator
 from storage.db import open_database
 from tests.bot_helpers import (

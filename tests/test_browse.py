@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import browse, cli
+from bot.cli import browse
+from bot.cli import parser as cli
 from bot.pipeline import Pipeline
 from storage import archive
 from storage.db import open_database

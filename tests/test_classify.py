@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bot import classify
+from bot.cli import classify
 
 
 def parse_args(*argv: str) -> argparse.Namespace:
@@ -77,12 +77,21 @@ def test_bad_rules_file_exits_2_with_the_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rules = tmp_path / "rules.txt"
-    rules.write_text("пленный\nвзять в плен\n", encoding="utf-8")
+    rules.write_text("пленный\nre:/x/ в плен\n", encoding="utf-8")
     out = StringIO()
     code = classify.run(parse_args("--rules", str(rules)), StringIO('{"text": "x"}\n'), out)
     assert code == 2
     assert out.getvalue() == ""
     assert "rules.txt: line 2: unexpected" in capsys.readouterr().err
+
+
+def test_a_keyword_of_several_words_is_a_phrase() -> None:
+    out = StringIO()
+    lines = '{"id": 1, "text": "Обстрел села Новая Таволжанка"}\n{"id": 2, "text": "Новая школа"}\n'
+    code = classify.run(parse_args("--keyword", "Новая Таволжанка"), StringIO(lines), out)
+    assert code == 0
+    results = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [[k["rule"] for k in r["keywords"]] for r in results] == [["Новая Таволжанка"], []]
 
 
 def test_bad_keyword_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import COMMANDS, build_parser, main
+from bot.cli.parser import COMMANDS, build_parser, main
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
@@ -33,3 +33,11 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main(["no-such-command"])
     assert exit_.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_global_options_have_help() -> None:
+    from bot.cli.parser import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    assert "--env-file FILE settings file (default: .env" in text
+    assert "--log-level LOG_LEVEL override CHANWATCH_LOG_LEVEL" in text

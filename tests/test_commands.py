@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from storage import archive, subscribers
-from tests.bot_helpers import ask, bot_settings, service
+from tests.bot_helpers import ask, bot_settings, received, service
 from tests.watch_helpers import eventually
 
 
@@ -85,6 +85,20 @@ async def test_rules_add_list_delete(sim, monitor, bot, admin, ann, settings):
             answer = (await ask(sim, ann, bot, text)).text
             assert expected in answer, (text, answer)
             assert "\n" not in answer or text == "/rule", answer
+
+
+async def test_a_rule_of_several_words_is_a_phrase(sim, monitor, bot, admin, ann, rdk, settings):
+    async with service(sim, monitor, bot, settings) as app:
+        await _analyst(app, ann)
+        added = await ask(sim, ann, bot, "/rule add Новая Таволжанка")
+        assert added.text == "Rule 1 added: Новая Таволжанка"
+        before = len(sim.messages_to(ann, from_=bot))
+        sim.post(rdk, "Новая школа открылась")  # one word of the phrase: no alert
+        sim.post(rdk, "Обстрел села Новая Таволжанка")
+        alerts = await received(sim, ann, bot, before + 1)
+        assert "Таволжанка" in alerts[before].text
+        await eventually(app, lambda: _count(app, rdk.id, 2))
+        assert len(sim.messages_to(ann, from_=bot)) == before + 1
 
 
 async def test_claims_switch(sim, monitor, bot, admin, ann, settings):
@@ -168,13 +182,54 @@ async def test_search_with_pages_and_recent(sim, monitor, bot, admin, ann, rdk, 
         for text, expected in [
             ("/search", "Usage: /search"),
             ("/search пленный in @nowhere", "is not in the archive"),
-            ("/search пленный since yesterday", "not a date"),
+            ("/search пленный since someday", "not a date"),
             ("/recent", "Usage: /recent"),
             ("/recent @rdk_channel 50", "between 1 and 20"),
             ("/recent @nowhere", "is not in the archive"),
         ]:
             answer = (await ask(sim, ann, bot, text)).text
             assert expected in answer and "\n" not in answer, (text, answer)
+
+
+async def test_search_replies_are_escaped_and_understand_in_since_until(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    sim.post(rdk, "Бойцы РДК взяли в плен двоих военнослужащих у Козинки.")
+    sim.post(rdk, "Soldiers were captured in Bakhmut, the brigade says.")
+    async with service(sim, monitor, bot, settings) as app:
+        await _analyst(app, ann)
+        await eventually(app, lambda: _count(app, rdk.id, 2))
+        # usage and errors are plain text: nothing is swallowed as an HTML tag
+        usage = (await ask(sim, ann, bot, '/search "unclosed')).text
+        assert "unterminated quote" in usage
+        assert 'Usage: /search <words or "phrase"> [in @channel]' in usage
+        echoed = await ask(sim, ann, bot, '/search "<a href=https://x.example>y')
+        assert '"<a href=https://x.example>y' in echoed.text and not echoed.entities
+        # the admin also gets the claim alerts meanwhile: pick the reply out of them
+        await sim.user_sends(admin, bot, "/revoke")
+
+        def usage_replies() -> list[str]:
+            texts = [m.text for m in sim.messages_to(admin, from_=bot)]
+            return [t for t in texts if t.startswith("Usage:")]
+
+        await sim.wait_until(lambda: bool(usage_replies()), timeout=10)
+        assert usage_replies() == ["Usage: /revoke <user id | invitation code>"]
+        # `in Bakhmut` is a word of the query; only `in @channel` or a link filters
+        found = await ask(sim, ann, bot, "/search soldiers captured in Bakhmut")
+        assert found.text.startswith("🔎 soldiers captured in Bakhmut — page 1")
+        assert "Bakhmut, the brigade says" in found.text
+        linked = await ask(sim, ann, bot, "/search плен in t.me/rdk_channel since yesterday")
+        assert linked.text.count("• РДК") == 1
+        # the claim detector's verdict is shown with each post
+        assert "· claim 0.9" in linked.text
+        later = await ask(sim, ann, bot, "/search плен until 2000-01-01")
+        assert later.text == "No posts match плен until 2000-01-01."
+        today = await ask(sim, ann, bot, "/search плен since today until today")
+        assert today.text.count("• РДК") == 1
+        assert (
+            "since is after until"
+            in (await ask(sim, ann, bot, "/search плен since today until yesterday")).text
+        )
 
 
 async def test_status(sim, monitor, bot, admin, rdk, settings):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.alerts.notifier import Notifier
+from bot.alerts.ratelimit import Limits, RateLimiter
 from bot.commands import Caller, Dispatcher, Reply, Services
-from bot.notifier import Notifier
 from bot.pipeline import Pipeline
-from bot.ratelimit import Limits, RateLimiter
 from config.settings import Settings
 from storage import archive, outbox, subscribers
 from storage.db import open_database

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from rich.console import Console
 
-from bot.demo import Demo
+from bot.cli.demo import Demo, closing_hints
 
 
 async def test_demo_plays_the_scenario_and_leaves_a_searchable_archive(tmp_path: Path) -> None:
@@ -30,3 +32,29 @@ async def test_demo_plays_the_scenario_and_leaves_a_searchable_archive(tmp_path:
         ).fetchone()[0]
     assert deleted == [("Обстрел Шебекино Белгородской области: повреждены два дома.",)]
     assert hits >= 3
+
+
+async def test_closing_hints_run_as_pasted_outside_the_box(tmp_path: Path) -> None:
+    out = io.StringIO()
+    demo = Demo(tmp_path / "my demo", Console(file=out, width=60), pace=0)
+    await demo.run(forever=False)
+    lines = out.getvalue().splitlines()
+    hints = closing_hints(tmp_path / "my demo" / "chanwatch-demo.db")
+    assert len(hints) >= 2
+    for hint in hints:  # each on a line of its own, never wrapped, outside the box
+        assert "  " + hint in lines, hint
+    # a fresh shell elsewhere, without the virtualenv on PATH
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
+    for hint in hints:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            hint,
+            shell=True,
+            cwd="/",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, (hint, done.stderr)
+        assert done.stdout.strip(), hint

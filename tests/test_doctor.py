@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from telethon.sessions import SQLiteSession
 
-from bot.doctor import report, run_checks
+from bot.cli.doctor import report, run_checks
 from bot.simulator import Simulator
 from storage.db import open_database
 

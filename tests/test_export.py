@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
+from bot.cli import parser as cli
 from bot.pipeline import Pipeline
+from bot.query import compile_query, prepare
 from storage import archive, export
 from storage.db import Database, open_database
 from storage.models import Channel, Forward, Media, Post
-from storage.search import Filters, compile_query
+from storage.search import Filters
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -223,3 +224,30 @@ def test_cli_export_to_stdout(db_file: Path | str, capsysbinary) -> None:
     assert _run(db_file, "export", "--format", "csv", "--channel", "frontnews") == 0
     lines = capsysbinary.readouterr().out.decode().splitlines()
     assert lines[0].startswith("id,channel_id,msg_id,date")
+
+
+async def test_export_query_matches_like_the_rules(tmp_path: Path) -> None:
+    db = await open_database(tmp_path / "rules.db")
+    try:
+        await archive.save_channel(db, Channel(100, 1, "frontnews", "Front news"))
+        texts = [
+            "Обстрел Шебекино Белгородской области",  # a place-name adjective
+            "Взяли их в плен у Козинки",  # a phrase with a word between
+            "В плен никто не попал. Взяли высоту",  # the phrase's words, out of order
+            "Киев и Kyiv",  # aliases
+        ]
+        posts = [_post(i + 1, text) for i, text in enumerate(texts)]
+        await Pipeline(db).ingest(posts, "catchup")
+
+        async def exported(query: str) -> list[int]:
+            records = await _jsonl(db, tmp_path, query=await prepare(db, query))
+            return [r["msg_id"] for r in records]
+
+        assert await exported("Белгород") == [1]
+        assert await exported('"взять в плен"') == [2]
+        assert await exported("взять в плен") == [2, 3]  # words, not a phrase, in a query
+        assert await exported("Київ") == [4]
+        assert await exported('"взять в плен" OR Белгород') == [1, 2]
+        assert await exported('Козинка -"взять в плен"') == []
+    finally:
+        await db.close()

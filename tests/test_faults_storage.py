@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import App
+from bot.service.app import App
 from bot.simulator import Simulator
 from storage import archive
 from storage.db import open_database

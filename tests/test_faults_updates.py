@@ -14,7 +14,7 @@ import pytest
 from telethon.tl import types
 
 import bot.pipeline
-import bot.watcher
+import bot.watch.watcher
 from bot.simulator import Simulator
 from storage import archive
 from tests.watch_helpers import eventually, running, settings_for
@@ -102,14 +102,14 @@ async def test_a_message_that_cannot_be_converted_is_kept_with_its_text_and_the_
     sim, user, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, errors_logged: list[str]
 ):
     channel = sim.add_channel(username="poison", title="Яд")
-    convert = bot.watcher.to_post
+    convert = bot.watch.watcher.to_post
 
     def breaks_on_poison(message, channel_id=None):
         if "POISON" in (getattr(message, "message", "") or ""):
             raise KeyError("an attribute this Telethon layer does not have")
         return convert(message, channel_id)
 
-    monkeypatch.setattr(bot.watcher, "to_post", breaks_on_poison)
+    monkeypatch.setattr(bot.watch.watcher, "to_post", breaks_on_poison)
     before = [
         sim.post(channel, f"пост {i}" + (" POISON" if i == 5 else ""), push=False)
         for i in range(12)

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from bot import cli, importer
-from bot.alerts import Policy
+from bot.alerts.policy import Policy
+from bot.cli import importer
+from bot.cli import parser as cli
+from bot.query import search
 from storage import archive, subscribers
 from storage.db import Database, open_database
 from storage.models import Channel
-from storage.search import search
 
 CHANNEL_ID = 1306128236
 PHOTO = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4  # a few bytes that pass for a JPEG
@@ -351,3 +352,25 @@ def test_cli_malformed_export_is_a_message(tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "cli.db").exists()
     assert _run(tmp_path, str(tmp_path / "nowhere")) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_reimport_logs_the_counts_it_prints_once(tmp_path: Path, capsys) -> None:
+    from loguru import logger
+
+    export = desktop_export(tmp_path / "export")
+    assert _run(tmp_path, str(export)) == 0
+    capsys.readouterr()
+    logged: list[str] = []
+    sink = logger.add(
+        lambda m: logged.append(str(m).strip()), level="DEBUG", format="{level} {message}"
+    )
+    try:
+        assert _run(tmp_path, str(export)) == 0
+    finally:
+        logger.remove(sink)
+    out = capsys.readouterr().out
+    assert out.count("0 new, 0 updated, 3 already archived") == 1
+    about_import = [line for line in logged if "Telegram Desktop export" in line]
+    assert about_import == [
+        "DEBUG imported a Telegram Desktop export: 0 new, 0 updated, 3 already archived of 3 posts"
+    ]

@@ -12,8 +12,8 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from bot.service.jobs import POLL_TICK, WatchJobs, build_watch_scheduler
 from bot.simulator import Simulator
-from bot.watch_jobs import POLL_TICK, WatchJobs, build_watch_scheduler
 from config.settings import JobSettings
 from storage import archive
 from storage.db import open_database

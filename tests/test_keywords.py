@@ -38,6 +38,38 @@ def test_every_inflected_form_matches(keyword: str, text: str, words: list[str])
 
 
 @pytest.mark.parametrize(
+    ("keyword", "text", "words"),
+    [
+        ("captive", "Two captives and a captive", ["captives", "captive"]),
+        ("army", "armies of the world", ["armies"]),
+        ("capture", "they captured, capturing, captures", ["captured", "capturing", "captures"]),
+        ("take", "troops took and had taken", ["took", "taken"]),
+        ("unit", "two units", ["units"]),
+        ("Russian", "Russians say", ["Russians"]),
+    ],
+)
+def test_english_inflections_match(keyword: str, text: str, words: list[str]) -> None:
+    assert matched([keyword], text) == {keyword: words}
+
+
+@pytest.mark.parametrize(
+    ("keyword", "text"),
+    [
+        # English words sharing a Snowball stem but not a lemma
+        ("captive", "A captivating story"),
+        ("arm", "the army advanced"),
+        ("general", "generally quiet"),
+        ("unit", "the United Nations"),
+        ("plenty", "plenary session"),
+    ],
+)
+def test_english_words_of_one_stem_but_not_one_lemma_do_not_match(
+    keyword: str, text: str
+) -> None:
+    assert matched([keyword], text) == {}
+
+
+@pytest.mark.parametrize(
     ("keyword", "text"),
     [
         ("плен", "наступление, выступление, отопление, пленэр"),
@@ -247,12 +279,11 @@ def test_rule_text_syntax() -> None:
     ("text", "message"),
     [
         ("", "empty rule"),
-        ("взять в плен", "put a phrase in quotes"),
         ('"взять в плен', "unclosed quote"),
         ("плен -not", "-not needs a word"),
         ("плен in", "in needs a word"),
         ("-not плен", "no keyword"),
-        ("плен -foo", "put a phrase in quotes"),
+        ("плен -foo", "unknown option '-foo'"),
         ("-foo", "unknown option"),
         ("re:/(unclosed/", "bad regex"),
         ("re:/abc", "re:/pattern/"),
@@ -266,11 +297,11 @@ def test_parse_rule_errors(text: str, message: str) -> None:
 
 
 def test_rules_file_errors_name_every_bad_line() -> None:
-    text = "# POW rules\nпленный\n\nвзять в плен\nплен -not\nпленный\n"
+    text = "# POW rules\nпленный\n\nre:/x/ в плен\nплен -not\nпленный\n"
     with pytest.raises(RuleFileError) as info:
         parse_rules(text)
     assert str(info.value).splitlines() == [
-        "line 4: unexpected 'в': one keyword per rule; put a phrase in quotes",
+        "line 4: unexpected 'в': one keyword per rule (a regex goes alone)",
         "line 5: -not needs a word after it",
         "line 6: rule 'пленный' already defined on line 2",
     ]
@@ -286,6 +317,31 @@ def test_load_rules_file(tmp_path: Path) -> None:
         load_rules(bad)
     with pytest.raises(RuleFileError, match="cannot read"):
         load_rules(tmp_path / "missing.txt")
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase", "channels"),
+    [
+        ("Новая Таволжанка", "Новая Таволжанка", set()),
+        ("взять в плен in @rybar -not учения", "взять в плен", {"rybar"}),
+        ('"взять в" плен', "взять в плен", set()),
+        # only `in @channel`, `in t.me/...` or `in <id>` is a filter; else `in` is a word
+        ("soldiers captured in Bakhmut", "soldiers captured in Bakhmut", set()),
+        ("captured in t.me/rybar", "captured", {"rybar"}),
+    ],
+)
+def test_several_words_without_quotes_are_a_phrase(
+    text: str, phrase: str, channels: set[str]
+) -> None:
+    rule = parse_rule(text)
+    assert (rule.phrase, set(rule.channels)) == (phrase, channels)
+    assert parse_rules(text + "\n")[0].phrase == phrase  # a rules file line too
+
+
+def test_a_phrase_rule_without_quotes_matches_as_a_quoted_one() -> None:
+    text = "Бой у села Новая Таволжанка. В Таволжанке тихо, новая школа цела"
+    assert matched(["Новая Таволжанка"], text) == {"Новая Таволжанка": ["Новая", "Таволжанка"]}
+    assert matched(["взять в плен"], "взяли их в плен") == {"взять в плен": ["взяли", "в", "плен"]}
 
 
 def test_rule_needs_exactly_one_term() -> None:

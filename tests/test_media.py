@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.media import file_name_for
 from bot.simulator import Simulator
 from bot.simulator.handlers import file_content
+from bot.watch.media import file_name_for
 from config.settings import JobSettings
 from storage.models import iso
 from tests.jobs_helpers import FakeClock, run, running_jobs

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
+from bot.cli import parser as cli
+from bot.query import search
 from storage import archive, move, outbox, subscribers
 from storage.db import open_database
-from storage.search import search
 from tests.pg_server import PgServer
 from tests.test_export import build
 

@@ -184,7 +184,7 @@ async def test_quiet_hours_deliver_without_sound(sim, monitor, bot, admin, ann, 
 async def test_digest_collects_alerts_for_the_chats_morning(
     sim, monitor, bot, admin, ann, rdk, settings
 ):
-    from bot.jobs import send_digests
+    from bot.alerts.digest import send_digests
 
     async with service(sim, monitor, bot, settings) as app:
         await make_analyst(app, ann)
@@ -318,7 +318,7 @@ async def test_flood_wait_pauses_the_chat_then_delivers_once(
 
 
 async def test_a_server_error_is_retried_later(sim, monitor, bot, admin, ann, rdk, settings):
-    from bot.notifier import NotifierOptions
+    from bot.alerts.notifier import NotifierOptions
 
     options = NotifierOptions(retry_base=0.2)
     # Telethon would otherwise retry a 500 by itself
@@ -346,7 +346,7 @@ class Clock:
 
 
 def test_limiter_spaces_each_chat_and_groups_more() -> None:
-    from bot.ratelimit import Limits, RateLimiter
+    from bot.alerts.ratelimit import Limits, RateLimiter
 
     clock = Clock()
     limiter = RateLimiter(Limits(chat_interval=1.0, group_interval=3.0), clock)
@@ -359,7 +359,7 @@ def test_limiter_spaces_each_chat_and_groups_more() -> None:
 
 
 def test_limiter_lets_a_burst_through_then_holds_the_overall_rate() -> None:
-    from bot.ratelimit import Limits, RateLimiter
+    from bot.alerts.ratelimit import Limits, RateLimiter
 
     clock = Clock()
     limiter = RateLimiter(Limits(overall_per_second=10, overall_burst=5, chat_interval=0), clock)
@@ -372,7 +372,7 @@ def test_limiter_lets_a_burst_through_then_holds_the_overall_rate() -> None:
 
 
 def test_limiter_pauses_for_flood_wait_and_holds_until_released() -> None:
-    from bot.ratelimit import Limits, RateLimiter
+    from bot.alerts.ratelimit import Limits, RateLimiter
 
     clock = Clock()
     limiter = RateLimiter(Limits(chat_interval=0), clock)
@@ -388,8 +388,8 @@ def test_limiter_pauses_for_flood_wait_and_holds_until_released() -> None:
 
 
 async def test_the_scheduler_runs_the_digest_check_every_minute(tmp_path: Path) -> None:
-    from bot.jobs import DIGEST_CHECK_SECONDS, build_scheduler
-    from bot.notifier import Notifier
+    from bot.alerts.digest import DIGEST_CHECK_SECONDS, build_scheduler
+    from bot.alerts.notifier import Notifier
     from storage.db import open_database
 
     db = await open_database(tmp_path / "archive.db")

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from loguru import logger
 
-from bot.alerts import Policy
-from bot.notifier import Notifier, NotifierOptions
+from bot.alerts.notifier import Notifier, NotifierOptions
+from bot.alerts.policy import Policy
+from bot.alerts.ratelimit import Limits, RateLimiter
 from bot.pipeline import Pipeline
-from bot.ratelimit import Limits, RateLimiter
 from storage import archive, subscribers
 from storage.db import open_database
 from storage.models import Channel, Post

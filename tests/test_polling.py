@@ -3,21 +3,22 @@ controlled clock), then the poller against the simulator with the real Telethon 
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.app import App
-from bot.polling import (
+from bot.service.app import App
+from bot.simulator import Simulator
+from bot.watch.polling import (
     PollSchedule,
     RequestBudget,
     extra_requests,
     poll_interval,
     posting_rate,
 )
-from bot.simulator import Simulator
 from config.settings import ChannelSpec, JobSettings, Settings
 from storage import archive
 from storage.models import utcnow
@@ -230,8 +231,8 @@ async def test_flood_wait_pauses_polling_and_lowers_the_budget(sim, user, tmp_pa
         for ch in channels:
             sim.post(ch, "новое")
         clock.advance(30 * MIN)
-        # (Telethon itself remembers waits over 3 s per request type and refuses such
-        # requests until real time has passed, so the test uses 3 s)
+        # (the client holds back every request of that kind until the real wait has
+        # passed, whatever the jobs' clock says)
         sim.fail(request="GetHistoryRequest", error="FLOOD_WAIT_3", times=1)
         before = sim.requests_seen("GetHistoryRequest")
         assert await run(app.jobs.poll()) == 0
@@ -241,6 +242,10 @@ async def test_flood_wait_pauses_polling_and_lowers_the_budget(sim, user, tmp_pa
         clock.advance(timedelta(seconds=2))
         assert await run(app.jobs.poll()) == 0
         assert sim.requests_seen("GetHistoryRequest") == before + 1  # paused: no request
+        assert app.client is not None
+        async with asyncio.timeout(10):  # Telegram's own 3 s, in real time
+            await app.client.flood_gate.wait("messages.GetHistoryRequest")
+        assert sim.requests_seen("GetHistoryRequest") == before + 1
         clock.advance(timedelta(seconds=1))
         assert await run(app.jobs.poll()) == 2
         assert [await count(app, ch.id) for ch in channels] == [1, 1]

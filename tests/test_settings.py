@@ -145,3 +145,20 @@ def test_env_example_documents_every_setting_and_loads() -> None:
     documented = set(re.findall(r"^(CHANWATCH_[A-Z_]+)=", example, re.M))
     assert used and used <= documented, used - documented
     assert load_settings({}, env_file=root / ".env.example").log_level == "INFO"
+
+
+@pytest.mark.parametrize("text", ["0", "65", "four", "-2"])
+def test_catch_up_concurrency_must_be_a_sane_number(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"CHANWATCH_CATCHUP_CONCURRENCY": text}, env_file=None)
+    assert caught.value.problems == [
+        "CHANWATCH_CATCHUP_CONCURRENCY must be a whole number from 1 to 64"
+    ]
+
+
+def test_catch_up_concurrency_default_and_value() -> None:
+    assert load_settings({}, env_file=None).catchup_concurrency == 4
+    assert (
+        load_settings({"CHANWATCH_CATCHUP_CONCURRENCY": "16"}, env_file=None).catchup_concurrency
+        == 16
+    )

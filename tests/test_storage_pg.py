@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
-from bot.doctor import check_postgres
-from storage import archive, pg, search
+from bot.cli import parser as cli
+from bot.cli.doctor import check_postgres
+from bot.query import search
+from storage import archive, pg
 from storage.db import SCHEMA_VERSION, StorageError, migrations, open_database, unavailable
 from storage.models import Channel, Post
 from storage.sqlpg import translate
@@ -200,10 +201,19 @@ async def test_server_going_away_fails_writes_as_unavailable_then_reconnects(
         await archive.archive_post(db, later, "второй пленный")
     assert unavailable(caught.value), caught.value
     with pytest.raises(Exception) as again:  # still down: fails fast, still "unavailable"
-        await search.search(db, "пленный")
+        await search(db, "пленный")
     assert unavailable(again.value)
     await asyncio.to_thread(own_server.restart)
     await archive.archive_post(db, later, "второй пленный")
-    hits = await search.search(db, "пленный")
+    hits = await search(db, "пленный")
     assert [h.msg_id for h in hits] == [2, 1]
     await db.close()
+
+
+def test_null_safe_comparisons_are_translated() -> None:
+    assert translate("UPDATE t SET a = ? WHERE id = ? AND a IS NOT ?") == (
+        "UPDATE t SET a = $1 WHERE id = $2 AND a IS DISTINCT FROM $3"
+    )
+    assert translate("SELECT 1 WHERE a IS ? AND b IS NOT NULL AND c IS NULL") == (
+        "SELECT 1 WHERE a IS NOT DISTINCT FROM $1 AND b IS NOT NULL AND c IS NULL"
+    )

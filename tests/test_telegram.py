@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from telethon.tl import types
 
-from bot.telegram import to_post
+from bot.watch.telegram import to_post
 
 DATE = datetime(2023, 6, 1, 9, 30, tzinfo=UTC)
 PEER = types.PeerChannel(1001)

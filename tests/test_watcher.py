@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import App
+from bot.service.app import App
 from bot.simulator import Simulator
 from config.settings import Backfill, ChannelSpec
 from storage import archive

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from bot.doctor import check_postgres
+from bot.cli.doctor import check_postgres
 from bot.simulator import Simulator
 from storage import leases
 from tests.bot_helpers import add_rule, bot_settings, crash, make_analyst, received, service

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bot.app import App
+from bot.service.app import App
 from bot.simulator import Simulator
 from config.settings import Backfill, ChannelSpec, Settings
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from loguru import logger
 
-from bot import format as fmt
+from bot.alerts import format as fmt
 from bot.commands.base import Context, UsageError, command, ordered
 from storage import outbox, subscribers
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from bot import format as fmt
+from bot import query as searching
+from bot.alerts import format as fmt
 from bot.commands.base import Context, Reply, UsageError, command, pager
 from config.settings import parse_channel
-from storage import search
+from storage import archive, overview, search
 from storage.search import MARK_END, MARK_START, Filters, QueryError
 
-SEARCH_USAGE = 'Usage: /search <words or "phrase"> [in @channel] [since 2023-06-01]'
+SEARCH_USAGE = (
+    'Usage: /search <words or "phrase"> [in @channel] [since 2023-06-01|yesterday|3d] [until …]'
+)
 RECENT_USAGE = "Usage: /recent @channel [N]"
 PAGE = 5
 MAX_RESULTS = 100
@@ -27,18 +32,56 @@ class _Search:
     label: str
 
 
-def _split_options(args: str) -> tuple[str, list[str], str | None]:
-    """Pull `in @channel` and `since DATE` off the end of a search."""
+_CHANNEL_REF = re.compile(r"^(?:@\w+|(?:https?://)?t\.me/\S+|-?\d{5,})$", re.IGNORECASE)
+_AGO = re.compile(r"^(\d+)\s*([dh])$", re.IGNORECASE)
+
+
+def _split_options(args: str) -> tuple[str, list[str], str | None, str | None]:
+    """Pull `in @channel`, `since WHEN` and `until WHEN` off the end of a search.
+    Only `in @name`, `in t.me/…` or `in <id>` is a channel: `captured in Bakhmut`
+    searches for Bakhmut."""
     words = args.split()
     channels: list[str] = []
     since: str | None = None
-    while len(words) >= 3 and words[-2].lower() in ("in", "since"):
-        if words[-2].lower() == "in":
-            channels.insert(0, words[-1])
+    until: str | None = None
+    while len(words) >= 3:
+        option, value = words[-2].lower(), words[-1]
+        if option == "in" and _CHANNEL_REF.match(value):
+            channels.insert(0, value)
+        elif option == "since" and since is None:
+            since = value
+        elif option == "until" and until is None:
+            until = value
         else:
-            since = words[-1]
+            break
         words = words[:-2]
-    return " ".join(words), channels, since
+    return " ".join(words), channels, since, until
+
+
+def _when(value: str, *, end: bool, option: str, tz: str, now: datetime) -> datetime:
+    """A date (in the analyst's time zone), `today`, `yesterday`, or `3d` / `12h` ago."""
+    text = value.strip().lower()
+    zone = ZoneInfo(tz)
+    today = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    ago = _AGO.match(text)
+    if text in ("today", "yesterday"):
+        day = today - timedelta(days=1 if text == "yesterday" else 0)
+        moment = day + timedelta(days=1, microseconds=-1) if end else day
+    elif ago:
+        unit = timedelta(days=1) if ago.group(2) == "d" else timedelta(hours=1)
+        moment = now - int(ago.group(1)) * unit
+    else:
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise UsageError(
+                f"{option}: not a date: {value!r} (use 2023-06-01, today, yesterday, 3d or 12h)"
+            ) from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=zone)
+        day_only = len(value.strip()) == 10
+        moment = parsed + timedelta(days=1, microseconds=-1) if end and day_only else parsed
+    return moment.astimezone(UTC)
 
 
 async def _channel_id(ctx: Context, ref: str) -> int:
@@ -46,13 +89,10 @@ async def _channel_id(ctx: Context, ref: str) -> int:
         spec = parse_channel(ref)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if isinstance(spec.ref, int):
-        row = await ctx.db.fetchone("SELECT id FROM channels WHERE id = ?", (spec.ref,))
-    else:
-        row = await ctx.db.fetchone("SELECT id FROM channels WHERE username = ?", (spec.ref,))
-    if row is None:
+    channel = await archive.find_channel(ctx.db, spec.ref)
+    if channel is None:
         raise UsageError(f"{spec.label} is not in the archive; /channels lists watched channels")
-    return int(row["id"])
+    return channel.id
 
 
 def _store(ctx: Context, found: _Search) -> str:
@@ -70,9 +110,17 @@ def _marked(snippet: str) -> str:
     return out.replace(MARK_START, "<b>").replace(MARK_END, "</b>")
 
 
+def _claim(hit: search.Hit) -> str:
+    """The claim detector's verdict when it found one: " · claim 0.94"."""
+    if hit.claim_label in (None, "none"):
+        return ""
+    score = f" {hit.claim_score:.2f}" if hit.claim_score is not None else ""
+    return f" · <i>{fmt.esc(hit.claim_label or '')}{score}</i>"
+
+
 async def _page(ctx: Context, found: _Search, token: str, page: int) -> Reply:
     try:
-        hits = await search.search(
+        hits = await searching.search(
             ctx.db, found.query, found.filters, limit=min(MAX_RESULTS, (page + 1) * PAGE + 1)
         )
     except QueryError as exc:
@@ -86,7 +134,8 @@ async def _page(ctx: Context, found: _Search, token: str, page: int) -> Reply:
         name = fmt.esc(hit.title or hit.username or str(hit.channel_id))
         deleted = " <i>(deleted)</i>" if hit.deleted_at else ""
         lines.append(
-            f'• <b>{name}</b> <a href="{hit.link}">{when}</a>{deleted}\n{_marked(hit.snippet)}'
+            f'• <b>{name}</b> <a href="{hit.link}">{when}</a>{deleted}{_claim(hit)}\n'
+            f"{_marked(hit.snippet)}"
         )
     buttons: list[tuple[str, bytes]] = []
     if page > 0:
@@ -98,16 +147,21 @@ async def _page(ctx: Context, found: _Search, token: str, page: int) -> Reply:
 
 @command("search", "full-text search of the archive, any word form, newest first", SEARCH_USAGE)
 async def search_(ctx: Context) -> None:
-    query, channels, since = _split_options(ctx.args.strip())
+    query, channels, since, until = _split_options(ctx.args.strip())
     if not query:
         raise UsageError(SEARCH_USAGE)
+    when = {"tz": ctx.tz, "now": ctx.now}
+    since_at = _when(since, end=False, option="since", **when) if since else None
+    until_at = _when(until, end=True, option="until", **when) if until else None
+    if since_at and until_at and since_at > until_at:
+        raise UsageError("since is after until: nothing can match")
     try:
-        since_at = search.parse_when(since, end=False, option="since") if since else None
-        search.compile_query(query)
+        searching.compile_query(query)
     except QueryError as exc:
         raise UsageError(f"{exc}. {SEARCH_USAGE}") from None
     ids = tuple([await _channel_id(ctx, ref) for ref in channels])
-    found = _Search(query, Filters(channels=ids, since=since_at), ctx.args.strip())
+    filters = Filters(channels=ids, since=since_at, until=until_at)
+    found = _Search(query, filters, ctx.args.strip())
     token = _store(ctx, found)
     reply = await _page(ctx, found, token, 0)
     ctx.reply(reply.html, reply.buttons)
@@ -132,20 +186,15 @@ async def recent(ctx: Context) -> None:
     if not 1 <= count <= 20:
         raise UsageError("N is between 1 and 20")
     channel_id = await _channel_id(ctx, parts[0])
-    rows = await ctx.db.fetchall(
-        """SELECT p.msg_id, p.date, p.text, p.deleted_at, c.username, c.title, c.id AS cid
-           FROM posts p JOIN channels c ON c.id = p.channel_id
-           WHERE p.channel_id = ? ORDER BY p.msg_id DESC LIMIT ?""",
-        (channel_id, count),
-    )
-    if not rows:
+    posts = await overview.recent_posts(ctx.db, channel_id, count)
+    if not posts:
         ctx.reply("No posts archived from this channel yet.")
         return
-    title = rows[0]["title"] or rows[0]["username"] or str(channel_id)
-    lines = [f"<b>{fmt.esc(title)}</b>: latest {len(rows)}"]
-    for row in rows:
-        link = search.post_link(row["username"], row["cid"], row["msg_id"])
-        when = fmt.local_time(datetime.fromisoformat(row["date"]), ctx.tz)
-        deleted = " <i>(deleted)</i>" if row["deleted_at"] else ""
-        lines.append(f'<a href="{link}">{when}</a>{deleted}\n{fmt.snippet(row["text"], (), 200)}')
+    title = posts[0].title or posts[0].username or str(channel_id)
+    lines = [f"<b>{fmt.esc(title)}</b>: latest {len(posts)}"]
+    for post in posts:
+        link = search.post_link(post.username, post.channel_id, post.msg_id)
+        when = fmt.local_time(post.date, ctx.tz)
+        deleted = " <i>(deleted)</i>" if post.deleted else ""
+        lines.append(f'<a href="{link}">{when}</a>{deleted}\n{fmt.snippet(post.text, (), 200)}')
     ctx.reply(fmt.fit("\n\n".join(lines)))

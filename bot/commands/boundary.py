@@ -8,6 +8,7 @@ traceback, never a stack trace in the chat.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Awaitable, Callable
 
 from loguru import logger
@@ -142,8 +143,10 @@ class Dispatcher:
         try:
             await cmd.handler(ctx)
         except UsageError as exc:
+            # Usage lines hold <placeholders> and errors echo what was typed: plain
+            # text, escaped for the HTML replies are sent as.
             ctx.replies.clear()
-            ctx.reply(str(exc) or cmd.usage)
+            ctx.reply(html.escape(str(exc) or cmd.usage, quote=False))
         except Exception:
             log.exception("command /{name} failed", name=name)
             ctx.replies.clear()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from loguru import logger
 
-from bot import format as fmt
+from bot.alerts import format as fmt
 from bot.commands.base import ChannelControl, Context, UsageError, command
 from config.settings import parse_channel
+from storage import overview
 from storage.models import Channel
 
 WATCH_USAGE = "Usage: /watch @channel | https://t.me/channel [poll]"
@@ -74,15 +73,13 @@ async def channels(ctx: Context) -> None:
     watched = control.watched()
     lines = [f"<b>{len(watched)} watched channels</b>"]
     for channel in watched:
-        row = await ctx.db.fetchone(
-            """SELECT count(p.id) AS n, max(p.date) AS last, c.last_error AS error
-               FROM channels c LEFT JOIN posts p ON p.channel_id = c.id WHERE c.id = ?""",
-            (channel.id,),
+        count = await overview.channel_count(ctx.db, channel.id)
+        last = count.last_post
+        when = fmt.local_time(last, ctx.tz) if last else "no posts yet"
+        problem = f" — ⚠️ {fmt.esc(count.error)}" if count.error else ""
+        lines.append(
+            f"{_label(channel)} · {channel.mode} · {count.posts} posts · last {when}{problem}"
         )
-        n, last, error = (row["n"], row["last"], row["error"]) if row else (0, None, None)
-        when = fmt.local_time(datetime.fromisoformat(last), ctx.tz) if last else "no posts yet"
-        problem = f" — ⚠️ {fmt.esc(error)}" if error else ""
-        lines.append(f"{_label(channel)} · {channel.mode} · {n} posts · last {when}{problem}")
     for label, reason in control.unavailable_channels().items():
         lines.append(f"⚠️ {fmt.esc(label)}: {fmt.esc(reason)}")
     ctx.reply("\n".join(lines))

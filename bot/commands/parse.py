@@ -7,7 +7,7 @@ import shlex
 from datetime import timedelta
 from zoneinfo import ZoneInfo, available_timezones
 
-from bot.alerts import parse_hhmm
+from bot.alerts.policy import parse_hhmm
 from bot.commands.base import UsageError
 
 _DURATION = re.compile(r"(\d+)\s*(d|h|m|min|mins|minutes?|hours?|days?)", re.IGNORECASE)

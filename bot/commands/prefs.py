@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bot import format as fmt
+from bot.alerts import format as fmt
 from bot.commands import parse
 from bot.commands.base import Context, UsageError, command, need_sub
 from storage import subscribers
@@ -88,6 +88,6 @@ async def digest(ctx: Context) -> None:
 
 
 def _clock(now: datetime, name: str) -> str:
-    from bot.alerts import zone
+    from bot.alerts.policy import zone
 
     return now.astimezone(zone(name)).strftime("%H:%M")

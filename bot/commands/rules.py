@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bot import format as fmt
+from bot.alerts import format as fmt
 from bot.commands.base import Context, UsageError, command, need_sub
 from bot.detection.keywords import normalize_channel, parse_rule
-from storage import subscribers
+from storage import archive, subscribers
 
 RULE_USAGE = (
     'Usage: /rule add <keyword or "phrase"> [in @channel] [-not word] | /rule list | /rule del N'
@@ -40,13 +40,9 @@ async def _add(ctx: Context, text: str) -> None:
         raise UsageError(f"{exc}. {RULE_USAGE}") from None
     channel_id = None
     for name in sorted(parsed.channels):
-        row = await ctx.db.fetchone(
-            "SELECT id FROM channels WHERE (username = ? OR CAST(id AS TEXT) = ?) AND active = 1",
-            (name, name),
-        )
-        if row is None:
+        channel_id = await archive.active_channel_id(ctx.db, name)
+        if channel_id is None:
             raise UsageError(f"@{normalize_channel(name)} is not a watched channel; /channels")
-        channel_id = row["id"]
     existing = await subscribers.rules_of(ctx.db, sub.chat_id)
     if len(existing) >= MAX_RULES:
         raise UsageError(f"at most {MAX_RULES} rules; delete some with /rule del N")

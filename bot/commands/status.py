@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from bot import format as fmt
+from bot.alerts import format as fmt
 from bot.commands.base import Context, UsageError, command
-from storage import outbox
-from storage.models import iso
+from storage import outbox, overview
 
 
 def _ago(delta: timedelta) -> str:
@@ -26,19 +25,13 @@ async def status(ctx: Context) -> None:
     if ctx.args.strip():
         raise UsageError("Usage: /status (no arguments)")
     now = ctx.now
-    rows = await ctx.db.fetchall(
-        """SELECT c.id, c.username, c.title, c.mode, max(p.date) AS last_post,
-                  max(p.captured_at) AS last_seen
-           FROM channels c LEFT JOIN posts p ON p.channel_id = c.id
-           WHERE c.active = 1 GROUP BY c.id ORDER BY c.title"""
-    )
+    rows = await overview.channel_activity(ctx.db)
     lines = [f"<b>chanwatch status</b> · {fmt.local_time(now, ctx.tz)}"]
     lines.append(f"{len(rows)} channels watched")
     for row in rows:
-        name = fmt.esc(row["title"] or row["username"] or str(row["id"]))
-        if row["last_post"]:
-            last = datetime.fromisoformat(row["last_post"])
-            seen = datetime.fromisoformat(row["last_seen"])
+        name = fmt.esc(row.title or row.username or str(row.id))
+        if row.last_post and row.last_seen:
+            last, seen = row.last_post, row.last_seen
             lag = max(timedelta(0), seen - last)
             lines.append(
                 f"• {name}: last post {_ago(now - last)} ago, archived with {_ago(lag)} lag"
@@ -50,11 +43,8 @@ async def status(ctx: Context) -> None:
             lines.append(f"⚠️ {fmt.esc(label)}: {fmt.esc(reason)}")
     queue = await outbox.pending_count(ctx.db)
     hour = now - timedelta(hours=1)
-    sent = await ctx.db.fetchone(
-        "SELECT count(*) FROM alerts WHERE status = 'sent' AND delivered_at >= ?",
-        (iso(hour),),
-    )
-    lines.append(f"Alert queue: {queue} waiting; {sent[0] if sent else 0} sent in the last hour")
+    sent = await overview.alerts_sent_since(ctx.db, hour)
+    lines.append(f"Alert queue: {queue} waiting; {sent} sent in the last hour")
     floods = ctx.services.status.flood_waits_since(hour) if ctx.services.status else 0
     lines.append(f"FloodWaits in the last hour: {floods}")
     ctx.reply("\n".join(lines))

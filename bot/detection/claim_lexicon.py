@@ -114,11 +114,16 @@ MILITARY_PERSONS = _words(
     " лейтенант сержант капитан майор полковник рядовой ефрейтор прапорщик росгвардеец"
     " нацгвардеец вагнеровец кадыровец ахматовец всушник азовец мотострелок спецназовец"
     " пехотинец гранатометчик дрг"
+    # combat roles: who directs, spots and operates weapons is a soldier too
+    " корректировщик наводчик оператор стрелок огнеметчик медик санитар наблюдатель радист"
+    " дронщик"
     " військовий військовослужбовець боєць вояк строковик мобілізований призовник офіцер"
     " прикордонник морпіх розвідник найманець бойовик окупант танкіст артилерист"
     " кулеметник мінометник сапер льотчик лейтенант рядовий росгвардієць нацгвардієць"
     " вагнерівець кадирівець ахматівець штурмовик спецпризначенець піхотинець орк рашист"
     " захисник оборонець вояка"
+    " коригувальник навідник оператор стрілець вогнеметник медик санітар спостерігач радист"
+    " дронар диверсант снайпер"
 )
 # Nationals of the warring sides and foreign fighters: in a war report they are soldiers.
 NATIONALS = _words(
@@ -167,19 +172,37 @@ PERSONS_EN = _words(
     "soldier servicemen serviceman troop fighter marin paratroop conscript offic command pilot"
     " sniper guard mercenari milit infantryman gunner tankman crew pow soldiers trooper"
     " stormtroop defend scout recruit sergeant lieuten captain colonel squad platoon detach"
+    " saboteur infiltr spotter medic"
 )
-PERSON_NORMS_EN = _words("russians ukrainians koreans men servicemen")
+# Exact forms: Snowball would join "operators" with "operations".
+PERSON_NORMS_EN = _words(
+    "russians ukrainians koreans men servicemen operator operators member members"
+)
 # Words that may stand between an English verb and its object noun.
 EN_SKIP = _words(
     "a an the two three four five six seven eight nine ten eleven twelve dozen dozens"
     " several some more russian ukrainian north korean chechen wounded enemy young other"
     " at least about around over nearly of its their his her our alive contract border"
     " another one group few many further additional team teams groups entire whole sabotage"
-    " recon reconnaissance assault special forces airborne"
+    " recon reconnaissance assault special forces airborne drone drones artillery mortar"
+    " missile"
 )
 BE_EN = _words("was were been being is are be get got gets getting had has have")
 
 # --- context that turns a cue into something else ---------------------------------------
+
+# What records rather than takes: "the camera captured soldiers fleeing" (Snowball stems).
+RECORDINGS_EN = _words("video camera footag bodycam photo imag lens film record stream")
+# Weapons, vehicles and gear: "не солдаты, а их техника" says what was taken was not people.
+EQUIPMENT = _words(
+    "техника танк бмп бтр машина грузовик автомобиль пушка орудие гаубица миномет оружие"
+    " боеприпас снаряжение дрон беспилотник бпла рация трофей"
+    " техніка танк бмп бтр машина вантажівка автомобіль гармата гаубиця міномет зброя"
+    " боєприпас спорядження дрон безпілотник рація трофей"
+    " equip vehicl tank truck gun howitz mortar weapon ammunit drone radio trophi"
+)
+# "не X, а Y", "not X but Y", "Y, а не X": what follows corrects what was said.
+CONTRAST_WORDS = _words("а але но but rather onli лише лишь только тільки")
 
 NEGATIONS = _words("не ни нет никто нема немає ні ніхто жоден жодний not no none never nobody")
 # Words that state a report is false.

@@ -14,7 +14,7 @@ morphology module's cached analyzers.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from typing import Any
 
@@ -741,12 +741,36 @@ def _negation(s: _Sentence, cue: _Cue) -> int | None:
     return None
 
 
+def _equipment_not_people(s: _Sentence) -> tuple[int, int] | None:
+    """A sentence saying what was taken was gear, not people: "не солдаты, а их
+    техника", "not soldiers but their equipment", "техника, а не экипаж"."""
+    toks = s.toks
+    n = len(toks)
+    for k, tok in enumerate(toks):
+        if tok.norm not in lx.NEGATIONS:
+            continue
+        person = next((j for j in range(k + 1, min(n, k + 4)) if s.is_person(j)), None)
+        if person is not None:
+            # не <people>, а <gear>
+            turn = s.find(lx.CONTRAST_WORDS, person + 1, person + 4)
+            if turn is not None and s.find(lx.EQUIPMENT, turn + 1, turn + 5) is not None:
+                return k, person
+        if person is not None and k and _has(toks[k - 1], lx.CONTRAST_WORDS):
+            # <gear>, а не <people>
+            if s.find(lx.EQUIPMENT, k - 6, k - 1) is not None:
+                return k - 1, person
+    return None
+
+
 def _blocker(s: _Sentence, cue: _Cue) -> tuple[str, tuple[int, int]] | None:
     toks = s.toks
     n = len(toks)
     a = cue.anchor
     if s.question:
         return "question", (cue.first, cue.last)
+    contrast = _equipment_not_people(s)
+    if contrast is not None:
+        return "equipment_not_people", contrast
     k = s.find(lx.HISTORY_WORDS, 0, n)
     if k is not None:
         return "history", (k, k)
@@ -796,6 +820,11 @@ def _blocker(s: _Sentence, cue: _Cue) -> tuple[str, tuple[int, int]] | None:
                     or not any(toks[j].norm == "and" for j in range(cue.last + 1, k))
                 ):
                     return "hypothetical", (k, k)
+        if cue.rule == "capture_person":
+            # "the video captured infiltrators crossing": a recording, not a capture
+            k = s.find(lx.RECORDINGS_EN, cue.first - 3, cue.first)
+            if k is not None:
+                return "footage", (k, cue.first)
     else:
         verb = toks[a]
         gram = _grammemes(
@@ -927,18 +956,38 @@ def _number_at(s: _Sentence, k: int) -> tuple[int | None, int]:
 # --- entry point -----------------------------------------------------------------------------
 
 
+def _is_latin(norm: str) -> bool:
+    # Tokens are words or numbers, so a norm starting between "a" and Latin
+    # Extended-B is a Latin word.
+    return "a" <= norm < "\u0250"
+
+
+def _stemmed(tok: Token) -> Token:
+    """A Latin word keyed by its Snowball stem, which the English lexicon is written
+    in (the analysis itself carries English lemmas)."""
+    return replace(tok, lemmas=(morphology.stem_en(tok.norm),))
+
+
 def detect_claim(analysis: Analysis) -> ClaimResult:
     """Whether the analysed text claims that soldiers were captured, with the evidence."""
     tokens = analysis.tokens
     hit: set[int] = set()
     triggers = lx.TRIGGERS
+    latin = False
     for tok in tokens:
+        if "a" <= tok.norm < "\u0250":  # _is_latin, inlined: this loop sees every token
+            latin = True
+            if morphology.stem_en(tok.norm) in triggers:
+                hit.add(tok.sentence)
+            continue
         for lemma in tok.lemmas:
             if lemma in triggers:
                 hit.add(tok.sentence)
                 break
     if not hit:
         return NONE
+    if latin:
+        tokens = tuple(_stemmed(t) if _is_latin(t.norm) else t for t in tokens)
 
     text = analysis.text
     by_sentence: dict[int, list[Token]] = {i: [] for i in hit}

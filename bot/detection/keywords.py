@@ -34,6 +34,7 @@ __all__ = [
     "normalize_channel",
     "parse_rule",
     "parse_rules",
+    "search_forms",
 ]
 
 # Words of a phrase match in order with at most this many other words between
@@ -217,6 +218,19 @@ def _is_name(token: Token) -> bool:
     if text[:1].isupper() and not (len(text) > 1 and text.isupper()):
         return not ru.word_is_known(norm) or any("Geox" in p.tag.grammemes for p in parses)
     return "Geox" in parses[0].tag.grammemes
+
+
+def search_forms(token: Token) -> frozenset[str]:
+    """Every lemma of a post's word that a rule of this word matches: the rule's
+    keys, and each place-name stem with each derived ending (what
+    `derived_stems` would take apart), so a lookup by lemma finds exactly what
+    the rule matches."""
+    keys = _word_keys(token, _is_name(token))
+    forms = set(keys.exact)
+    for stem in keys.stems:
+        for ending in _DERIVED_ENDINGS:
+            forms.update((stem + ending, stem + "ь" + ending, stem + "'" + ending))
+    return frozenset(forms)
 
 
 def _phrase_keys(phrase: str) -> tuple[_WordKeys, ...]:
@@ -495,7 +509,7 @@ def parse_rule(text: str, rule_id: str | None = None) -> Rule:
     if not text:
         raise ValueError("empty rule")
     items = _items(text)
-    phrase = ""
+    words: list[str] = []
     regex = ""
     exclude: list[str] = []
     channels: list[str] = []
@@ -504,7 +518,7 @@ def parse_rule(text: str, rule_id: str | None = None) -> Rule:
         kind, value = items[i]
         if kind == "word" and value in _NOT_WORDS:
             value = "-not"  # phones turn "-" into a dash
-        if kind == "word" and value in ("-not", "in"):
+        if kind == "word" and value == "-not" or _is_scope(items, i):
             if i + 1 >= len(items) or items[i + 1][0] == "regex":
                 raise ValueError(f"{value} needs a word after it")
             target = items[i + 1][1]
@@ -517,15 +531,17 @@ def parse_rule(text: str, rule_id: str | None = None) -> Rule:
                 channels.extend(names)
             i += 2
             continue
-        if phrase or regex:
-            raise ValueError(f"unexpected {value!r}: one keyword per rule; put a phrase in quotes")
+        if regex or (kind == "regex" and words):
+            raise ValueError(f"unexpected {value!r}: one keyword per rule (a regex goes alone)")
         if kind == "regex":
             regex = value
+        elif kind == "word" and value.startswith("-") and len(value) > 1:
+            raise ValueError(f"unknown option {value!r} (use -not word)")
         else:
-            if value.startswith("-"):
-                raise ValueError(f"unknown option {value!r} (use -not word)")
-            phrase = _check_phrase(value)
+            # Several words, quoted or not, are one phrase: `Новая Таволжанка`.
+            words.append(value)
         i += 1
+    phrase = _check_phrase(" ".join(words)) if words else ""
     if not phrase and not regex:
         raise ValueError('no keyword: write a word, a "phrase" or re:/regex/')
     return Rule(
@@ -535,6 +551,22 @@ def parse_rule(text: str, rule_id: str | None = None) -> Rule:
         exclude=tuple(exclude),
         channels=frozenset(normalize_channel(c) for c in channels),
     )
+
+
+def _is_scope(items: list[tuple[str, str]], i: int) -> bool:
+    """Whether items[i] is `in` starting a channel filter: `in @name`, `in t.me/name`,
+    `in 1234567890` or the last word (`in` needs a channel then). Otherwise `in`
+    is a word of the phrase: `captured in Bakhmut`."""
+    kind, value = items[i]
+    if kind != "word" or value.casefold() != "in":
+        return False
+    if i + 1 >= len(items):
+        return True
+    kind, target = items[i + 1]
+    if kind != "word":
+        return False
+    first = target.split(",")[0].strip()
+    return first.startswith(("@", "t.me/", "https://t.me/")) or first.lstrip("-").isdigit()
 
 
 def _check_phrase(value: str) -> str:

@@ -1,7 +1,10 @@
 """Lemmatizers and the language guess, loaded once and cached per word.
 
-pymorphy3 (ru, uk dictionaries) gives normal forms; PyStemmer gives English
-Snowball stems. Language per sentence is decided by letters unique to one
+pymorphy3 (ru, uk dictionaries) gives Russian and Ukrainian normal forms;
+simplemma (its English dictionary ships inside the package) gives English
+lemmas, so `captive` and `captivating` stay apart where a stemmer would join
+them. PyStemmer's Snowball stems remain for the claim detector's English
+lexicon only (`stem_en`). Language per sentence is decided by letters unique to one
 language when possible, because lingua costs ~100 µs per call.
 """
 
@@ -12,6 +15,8 @@ from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pymorphy3
     import Stemmer
     from lingua import LanguageDetector
@@ -38,6 +43,20 @@ def _stemmer() -> Stemmer.Stemmer:
 
 
 @cache
+def _english() -> Callable[[str], str]:
+    from simplemma import lemmatize
+
+    def lemma(word: str) -> str:
+        found = str(lemmatize(word, lang="en")).casefold()
+        if found == word:  # a proper noun is known capitalized only: russians -> russian
+            found = str(lemmatize(word.capitalize(), lang="en")).casefold()
+        return found
+
+    lemma("soldiers")  # loads the dictionary now
+    return lemma
+
+
+@cache
 def _detector() -> LanguageDetector:
     from lingua import Language, LanguageDetectorBuilder
 
@@ -55,6 +74,7 @@ def load() -> None:
     morph("ru")
     morph("uk")
     _stemmer()
+    _english()
     _detector()
 
 
@@ -72,7 +92,16 @@ def _pymorphy_lemmas(word: str, lang: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=200_000)
 def stem_en(word: str) -> str:
+    """The Snowball stem: the claim detector's English lexicon is written in stems."""
     return _stemmer().stemWord(word)
+
+
+@lru_cache(maxsize=200_000)
+def lemma_en(word: str) -> str:
+    """The English lemma (soldiers -> soldier, took -> take); a possessive 's is
+    dropped first (soldier's -> soldier)."""
+    base = word[:-2] if word.endswith("'s") and len(word) > 3 else word
+    return _english()(base)
 
 
 @lru_cache(maxsize=300_000)
@@ -80,10 +109,10 @@ def lemmas(word: str, key: str) -> tuple[str, ...]:
     """Normal forms of a normalized word.
 
     key: "ru", "uk", "ru+uk", "uk+ru" (both dictionaries, first one's forms
-    first) for Cyrillic words; "en" for Latin words (one Snowball stem).
+    first) for Cyrillic words; "en" for Latin words (one English lemma).
     """
     if key == "en":
-        return (stem_en(word),)
+        return (lemma_en(word),)
     if key == RU or key == UK:
         # A Russian word quoted in a Ukrainian sentence (or the reverse) is
         # unknown to that dictionary; its guessed lemmas would be noise.
@@ -104,7 +133,7 @@ _LATIN = re.compile("[a-z\u00c0-\u024f]")
 
 def word_lemmas(norm: str, key: str) -> tuple[str, ...]:
     """Lemmas of a normalized word by its script: Cyrillic through the key's
-    dictionaries, Latin through the English stemmer, anything else as is."""
+    dictionaries, Latin through the English lemmatizer, anything else as is."""
     if _CYRILLIC.search(norm):
         return lemmas(norm, key)
     if _LATIN.search(norm):
@@ -116,6 +145,7 @@ def clear_caches() -> None:
     lemmas.cache_clear()
     _pymorphy_lemmas.cache_clear()
     stem_en.cache_clear()
+    lemma_en.cache_clear()
     guess_cyrillic.cache_clear()
 
 

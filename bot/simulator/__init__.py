@@ -61,9 +61,13 @@ Scripting API::
     sim.flood_waits_issued          # how many FloodWaits the limits produced
 
     # faults and observation
-    sim.fail(request="GetHistoryRequest", error="FLOOD_WAIT_1", times=1, code=None)
+    sim.fail(request="GetHistoryRequest", error="FLOOD_WAIT_1", times=1, code=None,
+             channel=None)          # channel=ch: only requests about that channel fail
     await sim.drop_connections()   # close every socket; Telethon reconnects by itself
     sim.requests_seen("ResolveUsernameRequest") -> int   # or "contacts.ResolveUsername"
+    sim.request_log -> list[RequestRecord]   # every request: .name ("messages.GetHistory
+                                    # Request"), .sent_at (client clock, from its msg id),
+                                    # .received_at, .error ("FLOOD_WAIT_3" or None)
     sim.protocol_stats["container" | "gzip_packed" | "ping" | "MsgsAck"] -> int
     sim.channel_difference_too_long = None  # or N: getChannelDifference answers TooLong
                                             # when more than N messages are pending
@@ -79,7 +83,15 @@ Unknown requests answer ``400 SIM_UNHANDLED_<ClassName>`` and log at ERROR; the 
 suite fails any test during which the simulator logged an ERROR.
 """
 
-from .server import CallbackAnswer, Simulator
+from .server import CallbackAnswer, RequestRecord, Simulator
 from .world import RpcFail, SimChannel, SimMessage, SimUser
 
-__all__ = ["CallbackAnswer", "RpcFail", "SimChannel", "SimMessage", "SimUser", "Simulator"]
+__all__ = [
+    "CallbackAnswer",
+    "RequestRecord",
+    "RpcFail",
+    "SimChannel",
+    "SimMessage",
+    "SimUser",
+    "Simulator",
+]

@@ -14,17 +14,15 @@ import inspect
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from loguru import logger
 from telethon import password as tl_password
 from telethon.tl import TLObject, functions, types
 
+from .context import AuthKeyRecord, SimulatorView
 from .mtproto import DH_G, DH_PRIME
 from .world import RpcFail, SimChannel, SimMessage, SimUser, World, utcnow
-
-if TYPE_CHECKING:
-    from .server import AuthKeyRecord, Connection, Simulator
 
 HandlerResult = TLObject | list[Any] | bool | bytes
 Handler = Callable[["Context", Any], HandlerResult | Awaitable[HandlerResult]]
@@ -52,8 +50,8 @@ def handles(*request_types: type, auth: bool = True) -> Callable[[Handler], Hand
 class Context:
     """What a handler may use: the simulator, the world, the connection and its account."""
 
-    sim: Simulator
-    conn: Connection
+    sim: SimulatorView
+    conn: object  # the connection a request came on: the origin of the events it causes
     key: AuthKeyRecord
 
     @property

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import os
 import struct
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,13 +15,13 @@ from typing import Any
 
 from loguru import logger
 from telethon import TelegramClient
-from telethon.crypto import AuthKey
 from telethon.errors import TypeNotFoundError
 from telethon.sessions import StringSession
 from telethon.tl import TLObject, functions, types
 from telethon.tl.core import GzipPacked, MessageContainer
 
 from . import handlers as _handlers
+from .context import AuthKeyRecord, CallbackAnswer
 from .mtproto import (
     BOOL_FALSE,
     BOOL_TRUE,
@@ -79,23 +80,20 @@ def _default_code(error: str) -> int:
 
 
 @dataclass
-class AuthKeyRecord:
-    """What the server knows about one authorization key."""
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One request as the server saw it: ``sent_at`` is the client's clock when it made
+    the message (MTProto message ids carry it, to the nanosecond), ``received_at`` the
+    server's, both ``time.time()``; ``error`` the RPC error it was answered with."""
 
-    key: AuthKey
-    user_id: int | None = None
-    layer: int | None = None
-    login: dict[str, Any] | None = None  # pending phone login
-    srp: dict[str, Any] | None = None  # pending 2FA check
+    name: str  # qualified: "messages.GetHistoryRequest"
+    sent_at: float
+    received_at: float
+    error: str | None
 
 
-@dataclass
-class CallbackAnswer:
-    """A bot's answer to an inline-button press."""
-
-    message: str | None
-    alert: bool = False
-    url: str | None = None
+def _sent_at(msg_id: int) -> float:
+    return (msg_id >> 32) + ((msg_id & 0xFFFFFFFF) >> 2) / 1e9
 
 
 @dataclass
@@ -103,6 +101,16 @@ class _Failure:
     error: str
     code: int
     remaining: int
+    channel: SimChannel | None = None  # only requests about this channel
+
+
+def _about(request: Any, channel: SimChannel) -> bool:
+    """Whether a request names `channel` (by peer, input channel or username)."""
+    for attr in ("peer", "channel"):
+        if getattr(getattr(request, attr, None), "channel_id", None) == channel.id:
+            return True
+    username = getattr(request, "username", None)
+    return bool(username and channel.username and username.lower() == channel.username.lower())
 
 
 @dataclass(eq=False)
@@ -248,10 +256,16 @@ class Connection:
         if qualified != short:
             self.sim._seen[qualified] += 1
         name = type(request).__name__
+        kind = f"{type(request).__module__.rsplit('.', 1)[-1]}.{name}"
+        received = time.time()
         try:
-            failure = self.sim._take_failure(short, qualified)
+            failure = self.sim._take_failure(short, qualified, request)
             if failure is not None:
+                self.sim.request_log.append(
+                    RequestRecord(kind, _sent_at(msg_id), received, failure.message)
+                )
                 raise failure
+            self.sim.request_log.append(RequestRecord(kind, _sent_at(msg_id), received, None))
             route = _handlers.HANDLERS.get(type(request))
             if route is None:
                 raise _handlers.unhandled(name)
@@ -355,6 +369,7 @@ class Simulator:
         self._connections: set[Connection] = set()
         self._keys: dict[int, AuthKeyRecord] = {}
         self._seen: Counter[str] = Counter()
+        self.request_log: list[RequestRecord] = []  # every request, in arrival order
         # MTProto-level traffic seen: "container", "gzip_packed", "ping", "MsgsAck", ...
         self.protocol_stats: Counter[str] = Counter()
         self._failures: dict[str, list[_Failure]] = {}
@@ -754,28 +769,32 @@ class Simulator:
     # ------------------------------------------------------------------ faults and counters
 
     def fail(
-        self, request: str, error: str = "FLOOD_WAIT_1", times: int = 1, code: int | None = None
+        self,
+        request: str,
+        error: str = "FLOOD_WAIT_1",
+        times: int = 1,
+        code: int | None = None,
+        channel: SimChannel | None = None,
     ) -> None:
         """Make the next ``times`` requests of TL class ``request`` fail with ``error``.
 
         ``request`` is a class name like ``"GetHistoryRequest"`` or, to be precise,
         ``"messages.GetHistoryRequest"``; the code defaults from the error (420 for
-        FLOOD_WAIT_*, 401 for AUTH_KEY_*, 500 for INTERNAL*, else 400).
+        FLOOD_WAIT_*, 401 for AUTH_KEY_*, 500 for INTERNAL*, else 400). With ``channel``,
+        only requests about that channel fail (its peer, input channel or username).
         """
-        failure = _Failure(error, code if code is not None else _default_code(error), times)
+        code = code if code is not None else _default_code(error)
+        failure = _Failure(error, code, times, channel)
         self._failures.setdefault(_norm(request), []).append(failure)
 
-    def _take_failure(self, short: str, qualified: str) -> RpcFail | None:
+    def _take_failure(self, short: str, qualified: str, request: Any) -> RpcFail | None:
         for key in (qualified, short):
-            queue = self._failures.get(key)
-            while queue:
-                failure = queue[0]
-                if failure.remaining <= 0:
-                    queue.pop(0)
+            queue = self._failures.get(key) or []
+            queue[:] = [f for f in queue if f.remaining > 0]
+            for failure in queue:
+                if failure.channel is not None and not _about(request, failure.channel):
                     continue
                 failure.remaining -= 1
-                if failure.remaining <= 0:
-                    queue.pop(0)
                 logger.info("Simulator injects {} {} on {}", failure.code, failure.error, qualified)
                 return RpcFail(failure.code, failure.error)
         return None
@@ -826,4 +845,4 @@ class Simulator:
             self._changed.set()
 
 
-__all__ = ["AuthKeyRecord", "CallbackAnswer", "Connection", "Simulator"]
+__all__ = ["AuthKeyRecord", "CallbackAnswer", "Connection", "RequestRecord", "Simulator"]

@@ -1,8 +1,8 @@
 """Re-run detection over the archive (after the detector improves); no alerts are sent.
 
-Posts are read in id order in batches and their claim verdict and language
-rewritten in one transaction per batch, so an interrupted run can simply be
-started again (`--since-id` resumes).
+Posts are read in id order in batches and their claim verdict, language and
+lemmas (what search looks words up by) rewritten in one transaction per batch,
+so an interrupted run can simply be started again (`--since-id` resumes).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ from loguru import logger
 
 from bot.detection import analyze
 from bot.detection.claims import detect_claim
-from bot.pipeline import SAVE_DETECTION, detection_row
-from storage.db import ArchiveTarget, Database, open_database
+from bot.pipeline import detection_row, lemma_text
+from storage import archive
+from storage.db import ArchiveTarget, Database, archive_target, open_database
 from storage.models import iso, utcnow
 
 BATCH = 500
@@ -30,6 +31,7 @@ class Redetected:
     posts: int
     changed: int  # posts whose claim label changed
     claims: int  # posts labelled claim afterwards
+    relemmatized: int  # posts whose stored lemmas changed
     last_id: int
     seconds: float
 
@@ -42,42 +44,46 @@ async def redetect(
     progress: Callable[[int, int], None] | None = None,
 ) -> Redetected:
     started = time.monotonic()
-    total = await db.fetchone("SELECT count(*) FROM posts WHERE id > ?", (since_id,))
-    todo = int(total[0]) if total else 0
-    done = changed = claims = 0
+    todo = await archive.count_posts_after(db, since_id)
+    done = changed = claims = relemmatized = 0
     last = since_id
     while True:
-        rows = await db.fetchall(
-            "SELECT id, text, claim_label FROM posts WHERE id > ? ORDER BY id LIMIT ?",
-            (last, batch),
-        )
+        rows = await archive.texts_after(db, last, batch)
         if not rows:
             break
         stamp = iso(utcnow())
         updates = []
-        for row in rows:
-            analysis = analyze(row["text"])
+        lemmas: list[tuple[str, int]] = []
+        for post_id, text, label in rows:
+            analysis = analyze(text)
             verdict = detect_claim(analysis)
-            updates.append(detection_row(verdict, analysis, stamp, row["id"]))
-            changed += int(verdict.label != row["claim_label"])
+            updates.append(detection_row(verdict, analysis, stamp, post_id))
+            lemmas.append((lemma_text(analysis), post_id))
+            changed += int(verdict.label != label)
             claims += int(verdict.label == "claim")
-        async with db.transaction() as conn:
-            await conn.executemany(SAVE_DETECTION, updates)
+        relemmatized += await archive.save_redetection(db, updates, lemmas)
         done += len(rows)
-        last = rows[-1]["id"]
+        last = rows[-1][0]
         if progress is not None:
             progress(done, todo)
-    result = Redetected(done, changed, claims, last, time.monotonic() - started)
-    logger.bind(db=str(db.path)).info(
-        "re-detected {n} posts: {changed} changed label, {claims} claims",
+    result = Redetected(done, changed, claims, relemmatized, last, time.monotonic() - started)
+    # The command prints the summary; the log keeps it for a run without a terminal.
+    logger.bind(db=str(db.path)).debug(
+        "re-detected {n} posts: {changed} changed label, {claims} claims, {lemmas} re-lemmatized",
         n=done,
         changed=changed,
         claims=claims,
+        lemmas=relemmatized,
     )
     return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        type=archive_target,
+        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
+    )
     parser.add_argument(
         "--since-id", type=int, default=0, help="only posts with a larger id (resume a run)"
     )
@@ -85,7 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, db_path: ArchiveTarget) -> int:
     async def main() -> Redetected:
-        db = await open_database(db_path)
+        db = await open_database(args.db or db_path)
         try:
             return await redetect(db, since_id=args.since_id, progress=_progress)
         finally:
@@ -94,7 +100,8 @@ def run(args: argparse.Namespace, db_path: ArchiveTarget) -> int:
     result = asyncio.run(main())
     print(
         f"re-detected {result.posts} posts in {result.seconds:.1f} s: "
-        f"{result.changed} changed label, {result.claims} claims; last id {result.last_id}",
+        f"{result.changed} changed label, {result.claims} claims, "
+        f"{result.relemmatized} re-lemmatized for search; last id {result.last_id}",
         file=sys.stdout,
     )
     return 0

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from loguru import logger
 
-from bot.logs import setup_logging
+from bot.service.logs import setup_logging
 from config.settings import ConfigError, Settings, load_settings
 from storage.db import StorageError
 
@@ -29,7 +29,7 @@ def _settings(args: argparse.Namespace, need: frozenset[str] = frozenset()) -> S
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bot.app import App, NotAuthorized
+    from bot.service.app import App, NotAuthorized
 
     settings = _settings(args, need=frozenset({"user"}))
     if not settings.channels:
@@ -80,7 +80,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from bot import demo
+    from bot.cli import demo
 
     setup_logging(args.log_level or "WARNING")
     return demo.run(Path(args.dir), forever=args.forever, pace=args.pace)
@@ -93,7 +93,7 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from bot.doctor import report, run_checks
+    from bot.cli.doctor import report, run_checks
 
     setup_logging(args.log_level or "WARNING")
     text, code = report(asyncio.run(run_checks(args.env_file)))
@@ -102,97 +102,97 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from bot import classify
+    from bot.cli import classify
 
     return classify.run(args, sys.stdin, sys.stdout)
 
 
 def _add_classify(parser: argparse.ArgumentParser) -> None:
-    from bot import classify
+    from bot.cli import classify
 
     classify.add_arguments(parser)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from bot import search_cmd
+    from bot.cli import search as search_cmd
 
     return search_cmd.run(args, _settings(args).db_path)
 
 
 def _add_search(parser: argparse.ArgumentParser) -> None:
-    from bot import search_cmd
+    from bot.cli import search as search_cmd
 
     search_cmd.add_arguments(parser)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bot import export_cmd
+    from bot.cli import export as export_cmd
 
     return export_cmd.run(args, _settings(args).db_path)
 
 
 def _add_export(parser: argparse.ArgumentParser) -> None:
-    from bot import export_cmd
+    from bot.cli import export as export_cmd
 
     export_cmd.add_arguments(parser)
 
 
 def cmd_verify_export(args: argparse.Namespace) -> int:
-    from bot import export_cmd
+    from bot.cli import export as export_cmd
 
     return export_cmd.run_verify(args)
 
 
 def _add_verify_export(parser: argparse.ArgumentParser) -> None:
-    from bot import export_cmd
+    from bot.cli import export as export_cmd
 
     export_cmd.add_verify_arguments(parser)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from bot import importer
+    from bot.cli import importer
 
     return importer.run(args, _settings(args))
 
 
 def _add_import(parser: argparse.ArgumentParser) -> None:
-    from bot import importer
+    from bot.cli import importer
 
     importer.add_arguments(parser)
 
 
 def cmd_browse(args: argparse.Namespace) -> int:
-    from bot import browse
+    from bot.cli import browse
 
     return browse.run(args, _settings(args).db_path)
 
 
 def _add_browse(parser: argparse.ArgumentParser) -> None:
-    from bot import browse
+    from bot.cli import browse
 
     browse.add_arguments(parser)
 
 
 def cmd_redetect(args: argparse.Namespace) -> int:
-    from bot import redetect
+    from bot.cli import redetect
 
     return redetect.run(args, _settings(args).db_path)
 
 
 def _add_redetect(parser: argparse.ArgumentParser) -> None:
-    from bot import redetect
+    from bot.cli import redetect
 
     redetect.add_arguments(parser)
 
 
 def cmd_migrate_archive(args: argparse.Namespace) -> int:
-    from bot import migrate_cmd
+    from bot.cli import migrate as migrate_cmd
 
     return migrate_cmd.run(args, _settings(args).db_path)
 
 
 def _add_migrate_archive(parser: argparse.ArgumentParser) -> None:
-    from bot import migrate_cmd
+    from bot.cli import migrate as migrate_cmd
 
     migrate_cmd.add_arguments(parser)
 
@@ -262,7 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chanwatch",
         description="Telegram channel monitor: archive posts, edits and deletions; alert analysts.",
     )
-    parser.add_argument("--env-file", default=os.environ.get("CHANWATCH_ENV_FILE", ".env"))
+    parser.add_argument(
+        "--env-file",
+        metavar="FILE",
+        default=os.environ.get("CHANWATCH_ENV_FILE", ".env"),
+        help="settings file (default: .env, or $CHANWATCH_ENV_FILE); the environment wins over it",
+    )
     parser.add_argument("--log-level", default=None, help="override CHANWATCH_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, handler, configure) in COMMANDS.items():
@@ -273,8 +278,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Subcommands whose positional words are a search query, where `-word` excludes.
+_QUERY_COMMANDS = ("search", "export")
+MINUS_SIGN = "\u2212"  # what a query's `-word` is passed through argparse as
+
+
+def _protect_minus_words(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """`chanwatch search Белгород -плен`: a `-word` that is no option of the command
+    is a query word, not an unknown option (argparse would refuse it)."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    at = next((i for i, a in enumerate(argv) if a in _QUERY_COMMANDS), None)
+    if at is None or (at > 0 and argv[at - 1] in ("--env-file", "--log-level")):
+        return argv
+    options = subparsers.choices[argv[at]]._option_string_actions
+    out = argv[: at + 1]
+    takes_value = False
+    for arg in argv[at + 1 :]:
+        if arg == "--":
+            return out + argv[len(out) :]
+        is_word = (
+            not takes_value
+            and len(arg) > 1
+            and arg[0] == "-"
+            and arg[1].isalpha()
+            and arg.split("=", 1)[0] not in options
+        )
+        out.append(MINUS_SIGN + arg[1:] if is_word else arg)
+        action = options.get(arg.split("=", 1)[0])
+        takes_value = action is not None and action.nargs != 0 and "=" not in arg
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(
+        _protect_minus_words(list(sys.argv[1:] if argv is None else argv), parser)
+    )
     try:
         return int(args.handler(args))
     except ConfigError as exc:

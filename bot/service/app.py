@@ -5,25 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from datetime import datetime
+from collections.abc import Awaitable
 from typing import Any
 
 from loguru import logger
-from telethon.sessions import Session
 
-from bot.alertbot import AlertBot, BotOptions
-from bot.alerts import Policy
-from bot.bot import BotLoginError
-from bot.clients import MonitorClient, user_client
-from bot.notifier import DeliveredListener
+from bot.alerts.alertbot import AlertBot, BotOptions
+from bot.alerts.bot_client import BotLoginError
+from bot.alerts.notifier import DeliveredListener
+from bot.alerts.policy import Policy
+from bot.clients import MonitorClient, SessionStore, user_client
 from bot.pipeline import Pipeline
-from bot.systemd import Notifier as SystemdNotifier
-from bot.systemd import watchdog_interval
-from bot.watch_jobs import WatchJobs
-from bot.watcher import Watcher
+from bot.service.jobs import WatchJobs
+from bot.service.systemd import Notifier as SystemdNotifier
+from bot.service.systemd import watchdog_interval
+from bot.watch.watcher import Watcher
 from config.settings import Settings
-from storage import outbox, watchlist
-from storage.db import DB_ERRORS, Database, describe_unavailable, open_database, unavailable
+from storage import outbox, overview, watchlist
+from storage.db import Database, DatabaseError, describe_unavailable, open_database, unavailable
 from storage.leases import DELIVER, Lease
 
 BACKOFF_MAX = 300.0
@@ -40,7 +39,7 @@ class App:
         self,
         settings: Settings,
         *,
-        session: Session | None = None,
+        session: SessionStore | None = None,
         client_options: dict[str, Any] | None = None,
         page_wait: float | None = None,
         bot: BotOptions | None = None,
@@ -93,6 +92,7 @@ class App:
                 specs,
                 backfill=self.settings.backfill,
                 page_wait=self._page_wait,
+                concurrency=self.settings.catchup_concurrency,
             )
             self.client.reconnect_callbacks.append(self._after_reconnect)
             self.jobs = WatchJobs(self.settings, self.db, self.watcher)
@@ -132,7 +132,7 @@ class App:
             while not self.stopping.is_set():
                 try:
                     held = await lease.try_acquire()
-                except (*DB_ERRORS, OSError, TimeoutError) as exc:
+                except (*DatabaseError, OSError, TimeoutError) as exc:
                     held = False
                     log.warning("cannot reach the archive for the delivery lease: {e}", e=exc)
                 if held and self.bot is None:
@@ -164,11 +164,10 @@ class App:
                     raise NotAuthorized(
                         "the session has no logged-in account; run `chanwatch login` first"
                     )
-                if first:
-                    await self.watcher.resolve_all()
-                    await self.watcher.join_live()
-                    await self.watcher.replay_early_events()
-                await self._catch_up()
+                # resolving, joining and catching up, channels side by side; a stop
+                # does not wait for a FloodWait to pass
+                if not await self._unless_stopped(self._catch_up(start=first)):
+                    break
                 first = False
                 delay = 1.0
                 if not self.ready.is_set():
@@ -188,7 +187,7 @@ class App:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), delay)
                 delay = min(delay * 2, BACKOFF_MAX)
-            except DB_ERRORS as exc:
+            except DatabaseError as exc:
                 if not unavailable(exc):
                     raise
                 # disk full or read-only while starting: keep trying rather than exit
@@ -215,10 +214,30 @@ class App:
             raise ConnectionError(str(exc) if exc else "disconnected")
         gone.cancel()
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self, *, start: bool = False) -> None:
         assert self.watcher
-        await self.watcher.catch_up_all()
+        if start:
+            await self.watcher.start()
+        else:
+            await self.watcher.catch_up_all()
         self.catchups += 1
+
+    async def _unless_stopped(self, work: Awaitable[None]) -> bool:
+        """Run `work` unless stop() comes first (then it is cancelled); True if it ran."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if task.cancelled():
+            return False
+        task.result()
+        return True
 
     async def _after_reconnect(self) -> None:
         if self.stopping.is_set():
@@ -253,14 +272,12 @@ class App:
         """One line for `systemctl status`: channels, newest post, its lag, alert queue."""
         assert self.db is not None
         channels = len(self.watcher.channels) if self.watcher else 0
-        row = await self.db.fetchone(
-            "SELECT date, captured_at FROM posts ORDER BY captured_at DESC, id DESC LIMIT 1"
-        )
+        newest = await overview.newest_capture(self.db)
         queue = await outbox.pending_count(self.db)
-        if row is None:
+        if newest is None:
             return f"{channels} channels, no posts yet, {queue} alerts queued"
-        posted = datetime.fromisoformat(row["date"])
-        lag = (datetime.fromisoformat(row["captured_at"]) - posted).total_seconds()
+        posted, captured = newest
+        lag = (captured - posted).total_seconds()
         return (
             f"{channels} channels, last post {posted:%Y-%m-%d %H:%M} UTC "
             f"(archived after {max(lag, 0):.0f} s), {queue} alerts queued"

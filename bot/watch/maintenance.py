@@ -9,10 +9,11 @@ from datetime import datetime, timedelta
 from loguru import logger
 from telethon import errors
 
-from bot.telegram import to_post
-from bot.watcher import BATCH, Watched, Watcher
+from bot.clients import HeldForFloodWait
+from bot.watch.telegram import to_post
+from bot.watch.watcher import BATCH, Watched, Watcher
 from storage import archive
-from storage.models import Post, iso
+from storage.models import Post
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,20 +71,19 @@ async def snapshot_metrics(watcher: Watcher, now: datetime, window: timedelta) -
     if not watcher.client.is_connected():
         logger.debug("metrics snapshot skipped: not connected")
         return 0
-    since = iso(now - window)
     written = 0
     for watched in list(watcher.channels.values()):
-        rows = await watcher.db.fetchall(
-            """SELECT id, msg_id FROM posts WHERE channel_id = ? AND deleted_at IS NULL
-               AND date >= ? ORDER BY msg_id""",
-            (watched.id, since),
-        )
-        ids = {row["msg_id"]: row["id"] for row in rows}
+        ids = await archive.post_ids_since(watcher.db, watched.id, now - window)
         msg_ids = list(ids)
         for start in range(0, len(msg_ids), BATCH):
             chunk = msg_ids[start : start + BATCH]
             try:
                 posts = await _read(watcher, watched, chunk)
+            except HeldForFloodWait as exc:  # a wait other work hit, logged there
+                logger.bind(channel=watched.id).debug(
+                    "metrics snapshot stopped: {seconds} s left of a FloodWait", seconds=exc.seconds
+                )
+                return written
             except errors.FloodWaitError as exc:
                 watcher.flood_waits.append((f"metrics:{watched.id}", exc.seconds))
                 watcher.flood_wait_times.append(now)

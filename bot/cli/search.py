@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.query import compile_query, search
 from storage.db import ArchiveTarget, Database, StorageError, archive_target, open_database
 from storage.search import (
     MARK_END,
@@ -21,10 +22,8 @@ from storage.search import (
     Filters,
     Hit,
     QueryError,
-    compile_query,
     parse_when,
     resolve_channels,
-    search,
 )
 
 FORMATS = ("table", "json", "csv")
@@ -67,8 +66,10 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "query",
+        nargs="+",
         metavar="QUERY",
-        help='words (any inflection), "a phrase", prefix*, AND/OR/NOT, -word, (groups)',
+        help='words (any inflection), "a phrase", prefix*, AND/OR/NOT, -word, (groups); '
+        "several arguments are one query",
     )
     add_filter_arguments(parser)
     parser.add_argument("--limit", type=int, default=50, metavar="N", help="at most N posts (50)")
@@ -103,8 +104,18 @@ async def filters_from(db: Database, args: argparse.Namespace, **extra: Any) -> 
     )
 
 
+def _escape_marks(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("*", "\\*")
+
+
 def plain_snippet(snippet: str) -> str:
-    return snippet.replace(MARK_START, "**").replace(MARK_END, "**")
+    """Matches in `**…**`; a `*` or `\\` of the text itself is escaped with a backslash,
+    so `**` only ever marks a match."""
+    parts = snippet.replace(MARK_END, MARK_START).split(MARK_START)
+    return "".join(
+        f"**{_escape_marks(part)}**" if i % 2 else _escape_marks(part)
+        for i, part in enumerate(parts)
+    )
 
 
 def _channel_label(hit: Hit) -> str:
@@ -132,21 +143,26 @@ def hit_record(hit: Hit) -> dict[str, Any]:
 
 
 def _rich_table(hits: list[Hit], out: TextIO) -> None:
+    """Date and channel stacked in a narrow column, the snippet with the link under
+    it in the rest: at 80 columns the snippet keeps ~55 of them."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(show_lines=False, expand=True)
-    table.add_column("date", no_wrap=True)
-    table.add_column("channel", no_wrap=True)
-    table.add_column("link", no_wrap=True)
-    table.add_column("snippet", ratio=1)
+    table = Table(show_lines=True, expand=True)
+    table.add_column("date · channel", no_wrap=True, max_width=18)
+    table.add_column("post", ratio=1, overflow="fold")
     for hit in hits:
         snippet = Text()
         for i, part in enumerate(hit.snippet.replace(MARK_END, MARK_START).split(MARK_START)):
             snippet.append(part, style="bold yellow" if i % 2 else "")
-        date = _short_date(hit.date) + (" (deleted)" if hit.deleted_at else "")
-        table.add_row(date, _channel_label(hit), hit.link, snippet)
+        snippet.append("\n")
+        snippet.append(hit.link, style="dim")
+        meta = Text(_short_date(hit.date))
+        meta.append("\n" + _channel_label(hit), style="cyan")
+        if hit.deleted_at:
+            meta.append("\n(deleted)", style="red")
+        table.add_row(meta, snippet)
     Console(file=out).print(table)
 
 
@@ -171,14 +187,24 @@ def write_hits(hits: list[Hit], fmt: str, out: TextIO) -> None:
             out.write("\t".join(f.replace("\t", " ") for f in fields) + "\n")
 
 
+def query_text(words: list[str] | str | None) -> str | None:
+    """The query given as one argument or several (`chanwatch search Белгород -плен`)."""
+    if words is None or isinstance(words, str):
+        return words
+    # the command line passes a `-word` through argparse with a minus sign; see cli
+    words = ["-" + w[1:] if w.startswith("\u2212") else w for w in words]
+    return " ".join(words) if words else None
+
+
 async def _search(
     args: argparse.Namespace, db_path: ArchiveTarget, out: TextIO, err: TextIO
 ) -> int:
-    compiled = compile_query(args.query)  # a bad query fails before the archive is opened
+    args.query = query_text(args.query)
+    compile_query(args.query)  # a bad query fails before the archive is opened
     db = await open_archive(db_path)
     try:
         filters = await filters_from(db, args)
-        hits = await search(db, compiled, filters, limit=args.limit, rank=args.rank)
+        hits = await search(db, args.query, filters, limit=args.limit, rank=args.rank)
     finally:
         await db.close()
     write_hits(hits, args.format, out)

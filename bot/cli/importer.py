@@ -28,12 +28,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from loguru import logger
 
-from bot.alerts import Policy
+from bot.alerts.policy import Policy
+from bot.cli.progress import progress_bar
 from bot.pipeline import Pipeline
-from bot.progress import progress_bar
 from config.settings import Settings
+from storage import archive
+from storage import media as media_rows
 from storage.db import ArchiveTarget, Database, archive_target, open_database
-from storage.models import Forward, Media, Post, iso, utcnow
+from storage.models import Forward, Media, Post
 
 CHANNEL_TYPES = frozenset(
     {"public_channel", "private_channel", "public_supergroup", "private_supergroup"}
@@ -416,24 +418,6 @@ def _sha256(path: Path) -> str:
 # --- writing -------------------------------------------------------------------
 
 
-async def _ensure_channel(db: Database, chat: ChatPlan) -> bool:
-    """Create the channel row if the archive does not know it (username unknown).
-
-    A channel created by an import is not watched (active = 0) until it is
-    configured; a known channel keeps its username, access hash and settings.
-    """
-    now = iso(utcnow())
-    async with db.transaction() as conn:
-        cursor = await conn.execute(
-            """INSERT INTO channels (id, username, title, mode, active, added_at)
-               VALUES (?, NULL, ?, 'live', 0, ?) ON CONFLICT (id) DO NOTHING""",
-            (chat.channel_id, chat.title, now),
-        )
-        created = cursor.rowcount > 0
-        await cursor.close()
-    return created
-
-
 async def ingest(
     db: Database,
     plan: ImportPlan,
@@ -451,7 +435,10 @@ async def ingest(
     pipeline = Pipeline(db, policy=policy)
     results: list[ChatResult] = []
     for chat in plan.chats:
-        result = ChatResult(chat, channel_created=await _ensure_channel(db, chat))
+        result = ChatResult(
+            chat,
+            channel_created=await archive.create_unwatched_channel(db, chat.channel_id, chat.title),
+        )
         post_ids: dict[int, int] = {}
         for i in range(0, len(chat.posts), batch):
             posts = chat.posts[i : i + batch]
@@ -461,15 +448,14 @@ async def ingest(
             if progress is not None:
                 progress(len(posts))
         if chat.media_files:
-            async with db.transaction() as conn:
-                await conn.executemany(
-                    "UPDATE media SET sha256 = ? WHERE post_id = ? AND idx = ? AND sha256 IS NULL",
-                    [
-                        (f.sha256, post_ids[f.msg_id], f.idx)
-                        for f in chat.media_files
-                        if f.msg_id in post_ids
-                    ],
-                )
+            await media_rows.record_file_hashes(
+                db,
+                [
+                    (f.sha256, post_ids[f.msg_id], f.idx)
+                    for f in chat.media_files
+                    if f.msg_id in post_ids
+                ],
+            )
         results.append(result)
     return results
 
@@ -563,8 +549,17 @@ def run(
         policy = Policy(max_age=settings.alert_max_age)
         write = _write(args.db or settings.db_path, plan, err, alert=args.alert, policy=policy)
         results = asyncio.run(write)
-        logger.bind(source=str(plan.source)).info(
-            "imported {n} posts from a Telegram Desktop export", n=plan.total_posts
+        totals = Counter[str]()
+        for result in results:
+            totals.update(result.statuses)
+        # The summary is printed below; the log gets the same counts, once, at debug.
+        logger.bind(source=str(plan.source)).debug(
+            "imported a Telegram Desktop export: {new} new, {edited} updated, "
+            "{unchanged} already archived of {n} posts",
+            new=totals["new"],
+            edited=totals["edited"],
+            unchanged=totals["unchanged"],
+            n=plan.total_posts,
         )
         if args.alert:
             age = settings.alert_max_age

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import sqlite3
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,16 +51,14 @@ def check_private_file(name: str, path: Path, missing_fix: str) -> Check:
 
 
 def check_database(path: Path) -> list[Check]:
-    from storage.db import SCHEMA_VERSION
+    from storage.db import SCHEMA_VERSION, DatabaseError, inspect_file
 
     if not path.exists():
         return [Check("database", True, f"{path} will be created on first run")]
     checks = [check_private_file("database permissions", path, "")]
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5) as conn:
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            result = conn.execute("PRAGMA quick_check").fetchone()[0]
-    except sqlite3.Error as exc:
+        version, result = inspect_file(path)
+    except DatabaseError as exc:
         return [
             *checks,
             Check(
@@ -219,28 +216,15 @@ async def check_reachable(host: str, port: int) -> Check:
 
 
 async def check_session(settings: Settings) -> Check:
-    from telethon.sessions import SQLiteSession
+    from bot.clients import NotLoggedIn, logged_in_account
 
-    from bot.clients import user_client
-
-    session = SQLiteSession(str(_session_file(settings)))
-    if not session.auth_key:  # an AuthKey without data is falsy
-        session.close()
-        return Check(
-            "session valid", False, "the session was never logged in", "run `chanwatch login`"
-        )
-    client = user_client(settings, session, connection_retries=1, timeout=CONNECT_TIMEOUT)
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT * 3):
-            await client.connect()
-            if not await client.is_user_authorized():
-                return Check(
-                    "session valid",
-                    False,
-                    "the session has no logged-in account",
-                    "run `chanwatch login`",
-                )
-            me = await client.get_me()
+            name, user_id = await logged_in_account(
+                settings, _session_file(settings), request_timeout=CONNECT_TIMEOUT
+            )
+    except NotLoggedIn as exc:
+        return Check("session valid", False, str(exc), "run `chanwatch login`")
     except (OSError, TimeoutError, ConnectionError, EOFError) as exc:
         return Check(
             "session valid",
@@ -248,10 +232,7 @@ async def check_session(settings: Settings) -> Check:
             f"could not connect: {exc.__class__.__name__}",
             "see 'server reachable'",
         )
-    finally:
-        await client.disconnect()
-        session.close()
-    return Check("session valid", True, f"logged in as {me.first_name} (id {me.id})")
+    return Check("session valid", True, f"logged in as {name} (id {user_id})")
 
 
 async def run_checks(

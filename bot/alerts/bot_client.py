@@ -16,9 +16,7 @@ from telethon import Button, TelegramClient, errors, events, functions, types, u
 from telethon.extensions import html as tg_html
 from telethon.sessions import Session, SQLiteSession
 
-from bot.clients import apply_server, secure_session_file
-from bot.commands.base import Caller
-from bot.notifier import (
+from bot.alerts.notifier import (
     AlreadySent,
     Blocked,
     Buttons,
@@ -26,6 +24,8 @@ from bot.notifier import (
     Transient,
     Undeliverable,
 )
+from bot.clients import apply_server, secure_session_file
+from bot.commands.base import Caller
 from config.settings import Settings
 from storage.subscribers import Subscriber
 

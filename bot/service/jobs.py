@@ -23,10 +23,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from loguru import logger
 
-from bot.maintenance import Reconciled, reconcile_channels, snapshot_metrics
-from bot.media import MediaDownloader, Wanted, prune_media
-from bot.polling import Poller, RequestBudget
-from bot.watcher import Watcher
+from bot.watch.maintenance import Reconciled, reconcile_channels, snapshot_metrics
+from bot.watch.media import MediaDownloader, Wanted, prune_media
+from bot.watch.polling import Poller, RequestBudget
+from bot.watch.watcher import Watcher
 from config.settings import JobSettings, Settings
 from storage.backup import backup_database
 from storage.db import Database

@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shlex
 import shutil
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,10 +29,11 @@ from rich.text import Text
 from telethon.helpers import add_surrogate, del_surrogate
 from telethon.tl import types
 
-from bot.alertbot import BotOptions
-from bot.app import App
+from bot.alerts.alertbot import BotOptions
+from bot.service.app import App
 from bot.simulator import SimMessage, Simulator
 from config.settings import Backfill, ChannelSpec, Settings
+from storage import overview
 from storage.models import utcnow
 
 TIMEOUT = 30.0
@@ -140,7 +144,7 @@ class Demo:
         try:
             async with asyncio.timeout(TIMEOUT):
                 await app.ready.wait()
-            posts = await self._count(app, "SELECT count(*) FROM posts")
+            posts = await self._posts(app)
             self.console.print(f"[green]✓[/] connected; caught up {posts} earlier posts\n")
             await self._subscribe()
             for step in self._scenario():
@@ -180,7 +184,7 @@ class Demo:
 
     async def _step(self, app: App, step: Step) -> None:
         self.console.print(f"\n[bold yellow]▶[/] {step.say}")
-        before = await self._count(app, "SELECT count(*) FROM posts")
+        before = await self._posts(app)
         step.act()
         if step.alerts:
             await self._show(step.alerts)
@@ -191,7 +195,7 @@ class Demo:
             await asyncio.sleep(self.pace)  # pacing for a human reader, not synchronisation
 
     async def _more_posts(self, app: App, before: int) -> bool:
-        return await self._count(app, "SELECT count(*) FROM posts") > before
+        return await self._posts(app) > before
 
     async def _until(self, app: App, check: Callable[[], Awaitable[bool]]) -> None:
         """Wait, re-checking after each archive write, until `check()` holds."""
@@ -288,29 +292,32 @@ class Demo:
             ),
         ]
 
-    async def _count(self, app: App, sql: str) -> int:
+    async def _posts(self, app: App) -> int:
         assert app.db is not None
-        row = await app.db.fetchone(sql)
-        return int(row[0]) if row else 0
+        return await overview.post_count(app.db)
 
     async def _summary(self, app: App, settings: Settings) -> None:
-        posts = await self._count(app, "SELECT count(*) FROM posts")
-        revisions = await self._count(app, "SELECT count(*) FROM post_revisions")
-        deleted = await self._count(app, "SELECT count(*) FROM posts WHERE deleted_at IS NOT NULL")
-        claims = await self._count(app, "SELECT count(*) FROM posts WHERE claim_label = 'claim'")
+        assert app.db is not None
+        totals = await overview.totals(app.db)
+        posts, revisions, deleted, claims = (
+            totals.posts,
+            totals.revisions,
+            totals.deleted,
+            totals.claims,
+        )
         db = settings.db_path.resolve()
         self.console.print(
             Panel.fit(
                 f"Archive: {db}\n"
                 f"{posts} posts, {revisions} earlier revisions, {deleted} deleted (text kept), "
-                f"{claims} captured-soldier claims; {self.seen} messages to Olena.\n\n"
-                "Search it:\n"
-                f"  CHANWATCH_DB={db} chanwatch search плен\n"
-                f"  CHANWATCH_DB={db} chanwatch search '\"взять в плен\"' --claims\n"
-                f"  sqlite3 {db} \"SELECT date, text FROM posts WHERE claim_label = 'claim'\"",
+                f"{claims} captured-soldier claims; {self.seen} messages to Olena.",
                 title="done",
             )
         )
+        # Outside the box and never wrapped, so each line can be copied and run as is.
+        self.console.print("Search it (each line runs as pasted):")
+        for line in closing_hints(db):
+            self.console.print("  " + line, soft_wrap=True, markup=False, highlight=False)
 
     async def _replay_forever(self, app: App) -> None:
         self.console.print("\n--forever: replaying real news posts every few seconds; Ctrl-C stops")
@@ -318,6 +325,28 @@ class Demo:
             self.sim.post(self.news, row["text"])
             await asyncio.sleep(max(self.pace, 2.0))
         await asyncio.Event().wait()
+
+
+def chanwatch_command() -> str:
+    """How to run this chanwatch from any directory: the venv's script by its full
+    path (the Quick start never puts it on PATH), else this Python with -m bot."""
+    script = Path(sys.executable).parent / "chanwatch"
+    if script.is_file() and os.access(script, os.X_OK):
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m bot"
+
+
+def closing_hints(db: Path) -> list[str]:
+    """Commands to try on the demo's archive, ready to paste into a shell."""
+    exe = chanwatch_command()
+    where = shlex.quote(str(db))
+    phrase = shlex.quote('"взять в плен"')
+    lines = [
+        f"{exe} search Белгород --db {where}",
+        f"{exe} search {phrase} --claims --db {where}",
+        f"{exe} export Белгород --format csv --db {where}",
+    ]
+    return lines
 
 
 def run(workdir: Path, forever: bool = False, pace: float = 0.8) -> int:

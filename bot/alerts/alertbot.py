@@ -18,19 +18,19 @@ from loguru import logger
 from telethon import TelegramClient
 from telethon.sessions import Session
 
-from bot import bot as tg
-from bot.commands import Caller, Dispatcher, Reply, Services, bot_commands
-from bot.commands.base import ChannelControl
-from bot.jobs import build_scheduler
-from bot.notifier import (
+from bot.alerts import bot_client as tg
+from bot.alerts.digest import build_scheduler
+from bot.alerts.notifier import (
     DeliveredListener,
     Notifier,
     NotifierOptions,
     Sender,
     SendError,
 )
+from bot.alerts.ratelimit import Limits, RateLimiter
+from bot.commands import Caller, Dispatcher, Reply, Services, bot_commands
+from bot.commands.base import ChannelControl
 from bot.pipeline import Pipeline
-from bot.ratelimit import Limits, RateLimiter
 from config.settings import Settings
 from storage import subscribers
 from storage.db import Database

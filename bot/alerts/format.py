@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from bot.alerts import zone
+from bot.alerts.policy import zone
 from storage.outbox import AlertView, Place
 
 LIMIT = 4096  # Telegram's message length, in UTF-16 code units of the visible text
@@ -208,6 +208,25 @@ def entry(view: AlertView, tz: str) -> str:
     return head + ("\n" + body if body else "") + "\n<i>" + " · ".join(extra) + "</i>"
 
 
+def update_entry(view: AlertView, tz: str) -> str:
+    """A follow-up (edit or deletion) as a compact entry of a combined message."""
+    head = (
+        f"• <b>{esc(channel_name(view.place))}</b> "
+        f'<a href="{post_link(view.place)}">{local_time(view.date, tz)}</a>'
+    )
+    if view.alert.reason == "deleted":
+        return head + "\n🗑 deleted — archived copy kept"
+    payload = view.alert.payload
+    what = "✏️ edited" + ("" if payload.get("matches", True) else " (no longer matches)")
+    body = snippet(payload.get("text", view.text), payload.get("spans", ()), limit=SHORT)
+    return head + f"\n{what}: " + (body or "(no text)")
+
+
+def combined_entry(view: AlertView, tz: str) -> str:
+    """An alert or a follow-up as an entry of a combined message."""
+    return update_entry(view, tz) if view.alert.is_followup else entry(view, tz)
+
+
 def split(header: str, entries: Sequence[str], limit: int = LIMIT) -> list[list[int]]:
     """Group entries (by index, in order) into as few messages as fit under `limit`."""
     room = limit - plain_length(header) - 2
@@ -234,19 +253,38 @@ def pack(header: str, entries: Sequence[str], limit: int = LIMIT) -> list[str]:
     return [join(header, [entries[i] for i in g], limit) for g in split(header, entries, limit)]
 
 
-def burst_header(count: int, part: int = 1, parts: int = 1) -> str:
-    return f"⚡ <b>{count} alerts</b>" + (f" · {part}/{parts}" if parts > 1 else "")
+def burst_header(count: int, part: int = 1, parts: int = 1, updates: int = 0) -> str:
+    """`⚡ 49 alerts, 7 updates · 1/3`: alerts, and follow-ups (edits, deletions)."""
+    if count:
+        head = f"⚡ <b>{count} alert{'s' if count != 1 else ''}</b>"
+        head += f", {updates} update{'s' if updates != 1 else ''}" if updates else ""
+    else:
+        head = f"⚡ <b>{updates} update{'s' if updates != 1 else ''}</b>"
+    return head + (f" · {part}/{parts}" if parts > 1 else "")
 
 
 def burst_parts(views: Sequence[AlertView], tz: str) -> list[tuple[str, list[int]]]:
-    """Many alerts at once (a burst, a catch-up) as few messages, oldest first; with
-    each message, the indexes of the views it carries."""
-    entries = [entry(v, tz) for v in views]
-    groups = split(burst_header(len(views), 99, 99), entries)
+    """Many alerts and follow-ups at once (a burst, a drain after an outage) as few
+    messages, in the order given (planning order, so each post's alert comes before
+    its edits and deletion); with each message, the indexes of the views it carries."""
+    entries = [combined_entry(v, tz) for v in views]
+    updates = sum(1 for v in views if v.alert.is_followup)
+    alerts = len(views) - updates
+    groups = split(burst_header(alerts, 99, 99, updates), entries)
     return [
-        (join(burst_header(len(views), i, len(groups)), [entries[k] for k in group]), group)
+        (
+            join(burst_header(alerts, i, len(groups), updates), [entries[k] for k in group]),
+            group,
+        )
         for i, group in enumerate(groups, start=1)
     ]
+
+
+def combined(views: Sequence[AlertView], tz: str) -> str:
+    """The rows of one combined message as one message (resent after a crash)."""
+    updates = sum(1 for v in views if v.alert.is_followup)
+    entries = [combined_entry(v, tz) for v in views]
+    return fit(join(burst_header(len(views) - updates, updates=updates), entries))
 
 
 def burst(views: Sequence[AlertView], tz: str) -> list[str]:

@@ -9,16 +9,17 @@ channels that are due, most overdue first, for as long as the budget allows.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from loguru import logger
 from telethon import errors
 
-from bot.watcher import BATCH, Watched, Watcher
+from bot.clients import HeldForFloodWait
+from bot.watch.watcher import BATCH, Watched, Watcher
 from storage import archive
-from storage.db import DB_ERRORS, Database
+from storage.db import Database, DatabaseError
 
 Clock = Callable[[], datetime]
 
@@ -106,6 +107,11 @@ class RequestBudget:
         now = self.clock()
         self._spent.extend([now] * n)
 
+    def hold(self, seconds: int) -> None:
+        """Spend nothing for `seconds` (a FloodWait someone else hit), limit unchanged."""
+        until = self.clock() + timedelta(seconds=max(seconds, 1))
+        self.paused_until = max(self.paused_until or until, until)
+
     def flood_wait(self, seconds: int) -> None:
         now = self.clock()
         until = now + timedelta(seconds=max(seconds, 1))
@@ -172,11 +178,8 @@ class Poller:
         return {cid: w for cid, w in self.watcher.channels.items() if w.channel.mode == "poll"}
 
     async def interval(self, channel_id: int) -> timedelta:
-        rows = await self.db.fetchall(
-            "SELECT date FROM posts WHERE channel_id = ? ORDER BY msg_id DESC LIMIT ?",
-            (channel_id, RATE_SAMPLE),
-        )
-        rate = posting_rate(_dates(r["date"] for r in rows), self.clock())
+        dates = await archive.recent_post_dates(self.db, channel_id, RATE_SAMPLE)
+        rate = posting_rate(dates, self.clock())
         return poll_interval(rate, self.fastest, self.slowest)
 
     async def tick(self) -> int:
@@ -197,13 +200,18 @@ class Poller:
             log = logger.bind(channel=channel_id)
             try:
                 seen = await self.watcher.poll(watched)
+            except HeldForFloodWait as exc:
+                # not sent: a wait another job hit is still running; not a new FloodWait
+                self.budget.hold(exc.seconds)
+                log.debug("polling waits {seconds} s more for a FloodWait", seconds=exc.seconds)
+                break
             except errors.FloodWaitError as exc:
                 self._flood_wait(channel_id, exc.seconds)
                 break
             except (ConnectionError, OSError, TimeoutError) as exc:
                 log.warning("poll interrupted ({error}); retried next tick", error=repr(exc))
                 break
-            except DB_ERRORS as exc:
+            except DatabaseError as exc:
                 # the archive cannot be written (disk full, locked ...): the head stays put,
                 # so the next successful poll fetches the same posts again
                 if not self.write_failing:
@@ -249,7 +257,3 @@ class Poller:
             seconds=seconds,
             limit=self.budget.limit,
         )
-
-
-def _dates(values: Iterable[str]) -> Sequence[datetime]:
-    return [datetime.fromisoformat(v) for v in values]

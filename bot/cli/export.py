@@ -8,16 +8,26 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from bot.progress import progress_bar
-from bot.search_cmd import add_filter_arguments, filters_from, open_archive, require_archive
+from bot.cli.progress import progress_bar
+from bot.cli.search import (
+    add_filter_arguments,
+    filters_from,
+    open_archive,
+    query_text,
+    require_archive,
+)
+from bot.query import compile_query, prepare
 from storage import export
 from storage.db import ArchiveTarget
-from storage.search import QueryError, compile_query
+from storage.search import QueryError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "query", nargs="?", metavar="QUERY", help="only posts matching this search (optional)"
+        "query",
+        nargs="*",
+        metavar="QUERY",
+        help="only posts matching this search (optional; several arguments are one query)",
     )
     add_filter_arguments(parser)
     parser.add_argument("--format", choices=export.FORMATS, default="jsonl", help="(jsonl)")
@@ -48,10 +58,13 @@ def _check_output(args: argparse.Namespace) -> None:
 
 
 async def _export(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO) -> int:
-    compiled = compile_query(args.query) if args.query else None
+    args.query = query_text(args.query)
+    if args.query:
+        compile_query(args.query)  # a bad query fails before the archive is opened
     db = await open_archive(db_path)
     try:
         filters = await filters_from(db, args, media_only=args.media)
+        compiled = await prepare(db, args.query) if args.query else None
         selection = export.Selection(filters, compiled)
         show = err.isatty()
         total = await export.count(db, selection) if show else 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from loguru import logger
 
-from bot.alerts import Hit
+from bot.alerts.policy import Hit
 from bot.detection import Analysis
 from bot.detection.keywords import Matcher, compile_rules, parse_rule
 from storage import subscribers

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from typing import TextIO
 
-from bot.progress import progress_bar
+from bot.cli.progress import progress_bar
 from storage.db import ArchiveTarget, StorageError, archive_target, open_database
 from storage.move import compare, copy_archive, total_rows
 from storage.pg import redact

@@ -12,9 +12,9 @@ from datetime import datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from loguru import logger
 
-from bot import format as fmt
-from bot.alerts import digest_due, zone
-from bot.notifier import Notifier, SendError
+from bot.alerts import format as fmt
+from bot.alerts.notifier import Notifier, SendError
+from bot.alerts.policy import digest_due, zone
 from storage import outbox, subscribers
 from storage.db import Database
 

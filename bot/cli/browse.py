@@ -11,7 +11,6 @@ import argparse
 import copy
 import importlib.util
 import json
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TextIO
 
-from storage.db import ArchiveTarget, archive_target
+from storage.db import ArchiveTarget, DatabaseError, archive_target, table_columns
 from storage.pg import redact
 
 TEMPLATE_KEY = "ARCHIVE"
@@ -33,11 +32,7 @@ def template() -> dict[str, Any]:
 
 
 def posts_columns(db_path: Path) -> set[str]:
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        return {row[1] for row in conn.execute("PRAGMA table_info(posts)")}
-    finally:
-        conn.close()
+    return table_columns(db_path, "posts")
 
 
 def render_metadata(db_path: Path, columns: set[str]) -> dict[str, Any]:
@@ -114,7 +109,7 @@ def run(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO | None = N
         return 2
     try:
         metadata = render_metadata(db_path, posts_columns(db_path))
-    except sqlite3.Error as exc:
+    except DatabaseError as exc:
         err.write(f"chanwatch browse: cannot read {db_path}: {exc}\n")
         return 3
     with tempfile.TemporaryDirectory(prefix="chanwatch-browse-") as tmp:

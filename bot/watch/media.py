@@ -23,10 +23,11 @@ from typing import IO
 from loguru import logger
 from telethon import errors
 
-from bot.telegram import to_media
-from bot.watcher import Watcher
+from bot.watch.telegram import to_media
+from bot.watch.watcher import Watcher
+from storage import media as media_rows
 from storage.db import Database
-from storage.models import iso
+from storage.media import Queued
 
 MAX_TRIES = 3
 PARTIAL_DIR = ".partial"
@@ -43,19 +44,6 @@ class Wanted:
 
     kinds: frozenset[str]
     max_size: int
-
-
-@dataclass(frozen=True, slots=True)
-class Queued:
-    post_id: int
-    idx: int
-    kind: str
-    mime: str | None
-    size: int
-    file_name: str | None
-    tg_id: int
-    channel_id: int
-    msg_id: int
 
 
 def file_name_for(sha256: str, mime: str | None, file_name: str | None) -> str:
@@ -92,20 +80,7 @@ class _HashingFile:
 
 async def queue(db: Database, wanted: Wanted, channel_ids: set[int], limit: int) -> list[Queued]:
     """The next media to download, newest posts first, of channels being watched."""
-    if not channel_ids or not wanted.kinds:
-        return []
-    kinds = sorted(wanted.kinds)
-    channels = sorted(channel_ids)
-    sql = f"""SELECT m.post_id, m.idx, m.kind, m.mime, m.size, m.file_name, m.tg_id,
-                     p.channel_id, p.msg_id
-              FROM media m JOIN posts p ON p.id = m.post_id
-              WHERE m.downloaded_at IS NULL AND m.download_error IS NULL
-                AND m.tg_id IS NOT NULL AND m.size IS NOT NULL AND m.size <= ?
-                AND m.kind IN ({",".join("?" * len(kinds))})
-                AND p.deleted_at IS NULL AND p.channel_id IN ({",".join("?" * len(channels))})
-              ORDER BY m.post_id DESC, m.idx LIMIT ?"""
-    rows = await db.fetchall(sql, (wanted.max_size, *kinds, *channels, limit))
-    return [Queued(*row) for row in rows]
+    return await media_rows.pending(db, wanted.kinds, wanted.max_size, channel_ids, limit)
 
 
 class MediaDownloader:
@@ -155,13 +130,9 @@ class MediaDownloader:
 
     async def _one(self, item: Queued, now: datetime) -> bool:
         log = logger.bind(channel=item.channel_id, msg_id=item.msg_id)
-        same = await self.db.fetchone(
-            """SELECT sha256, local_path FROM media WHERE tg_id = ? AND local_path IS NOT NULL
-               AND sha256 IS NOT NULL LIMIT 1""",
-            (item.tg_id,),
-        )
-        if same is not None and (self.media_dir / same["local_path"]).is_file():
-            await self._record(item, same["sha256"], same["local_path"], now)
+        same = await media_rows.downloaded_copy(self.db, item.tg_id)
+        if same is not None and (self.media_dir / same[1]).is_file():
+            await self._record(item, same[0], same[1], now)
             self.reused += 1
             return True
         watched = self.watcher.channels.get(item.channel_id)
@@ -206,28 +177,16 @@ class MediaDownloader:
         return True
 
     async def _record(self, item: Queued, sha: str, name: str, now: datetime) -> None:
-        await self.db.execute(
-            """UPDATE media SET sha256 = ?, local_path = ?, downloaded_at = ?, download_error = NULL
-               WHERE post_id = ? AND idx = ?""",
-            (sha, name, iso(now), item.post_id, item.idx),
-        )
+        await media_rows.record_download(self.db, item.post_id, item.idx, sha, name, now)
 
     async def _give_up(self, item: Queued, why: str) -> None:
         logger.bind(channel=item.channel_id, msg_id=item.msg_id).info(
             "not downloading {kind}: {why}", kind=item.kind, why=why
         )
-        await self.db.execute(
-            "UPDATE media SET download_error = ? WHERE post_id = ? AND idx = ?",
-            (why, item.post_id, item.idx),
-        )
+        await media_rows.give_up(self.db, item.post_id, item.idx, why)
 
     async def _failed(self, item: Queued, error: str) -> None:
-        rows = await self.db.execute_returning(
-            """UPDATE media SET download_tries = download_tries + 1 WHERE post_id = ? AND idx = ?
-               RETURNING download_tries""",
-            (item.post_id, item.idx),
-        )
-        tries = rows[0][0] if rows else MAX_TRIES
+        tries = await media_rows.count_try(self.db, item.post_id, item.idx) or MAX_TRIES
         logger.bind(channel=item.channel_id, msg_id=item.msg_id).warning(
             "media download failed ({error}), try {tries} of {max}",
             error=error,
@@ -242,17 +201,10 @@ async def prune_media(db: Database, media_dir: Path, now: datetime, older_than: 
     """Delete downloaded files whose newest download is older than `older_than`; the rows
     keep their metadata and SHA-256 (local_path becomes NULL). Posts are never touched.
     Returns the number of files removed."""
-    cutoff = iso(now - older_than)
-    rows = await db.fetchall(
-        """SELECT local_path FROM media WHERE local_path IS NOT NULL
-           GROUP BY local_path HAVING max(downloaded_at) < ?""",
-        (cutoff,),
-    )
-    names = [row["local_path"] for row in rows]
+    names = await media_rows.files_downloaded_before(db, now - older_than)
     removed = await asyncio.to_thread(_delete_files, media_dir, names)
-    for name in names:
-        await db.execute("UPDATE media SET local_path = NULL WHERE local_path = ?", (name,))
-    if rows:
+    await media_rows.forget_files(db, names)
+    if names:
         logger.info(
             "media retention: deleted {n} files older than {days} days",
             n=removed,

@@ -9,7 +9,9 @@ ignores random ids would show at most one duplicate per message that was in
 flight at the crash.
 
 A backlog of several alerts for one chat (a burst, a catch-up after an outage)
-goes out as a few combined messages instead of one message a second.
+goes out as a few combined messages instead of one message a second; follow-ups
+(edits, deletions) waiting among them go into the same messages, in planning
+order, so each post's alert still comes before its follow-ups.
 """
 
 from __future__ import annotations
@@ -26,11 +28,11 @@ from typing import Protocol
 
 from loguru import logger
 
-from bot import format as fmt
-from bot.alerts import Decision, decide
-from bot.ratelimit import RateLimiter
+from bot.alerts import format as fmt
+from bot.alerts.policy import Decision, decide
+from bot.alerts.ratelimit import RateLimiter
 from storage import outbox, subscribers
-from storage.db import DB_ERRORS, Database
+from storage.db import Database, DatabaseError
 from storage.models import utcnow
 from storage.outbox import Queued
 from storage.subscribers import Subscriber
@@ -208,7 +210,7 @@ class Notifier:
             delay = min(self.options.retry_base * 2 ** (failures - 1), HOLD_MAX)
             self._held_until[chat_id] = time.monotonic() + delay
             log = logger.bind(chat=chat_id)
-            if isinstance(error, DB_ERRORS):
+            if isinstance(error, DatabaseError):
                 log.warning(
                     "notifier: the archive cannot be written ({error}); retrying this chat "
                     "in {delay:.0f} s",
@@ -293,15 +295,22 @@ class Notifier:
         silent = decision is Decision.SEND_SILENTLY
         if head.batch is not None:  # sent (perhaps) before a crash: resend the same rows
             group = [r for r in rows if r.batch == head.batch]
-            kind = "followup" if head.is_followup else "alert" if len(group) == 1 else "burst"
+            if len(group) > 1:
+                kind = "burst"
+            else:
+                kind = "followup" if head.is_followup else "alert"
             await self._send_group(sub, group, kind, silent)
             return
-        if head.is_followup:
-            await self._send_followup(sub, head, silent)
-            return
-        run = _leading(rows, lambda r: not r.is_followup and r.batch is None)
+        # A backlog (a burst, the drain after an outage) goes out combined, follow-ups
+        # among the alerts in planning order: an edit in between does not split it.
+        run = _leading(
+            rows,
+            lambda r: r.batch is None and decide(sub, now, followup=r.is_followup) is decision,
+        )
         if len(run) >= self.options.burst_after:
             await self._send_burst(sub, run, silent)
+        elif head.is_followup:
+            await self._send_followup(sub, head, silent)
         else:
             await self._send_group(sub, [head], "alert", silent)
 
@@ -313,6 +322,17 @@ class Notifier:
         await self._send_group(sub, [row], "followup", silent)
 
     async def _send_burst(self, sub: Subscriber, rows: list[Queued], silent: bool) -> None:
+        # a follow-up needs its alert: sent before, or going out in this run ahead of it
+        alerted = {r.post_id for r in rows if not r.is_followup}
+        orphans: list[int] = []
+        for row in rows:
+            if row.is_followup and row.post_id not in alerted:
+                original = await outbox.original_of(self.db, sub.chat_id, row.post_id)
+                if original is None or original[0] != "sent":
+                    orphans.append(row.id)
+        if orphans:
+            await outbox.mark(self.db, orphans, "skipped", "original alert was not sent")
+            rows = [r for r in rows if r.id not in set(orphans)]
         views = await outbox.views(self.db, rows)
         await self._drop_missing(rows, views)
         if not views:
@@ -332,9 +352,8 @@ class Notifier:
             reply_to = views[0].reply_to
         elif len(views) == 1:
             html, reply_to = fmt.alert(views[0], sub.tz), None
-        else:  # a burst message resent after a crash: the same rows, one message
-            entries = [fmt.entry(v, sub.tz) for v in views]
-            html, reply_to = fmt.fit(fmt.join(fmt.burst_header(len(views)), entries)), None
+        else:  # a combined message resent after a crash: the same rows, one message
+            html, reply_to = fmt.combined(views, sub.tz), None
         await self._deliver(sub, [v.alert for v in views], html, kind, silent, reply_to)
 
     async def _drop_missing(

@@ -8,6 +8,7 @@ are relied on, because Telethon does not fetch missed channel posts itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -16,13 +17,16 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from loguru import logger
-from telethon import TelegramClient, errors, events, functions, types, utils
+from telethon import errors, events, functions, types, utils
+from telethon.tl.tlobject import TLRequest
 
+from bot.clients import HeldForFloodWait, MonitorClient, request_kind, waiting_out_flood_waits
+from bot.floodgate import Slots
 from bot.pipeline import Pipeline, Source
-from bot.telegram import channel_id_of, salvage, to_post
+from bot.watch.telegram import channel_id_of, salvage, to_post
 from config.settings import Backfill, ChannelSpec
 from storage import archive, watchlist
-from storage.db import DB_ERRORS, Database, describe_unavailable, unavailable
+from storage.db import Database, DatabaseError, describe_unavailable, unavailable
 from storage.models import Channel, Post, utcnow
 
 BATCH = 100
@@ -30,7 +34,9 @@ PAGE_WAIT = 0.0  # seconds between history pages (Telegram answers too fast with
 RECONCILE_DEPTH = 100
 EARLY_EVENTS_MAX = 10_000
 T = TypeVar("T")
-MAX_FLOOD_WAIT = 3600
+# Channels resolved and caught up at once (CHANWATCH_CATCHUP_CONCURRENCY); a channel
+# waiting out a FloodWait does not count, so one wait never holds up the others.
+CONCURRENCY = 4
 # While the archive cannot be written (disk full, read-only, locked) new posts are not
 # held in memory: the archive head stays put and they are fetched again from Telegram
 # once a write succeeds. Edits and deletions pushed meanwhile are kept, up to these
@@ -59,18 +65,50 @@ class ChannelUnavailable(Exception):
     """A configured channel that cannot be watched (unknown, private, banned)."""
 
 
+@dataclass
+class _Pass:
+    """One catch-up over many channels (at start, after a reconnect)."""
+
+    reconcile_depth: int
+    total: int = 0
+    failed: DatabaseError | None = None  # the archive cannot be written
+    skipped: list[int] = field(default_factory=list)  # left for the repair loop
+
+
+async def _all(coroutines: Sequence[Awaitable[None]]) -> None:
+    """Run them together; the first to fail cancels the rest and its error is raised."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+def label_of(channel: Channel) -> str:
+    """How logs name a channel: @username, else its title, else its id."""
+    if channel.username:
+        return "@" + channel.username
+    return channel.title or str(channel.id)
+
+
 class Watcher:
     def __init__(
         self,
-        client: TelegramClient,
+        client: MonitorClient,
         db: Database,
         pipeline: Pipeline,
         specs: Sequence[ChannelSpec],
         *,
         backfill: Backfill | None = None,
         page_wait: float | None = None,
+        concurrency: int = CONCURRENCY,
     ) -> None:
         self.client = client
+        self.gate = client.flood_gate
+        self.concurrency = concurrency
         self.db = db
         self.pipeline = pipeline
         self.specs = list(specs)
@@ -100,20 +138,53 @@ class Watcher:
 
     # --- resolving -----------------------------------------------------------
 
+    async def start(self, reconcile_depth: int = RECONCILE_DEPTH) -> int:
+        """At start: resolve every configured channel, join the live ones and catch each
+        up, `concurrency` channels at a time. A channel waiting out a FloodWait gives its
+        turn to the next, so a channel already known (never resolved again) or caught up
+        without hitting the wait does not wait for it. Then replay the updates that
+        arrived meanwhile. Returns the posts caught up."""
+        run = _Pass(reconcile_depth)
+        slots = Slots(self.concurrency)
+
+        async def one(spec: ChannelSpec) -> None:
+            async with slots.taken():
+                watched = await self._resolve_configured(spec)
+                if watched is None:
+                    return
+                if watched.channel.mode == "live":
+                    await self._join(watched)
+                await self._catch_up_in(run, watched)
+
+        async with self._catchup_lock:
+            await _all([one(spec) for spec in self.specs])
+            self._end(run)
+        await self.replay_early_events()
+        return run.total
+
     async def resolve_all(self) -> None:
-        for spec in self.specs:
-            try:
-                watched = await self._resolve(spec)
-            except ChannelUnavailable as exc:
-                if self.unavailable.get(spec.label) != str(exc):
-                    logger.bind(channel=spec.label).error(
-                        "cannot watch {channel}: {reason}", channel=spec.label, reason=str(exc)
-                    )
-                self.unavailable[spec.label] = str(exc)
-                await archive.record_unresolved(self.db, spec.label, str(exc))
-                continue
-            self.unavailable.pop(spec.label, None)
-            self.channels[watched.id] = watched
+        slots = Slots(self.concurrency)
+
+        async def one(spec: ChannelSpec) -> None:
+            async with slots.taken():
+                await self._resolve_configured(spec)
+
+        await _all([one(spec) for spec in self.specs])
+
+    async def _resolve_configured(self, spec: ChannelSpec) -> Watched | None:
+        try:
+            watched = await self._resolve(spec)
+        except ChannelUnavailable as exc:
+            if self.unavailable.get(spec.label) != str(exc):
+                logger.bind(channel=spec.label).error(
+                    "cannot watch {channel}: {reason}", channel=spec.label, reason=str(exc)
+                )
+            self.unavailable[spec.label] = str(exc)
+            await archive.record_unresolved(self.db, spec.label, str(exc))
+            return None
+        self.unavailable.pop(spec.label, None)
+        self.channels[watched.id] = watched
+        return watched
 
     # --- channels added and removed at run time (admins, from the bot) ---------
 
@@ -203,7 +274,10 @@ class Watcher:
         try:
             if isinstance(spec.ref, int):
                 try:
-                    entity = await self.client.get_entity(types.PeerChannel(spec.ref))
+                    ref = types.PeerChannel(spec.ref)
+                    entity = await self._with_flood_wait(
+                        spec.label, lambda: self.client.get_entity(ref)
+                    )
                 except ValueError:
                     raise ChannelUnavailable(
                         "a numeric id can only be used for a channel this account has seen; "
@@ -260,24 +334,38 @@ class Watcher:
         finally:
             self._catchup_queued = False
         try:
-            total = 0
-            channels = list(self.channels.values())
-            for i, watched in enumerate(channels):
-                try:
-                    before = await self._head(watched)
-                    total += await self.catch_up(watched)
-                    if reconcile_depth and before:
-                        await self.reconcile(watched, reconcile_depth, up_to=before)
-                except DB_ERRORS as exc:
-                    if not unavailable(exc):
-                        raise
-                    # the rest would fail the same way: retry them all once writes work
-                    left = [w.id for w in channels[i:]]
-                    self._write_failed(exc, left, reconcile=bool(reconcile_depth))
-                    break
-            return total
+            run = _Pass(reconcile_depth)
+            slots = Slots(self.concurrency)
+
+            async def one(watched: Watched) -> None:
+                async with slots.taken():
+                    await self._catch_up_in(run, watched)
+
+            await _all([one(w) for w in list(self.channels.values())])
+            self._end(run)
+            return run.total
         finally:
             self._catchup_lock.release()
+
+    async def _catch_up_in(self, run: _Pass, watched: Watched) -> None:
+        if run.failed is not None:
+            # writes are failing: the rest would fail the same way; retried once they work
+            run.skipped.append(watched.id)
+            return
+        try:
+            before = await self._head(watched)
+            run.total += await self.catch_up(watched)
+            if run.reconcile_depth and before:
+                await self.reconcile(watched, run.reconcile_depth, up_to=before)
+        except DatabaseError as exc:
+            if not unavailable(exc):
+                raise
+            run.failed = run.failed or exc
+            run.skipped.append(watched.id)
+
+    def _end(self, run: _Pass) -> None:
+        if run.failed is not None:
+            self._write_failed(run.failed, run.skipped, reconcile=bool(run.reconcile_depth))
 
     async def _head(self, watched: Watched) -> int:
         current = await archive.find_channel(self.db, watched.id)
@@ -292,11 +380,12 @@ class Watcher:
         head = await self._head(watched)
         while True:
             try:
-                if head == 0:
-                    head = await self._backfill_start(watched)
-                seen = await self._fetch_above(watched, head, source)
+                with self._patient(str(watched.id), watched):
+                    if head == 0:
+                        head = await self._backfill_start(watched)
+                    seen = await self._fetch_above(watched, head, source)
             except errors.FloodWaitError as exc:
-                await self._pause(str(watched.id), exc.seconds)
+                await self._wait_out(str(watched.id), exc, watched)
                 head = await self._head(watched)
                 continue
             except (errors.ChannelPrivateError, errors.ChannelInvalidError) as exc:
@@ -387,10 +476,11 @@ class Watcher:
             return (0, 0)
         while True:
             try:
-                messages = await self.client.get_messages(watched.entity, ids=msg_ids)
+                with self._patient(str(watched.id), watched):
+                    messages = await self.client.get_messages(watched.entity, ids=msg_ids)
                 break
             except errors.FloodWaitError as exc:
-                await self._pause(str(watched.id), exc.seconds)
+                await self._wait_out(str(watched.id), exc, watched)
         posts: list[Post] = []
         gone: list[int] = []
         for msg_id, message in zip(msg_ids, messages, strict=True):
@@ -448,21 +538,42 @@ class Watcher:
                 try:
                     head = await self._head(watched)
                     if not edit and post.msg_id > head + 1:
-                        # Ids jumped: posts in between may never be pushed (Telethon only
-                        # notices a gap once it knows the channel's pts), so fetch them.
-                        await self._fetch_above(watched, head, "catchup", below=post.msg_id)
+                        await self._fill_gap(watched, head, post.msg_id)
                     await self.pipeline.ingest([post], "live")
-                except DB_ERRORS as exc:
+                except DatabaseError as exc:
                     if not unavailable(exc):
                         raise
                     if edit:
                         self._remember_edit(post)
                     self._write_failed(exc, [watched.id])
+        except (ConnectionError, TimeoutError) as exc:
+            # the head did not move: the catch-up after the reconnect fetches the post
+            logger.bind(channel=watched.id, msg_id=post.msg_id).warning(
+                "connection lost while archiving live post {msg_id} ({error}); the catch-up "
+                "after the reconnect fetches it",
+                msg_id=post.msg_id,
+                error=exc.__class__.__name__,
+            )
         except Exception:
             # one poison post must not stop the others; reconcile retries it later
             logger.bind(channel=watched.id, msg_id=post.msg_id).exception(
                 "could not archive a live post"
             )
+
+    async def _fill_gap(self, watched: Watched, head: int, below: int) -> None:
+        """Fetch the posts between the archive head and live post `below`: ids jumped, and
+        posts in between may never be pushed (Telethon only notices a gap once it knows the
+        channel's pts). Under a FloodWait the live post and its gap wait for it, holding
+        only this channel's live events (the lock is held by the caller)."""
+        holding = f"live post {below} and the posts before it"
+        while True:
+            try:
+                with self._patient(str(watched.id), watched, holding=holding):
+                    await self._fetch_above(watched, head, "catchup", below=below)
+                return
+            except errors.FloodWaitError as exc:
+                await self._wait_out(str(watched.id), exc, watched, holding=holding)
+                head = await self._head(watched)
 
     async def _on_deleted(self, event: events.MessageDeleted.Event) -> None:
         # Telethon's MessageDeleted event carries the channel only as a marked chat id
@@ -480,7 +591,7 @@ class Watcher:
                     return
                 try:
                     await self.pipeline.deleted(watched.id, event.deleted_ids)
-                except DB_ERRORS as exc:
+                except DatabaseError as exc:
                     if not unavailable(exc):
                         raise
                     self._remember_deletions(watched.id, event.deleted_ids)
@@ -563,7 +674,7 @@ class Watcher:
             await asyncio.sleep(delay)  # backoff between attempts
             try:
                 fetched = await self._repair_all()
-            except DB_ERRORS as exc:
+            except DatabaseError as exc:
                 if not unavailable(exc):
                     logger.exception("repairing the archive failed; retrying")
                 else:
@@ -625,15 +736,71 @@ class Watcher:
     async def _with_flood_wait(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         while True:
             try:
-                return await call()
+                with self._patient(what):
+                    return await call()
             except errors.FloodWaitError as exc:
-                await self._pause(what, exc.seconds)
+                await self._wait_out(what, exc)
 
-    async def _pause(self, what: str, seconds: int) -> None:
-        wait = min(max(seconds, 1), MAX_FLOOD_WAIT)
+    def _patient(
+        self, what: str, watched: Watched | None = None, *, holding: str | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        """Requests made inside wait out FloodWaits at the client's gate (giving up their
+        concurrency slot meanwhile) and go on where they were; each FloodWait Telegram
+        answers is logged once, naming the channel and what waits."""
+
+        def on_flood_wait(exc: errors.RPCError) -> None:
+            request = getattr(exc, "request", None)
+            kind = request_kind(request) if isinstance(request, TLRequest) else "request"
+            self._note_flood_wait(what, watched, kind, getattr(exc, "seconds", 1), holding)
+
+        return waiting_out_flood_waits(on_flood_wait)
+
+    def _note_flood_wait(
+        self, what: str, watched: Watched | None, kind: str, seconds: int, holding: str | None
+    ) -> None:
+        wait = max(seconds, 1)
         self.flood_waits.append((what, wait))
         self.flood_wait_times.append(utcnow())
         logger.bind(channel=what).warning(
-            "FloodWait: Telegram asked to wait {seconds} s; pausing this work", seconds=wait
+            "FloodWait on {name}: Telegram asked to wait {seconds} s before the next "
+            "{kind}; {holding} wait for it, everything else goes on",
+            name=label_of(watched.channel) if watched is not None else what,
+            seconds=wait,
+            kind=kind,
+            holding=holding or "this channel's " + _work(kind),
         )
-        await asyncio.sleep(wait)
+
+    async def _wait_out(
+        self,
+        what: str,
+        exc: errors.FloodWaitError,
+        watched: Watched | None = None,
+        *,
+        holding: str | None = None,
+    ) -> None:
+        """Wait until Telegram allows the kind of request that hit `exc` again. Only this
+        work waits (its concurrency slot goes to another channel meanwhile); a request
+        held back by a wait that is already known and logged waits silently."""
+        request = exc.request if isinstance(exc.request, TLRequest) else None
+        kind = request_kind(request) if request is not None else "request"
+        name = label_of(watched.channel) if watched is not None else what
+        if isinstance(exc, HeldForFloodWait):
+            logger.bind(channel=what).debug(
+                "{name}: waiting {seconds} s more for the FloodWait on {kind}",
+                name=name,
+                seconds=exc.seconds,
+                kind=kind,
+            )
+        else:
+            self._note_flood_wait(what, watched, kind, exc.seconds, holding)
+        if self.gate.remaining(kind) <= 0:  # not seen by the client's gate (a bare error)
+            self.gate.close(kind, exc.seconds)
+        await self.gate.wait(kind)
+
+
+def _work(kind: str) -> str:
+    if kind.endswith("ResolveUsernameRequest"):
+        return "resolving"
+    if kind.endswith("JoinChannelRequest"):
+        return "joining"
+    return "catch-up"
