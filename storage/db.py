@@ -19,6 +19,7 @@ from typing import Any
 import aiosqlite
 from loguru import logger
 
+from storage import private
 from storage.shared import DatabaseUnavailable, SharedConnection, StorageError
 
 __all__ = ["DatabaseUnavailable", "StorageError"]  # re-exported: callers import them here
@@ -300,7 +301,15 @@ async def open_database(path: str | Path, *, readonly: bool = False) -> Database
         return await open_pg(target, SCHEMA_VERSION, readonly=readonly)
     path = target
     if not readonly:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private.make_dir(path.parent)
+        # SQLite gives -wal and -shm the database file's mode: 0600 for all three.
+        # (A file that cannot be created or changed is left for SQLite to report.)
+        for name in (path.name, path.name + "-wal", path.name + "-shm"):
+            with contextlib.suppress(OSError):
+                private.tighten(path.with_name(name))
+        with contextlib.suppress(OSError):
+            if not path.exists():
+                private.touch(path)
     uri = f"file:{path}?mode=ro" if readonly else str(path)
     try:
         conn = await aiosqlite.connect(uri, uri=readonly, isolation_level=None)
@@ -346,3 +355,9 @@ def table_columns(path: Path, table: str) -> set[str]:
     """The column names of one table of an archive file, read without writing."""
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         return {row[0] for row in conn.execute("SELECT name FROM pragma_table_info(?)", (table,))}
+
+
+def table_names(path: Path) -> set[str]:
+    """The names of the tables and views of an archive file, read without writing."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}

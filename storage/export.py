@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from storage import private, signing
 from storage.db import SCHEMA_VERSION, Database
 from storage.search import (
     CompiledQuery,
@@ -252,12 +253,13 @@ async def export_to_file(
     manifest: bool = False,
     progress: Callable[[int], None] | None = None,
     chunk: int = CHUNK,
+    sign_key: signing.Ed25519PrivateKey | None = None,
 ) -> ExportResult:
     """Write an export next to its final name, then rename: a failed export leaves
     no half-written file behind (and never clobbers an earlier one)."""
     partial = path.with_name(path.name + ".partial")
     try:
-        with partial.open("wb") as sink:
+        with private.replace_partial(partial) as sink:
             rows, sha, size = await write_export(
                 db, selection, fmt, sink, progress=progress, chunk=chunk
             )
@@ -283,6 +285,7 @@ async def export_to_file(
                 "tool": {"name": "chanwatch", "version": tool_version()},
                 "archive": {"path": str(db.path), "schema_version": SCHEMA_VERSION},
             },
+            sign_key,
         )
     return ExportResult(rows, sha, size, path, manifest_path)
 
@@ -294,11 +297,22 @@ def manifest_path_for(path: Path) -> Path:
     return path.with_name(path.name + MANIFEST_SUFFIX)
 
 
-def write_manifest(path: Path, manifest: dict[str, Any]) -> Path:
+def write_manifest(
+    path: Path, manifest: dict[str, Any], sign_key: signing.Ed25519PrivateKey | None = None
+) -> Path:
+    if sign_key is not None:
+        manifest = signing.sign(manifest, sign_key)
     target = manifest_path_for(path)
     partial = target.with_name(target.name + ".partial")
-    partial.write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", "utf-8")
-    os.replace(partial, target)
+    text = json.dumps(manifest, ensure_ascii=False, indent=2) + "\n"
+    try:
+        with private.replace_partial(partial) as sink:
+            sink.write(text.encode("utf-8"))
+        os.replace(partial, target)
+    except BaseException:
+        if partial.is_file() and not partial.is_symlink():
+            partial.unlink()
+        raise
     return target
 
 
@@ -308,12 +322,71 @@ class Verification:
     problems: list[str]
     rows: int
     manifest: dict[str, Any]
+    signed_by: str | None = None  # the key's fingerprint, when a signature was checked
+
+
+def _instant(value: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else None  # a local time says nothing comparable
+
+
+def _desktop_text(text: Any) -> str | None:
+    """The plain text of a Telegram Desktop export message (a string, or a list of
+    strings and entity objects)."""
+    if isinstance(text, str):
+        return text
+    if isinstance(text, list):
+        parts = [
+            p if isinstance(p, str) else p.get("text") for p in text if isinstance(p, str | dict)
+        ]
+        if all(isinstance(p, str) for p in parts):
+            return "".join(parts)  # type: ignore[arg-type]
+    return None
+
+
+def raw_disagreement(record: dict[str, Any], raw: Any) -> str | None:
+    """Which plain field of a record says something else than its `raw` (None if they
+    agree). Checked: the message id, the channel, the date and the text, wherever `raw`
+    holds them (Telethon's message, a Telegram Desktop export message)."""
+    if not isinstance(raw, dict):
+        return None
+    fields: list[tuple[str, Any, Any]] = []
+    if isinstance(raw.get("id"), int):
+        fields.append(("msg_id", record.get("msg_id"), raw["id"]))
+    peer = raw.get("peer_id")
+    if isinstance(peer, dict) and isinstance(peer.get("channel_id"), int):
+        fields.append(("channel_id", record.get("channel_id"), peer["channel_id"]))
+    service = raw.get("_") == "MessageService"
+    if isinstance(raw.get("message"), str) and not service:
+        fields.append(("text", record.get("text"), raw["message"]))
+    elif raw.get("type") == "message" and ("text" in raw or "text_entities" in raw):
+        entities = raw.get("text_entities")  # the importer reads these first, as here
+        text = _desktop_text(entities if isinstance(entities, list) else raw.get("text", ""))
+        if text is not None:
+            fields.append(("text", record.get("text"), text))
+    mine = _instant(record.get("date"))
+    if "date_unixtime" in raw and str(raw["date_unixtime"]).isdigit():
+        theirs: datetime | None = datetime.fromtimestamp(int(raw["date_unixtime"]), UTC)
+    else:
+        theirs = _instant(raw.get("date"))
+    if theirs is not None:
+        fields.append(("date", mine, theirs))
+    for name, plain, original in fields:
+        same = plain == original if name == "date" else str(plain) == str(original)
+        if not same:
+            return name
+    return None
 
 
 def _count_rows(path: Path, fmt: str, problems: list[str]) -> int:
-    """Rows in an export, checking each record's raw against its raw_sha256."""
+    """Rows in an export, checking each record's raw against its raw_sha256 and its
+    plain fields against raw."""
     rows = 0
     bad: list[str] = []
+    edited: list[str] = []
     with path.open("r", encoding="utf-8", newline="") as handle:
         if fmt == "jsonl":
             items: Any = (json.loads(line) for line in handle if line.strip())
@@ -322,16 +395,32 @@ def _count_rows(path: Path, fmt: str, problems: list[str]) -> int:
         for record in items:
             rows += 1
             raw, sha = record.get("raw"), record.get("raw_sha256")
-            if isinstance(raw, str) and hashlib.sha256(raw.encode()).hexdigest() != sha:
-                bad.append(f"{record.get('channel_id')}/{record.get('msg_id')}")
+            where = f"{record.get('channel_id')}/{record.get('msg_id')}"
+            if not isinstance(raw, str):
+                continue
+            if hashlib.sha256(raw.encode()).hexdigest() != sha:
+                bad.append(where)
+                continue
+            try:
+                field_name = raw_disagreement(record, json.loads(raw))
+            except ValueError:
+                field_name = "raw"
+            if field_name is not None:
+                edited.append(f"{where} ({field_name})")
     if bad:
         shown = ", ".join(bad[:5]) + (" …" if len(bad) > 5 else "")
         problems.append(f"{len(bad)} records whose raw does not hash to raw_sha256: {shown}")
+    if edited:
+        shown = ", ".join(edited[:5]) + (" …" if len(edited) > 5 else "")
+        problems.append(f"{len(edited)} records whose fields differ from their raw: {shown}")
     return rows
 
 
-def verify_export(path: Path, manifest_file: Path | None = None) -> Verification:
-    """Check an export against its manifest: size, SHA-256, row count, record hashes."""
+def verify_export(
+    path: Path, manifest_file: Path | None = None, key: Path | None = None
+) -> Verification:
+    """Check an export against its manifest: size, SHA-256, row count, record hashes,
+    each record's fields against its raw; with `key`, the manifest's signature."""
     manifest_file = manifest_file or manifest_path_for(path)
     if not manifest_file.is_file():
         raise FileNotFoundError(f"no manifest at {manifest_file} (export with --manifest)")
@@ -361,4 +450,12 @@ def verify_export(path: Path, manifest_file: Path | None = None) -> Verification
         rows = -1
     if rows >= 0 and rows != manifest.get("rows"):
         problems.append(f"{rows} rows, the manifest says {manifest.get('rows')}")
-    return Verification(not problems, problems, rows, manifest)
+    signed_by = None
+    if key is not None:
+        public = signing.load_public(key)
+        wrong = signing.check(manifest, public)
+        if wrong is None:
+            signed_by = signing.fingerprint(public)
+        else:
+            problems.append(wrong)
+    return Verification(not problems, problems, rows, manifest, signed_by)

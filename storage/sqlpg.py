@@ -7,7 +7,8 @@ a query added to any storage module works on both backends:
 * `?` -> `$1, $2, ...` (outside string literals, quoted names and comments);
 * `INSERT OR IGNORE INTO ...` -> `INSERT INTO ... ON CONFLICT DO NOTHING`;
 * the two-argument scalar `max(a, b)` / `min(a, b)` -> `greatest(a, b)` / `least(a, b)`;
-* `a IS b` / `a IS NOT b` (null-safe) -> `IS [NOT] DISTINCT FROM`.
+* `a IS b` / `a IS NOT b` (null-safe) -> `IS [NOT] DISTINCT FROM`;
+* `CASE WHEN ? THEN` (a number as truth value) -> `CASE WHEN ?::integer <> 0 THEN`.
 
 What cannot be rewritten mechanically (full-text search, schema introspection)
 asks the database for its `dialect` instead.
@@ -24,6 +25,8 @@ _MINMAX = re.compile(r"\b(max|min)\s*\(", re.IGNORECASE)
 # SQLite's null-safe comparisons `a IS b` / `a IS NOT b` (b not NULL, TRUE or FALSE).
 _IS_NOT = re.compile(r"\bIS\s+NOT\s+(?!NULL\b|TRUE\b|FALSE\b|DISTINCT\b)", re.IGNORECASE)
 _IS = re.compile(r"\bIS\s+(?!NOT\b|NULL\b|TRUE\b|FALSE\b|DISTINCT\b)", re.IGNORECASE)
+# `CASE WHEN ? THEN`: SQLite takes any number as a truth value, PostgreSQL a boolean.
+_WHEN_PARAM = re.compile(r"\bWHEN\s+\?\s+THEN\b", re.IGNORECASE)
 _ROWS_FIRST = re.compile(r"^\s*\(*\s*(SELECT|WITH|VALUES|SHOW|TABLE)\b", re.IGNORECASE)
 
 
@@ -112,6 +115,7 @@ def _insert_or_ignore(sql: str) -> str:
 def translate(sql: str) -> str:
     """The PostgreSQL form of one statement written for SQLite."""
     sql = _IS.sub("IS NOT DISTINCT FROM ", _IS_NOT.sub("IS DISTINCT FROM ", sql))
+    sql = _WHEN_PARAM.sub("WHEN ?::integer <> 0 THEN", sql)
     return _placeholders(_scalar_minmax(_insert_or_ignore(sql)))
 
 

@@ -282,25 +282,52 @@ async def open_invites(db: Database, now: datetime | None = None) -> list[Invite
 # --- strangers ----------------------------------------------------------------
 
 
-async def note_stranger(db: Database, user_id: int, name: str | None) -> bool:
-    """Remember someone who is not allowed in; True the first time they write."""
-    now = iso(utcnow())
+# A stranger hears from the bot, and the log hears of them, at most once per this.
+STRANGER_QUIET = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class StrangerSeen:
+    first: bool  # never wrote before
+    notify: bool  # a reply or log line is due: the first time, then once per quiet period
+    messages: int
+    bad_codes: int
+
+
+async def note_stranger(
+    db: Database,
+    user_id: int,
+    name: str | None,
+    *,
+    bad_code: bool = False,
+    now: datetime | None = None,
+    quiet: timedelta = STRANGER_QUIET,
+) -> StrangerSeen:
+    """Count a message (or a wrong invitation code) from someone who is not allowed in."""
+    now = now or utcnow()
+    stamp = iso(now)
     async with db.transaction() as conn:
         async with conn.execute(
-            "SELECT messages FROM strangers WHERE user_id = ?", (user_id,)
+            "SELECT messages, bad_codes, noted_at FROM strangers WHERE user_id = ?", (user_id,)
         ) as cursor:
             known = await cursor.fetchone()
         if known is None:
             await conn.execute(
-                "INSERT INTO strangers (user_id, name, first_seen, last_seen) VALUES (?, ?, ?, ?)",
-                (user_id, name, now, now),
+                "INSERT INTO strangers (user_id, name, first_seen, last_seen, bad_codes, noted_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (user_id, name, stamp, stamp, int(bad_code), stamp),
             )
-            return True
+            return StrangerSeen(True, True, 1, int(bad_code))
+        noted = _dt(known["noted_at"])
+        notify = noted is None or now - noted >= quiet
         await conn.execute(
-            "UPDATE strangers SET messages = messages + 1, last_seen = ? WHERE user_id = ?",
-            (now, user_id),
+            "UPDATE strangers SET messages = messages + 1, bad_codes = bad_codes + ?,"
+            " last_seen = ?, noted_at = CASE WHEN ? THEN ? ELSE noted_at END WHERE user_id = ?",
+            (int(bad_code), stamp, int(notify), stamp, user_id),
         )
-        return False
+        return StrangerSeen(
+            False, notify, known["messages"] + 1, known["bad_codes"] + int(bad_code)
+        )
 
 
 # --- rules --------------------------------------------------------------------

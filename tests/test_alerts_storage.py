@@ -70,9 +70,21 @@ async def test_revoked_analyst_keeps_rules_and_comes_back_with_a_new_invite(db) 
     assert [r.text for r in await subscribers.active_rules(db)] == ["пленный"]
 
 
-async def test_strangers_are_noted_once(db) -> None:
-    assert await subscribers.note_stranger(db, 66, "Mallory")
-    assert not await subscribers.note_stranger(db, 66, "Mallory")
+async def test_strangers_are_noted_once_and_counted(db) -> None:
+    from datetime import timedelta
+
+    from storage.models import utcnow
+
+    now = utcnow()
+    first = await subscribers.note_stranger(db, 66, "Mallory", now=now)
+    assert first.first and first.notify
+    again = await subscribers.note_stranger(db, 66, "Mallory", bad_code=True, now=now)
+    assert not again.first and not again.notify and (again.messages, again.bad_codes) == (2, 1)
+    later = now + subscribers.STRANGER_QUIET + timedelta(seconds=1)
+    after_an_hour = await subscribers.note_stranger(db, 66, "Mallory", now=later)
+    assert after_an_hour.notify and after_an_hour.messages == 3  # one line an hour at most
+    quiet = await subscribers.note_stranger(db, 66, "Mallory", now=later)
+    assert not quiet.notify
 
 
 async def test_rules_and_preferences(db) -> None:

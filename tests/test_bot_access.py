@@ -19,18 +19,27 @@ def settings(tmp_path: Path, bot, admin):
     return bot_settings(tmp_path, bot, [admin])
 
 
+async def _stranger(app, user_id: int) -> dict | None:
+    row = await app.db.fetchone("SELECT * FROM strangers WHERE user_id = ?", (user_id,))
+    return dict(row) if row is not None else None
+
+
+async def _until_stranger(app, user_id: int, messages: int) -> dict:
+    """Wait (bounded) until the stranger's row counts `messages`: nothing else is
+    written when a stranger is ignored, so the row is the condition to wait on."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            row = await _stranger(app, user_id)
+            if row is not None and row["messages"] >= messages:
+                return row
+            await asyncio.sleep(0.02)
+
+
 async def test_strangers_get_one_polite_refusal_and_a_log_line(
     sim, monitor, bot, admin, ann, settings
 ):
     lines: list[str] = []
-    ignored_three = asyncio.Event()
-
-    def sink(message) -> None:
-        lines.append(message.record["message"])
-        if sum(1 for line in lines if line.startswith("ignored another message")) == 3:
-            ignored_three.set()
-
-    sink_id = logger.add(sink, level="INFO")
+    sink_id = logger.add(lambda m: lines.append(m.record["message"]), level="TRACE")
     try:
         async with service(sim, monitor, bot, settings) as app:
             refusal = await ask(sim, ann, bot, "/search пленный")
@@ -38,13 +47,39 @@ async def test_strangers_get_one_polite_refusal_and_a_log_line(
             await sim.user_sends(ann, bot, "/rule add пленный")
             await sim.user_sends(ann, bot, "hello?")
             await sim.user_sends(ann, bot, "/status")
-            async with asyncio.timeout(TIMEOUT):
-                await ignored_three.wait()
+            row = await _until_stranger(app, ann.id, 4)
             assert len(sim.messages_to(ann, from_=bot)) == 1
             assert await subscribers.rules_of(app.db, ann.id) == []
     finally:
         logger.remove(sink_id)
     assert len([line for line in lines if line.startswith("refused Ann (@ann)")]) == 1
+    about_ann = [line for line in lines if str(ann.id) in line or "Ann" in line]
+    assert len(about_ann) == 1, about_ann  # one line, not one per message
+    assert row["messages"] == 4 and row["bad_codes"] == 0
+
+
+async def test_wrong_codes_get_one_reply_and_one_log_line(sim, monitor, bot, admin, ann, settings):
+    lines: list[str] = []
+    sink_id = logger.add(lambda m: lines.append(m.record["message"]), level="TRACE")
+    try:
+        async with service(sim, monitor, bot, settings) as app:
+            first = await ask(sim, ann, bot, "/start wrongcode1")
+            assert first.text == "This invitation code is not valid. Ask an admin for a new one."
+            for attempt in range(2, 6):
+                await sim.user_sends(ann, bot, f"/start wrongcode{attempt}")
+            row = await _until_stranger(app, ann.id, 5)
+            assert row["bad_codes"] == 5
+            assert len(sim.messages_to(ann, from_=bot)) == 1  # one reply for five attempts
+            # a real invitation still works after wrong guesses
+            answer = await ask(sim, admin, bot, "/invite")
+            code = re.search(r"start=(\S+)", answer.text).group(1)
+            welcome = await ask(sim, ann, bot, f"/start {code}")
+            assert "Welcome to chanwatch" in welcome.text
+    finally:
+        logger.remove(sink_id)
+    refused = [line for line in lines if "invitation refused" in line]
+    assert len(refused) == 1, refused
+    assert not [line for line in lines if "wrongcode" in line]  # codes are never logged
 
 
 async def test_invite_link_admits_one_analyst_once(sim, monitor, bot, admin, ann, settings):
@@ -82,7 +117,8 @@ async def test_expired_and_cancelled_invitations(sim, monitor, bot, admin, ann, 
         app.bot.dispatcher.services.invite_ttl = timedelta(hours=1)
         code = re.search(r"start=(\S+)", (await ask(sim, admin, bot, "/invite")).text).group(1)
         assert (await ask(sim, admin, bot, f"/revoke {code}")).text == "Invitation cancelled."
-        assert "not valid" in (await ask(sim, ann, bot, f"/start {code}")).text
+        eve = sim.add_user(phone="+15550004", first_name="Eve")  # ann's replies are rate-limited
+        assert "not valid" in (await ask(sim, eve, bot, f"/start {code}")).text
 
 
 async def test_admin_commands_are_for_admins_and_bad_arguments_get_usage(

@@ -58,10 +58,11 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_healthy_setup_passes(sim: Simulator, tmp_path: Path) -> None:
     user = sim.add_user(phone="+15550001", first_name="Analyst")
     _logged_in_session(sim, user, tmp_path / "user.session")
-    db = await open_database(tmp_path / "archive.db")
+    db = await open_database(tmp_path / "archive.db")  # created 0600 whatever the umask
     await db.close()
-    os.chmod(tmp_path / "archive.db", 0o600)
-    checks = await run_checks(_env_file(tmp_path, sim))
+    env = _env_file(tmp_path, sim)
+    os.chmod(env, 0o600)
+    checks = await run_checks(env)
     text, code = report(checks)
     assert code == 0, text
     assert "logged in as Analyst" in text and "passes quick_check" in text

@@ -4,6 +4,8 @@ with the real Telethon client downloading from the simulator."""
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from datetime import timedelta
 from pathlib import Path
 
@@ -55,7 +57,14 @@ def test_files_are_named_by_content_and_type() -> None:
     assert file_name_for(sha, None, "../../etc/passwd") == f"ab/{sha}"
 
 
-async def test_downloads_wanted_media_once_per_content(sim, user, tmp_path: Path):
+@pytest.fixture
+def usual_umask():
+    previous = os.umask(0o022)
+    yield
+    os.umask(previous)
+
+
+async def test_downloads_wanted_media_once_per_content(sim, user, tmp_path: Path, usual_umask):
     src = sim.add_channel(username="rdk_channel", title="РДК")
     dst = sim.add_channel(username="news_agg", title="Новости")
     photo = sim.post(src, "фото", media=sim.photo())
@@ -77,6 +86,9 @@ async def test_downloads_wanted_media_once_per_content(sim, user, tmp_path: Path
             assert content == file_content(row["tg_id"], len(content))
             assert row["downloaded_at"] == iso(clock())
             assert path.name.startswith(row["sha256"])
+            # owner-only whatever the umask (the tests run with the usual 022)
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+            assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
         assert rows[(src.id, photo)]["local_path"] == rows[(dst.id, copy)]["local_path"]
         assert rows[(src.id, photo)]["local_path"].endswith(".jpg")
         assert rows[(src.id, video)]["local_path"].endswith(".mp4")

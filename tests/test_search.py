@@ -194,6 +194,7 @@ async def _drop_claims_column(db: Database) -> None:
     if not await has_column(db, "posts", "claim_label"):
         return
     if db.dialect == "postgresql":  # drops the column's index with it
+        await db.execute("DROP VIEW IF EXISTS archive_posts")
         await db.execute("ALTER TABLE posts DROP COLUMN claim_label")
         return
     for row in await db.fetchall(
@@ -201,6 +202,7 @@ async def _drop_claims_column(db: Database) -> None:
         "AND sql LIKE '%claim_label%'"
     ):
         await db.execute(f'DROP INDEX "{row[0]}"')
+    await db.execute("DROP VIEW IF EXISTS archive_posts")  # newer than detection results
     await db.execute("ALTER TABLE posts DROP COLUMN claim_label")
 
 

@@ -217,3 +217,9 @@ def test_null_safe_comparisons_are_translated() -> None:
     assert translate("SELECT 1 WHERE a IS ? AND b IS NOT NULL AND c IS NULL") == (
         "SELECT 1 WHERE a IS NOT DISTINCT FROM $1 AND b IS NOT NULL AND c IS NULL"
     )
+
+
+def test_a_number_as_truth_value_is_translated() -> None:
+    assert translate("UPDATE t SET a = CASE WHEN ? THEN ? ELSE a END") == (
+        "UPDATE t SET a = CASE WHEN $1::integer <> 0 THEN $2 ELSE a END"
+    )

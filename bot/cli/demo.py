@@ -33,7 +33,7 @@ from bot.alerts.alertbot import BotOptions
 from bot.service.app import App
 from bot.simulator import SimMessage, Simulator
 from config.settings import Backfill, ChannelSpec, Settings
-from storage import overview
+from storage import overview, private
 from storage.models import utcnow
 
 TIMEOUT = 30.0
@@ -86,7 +86,7 @@ class Demo:
     async def run(self, forever: bool) -> None:
         if self.workdir.exists():
             shutil.rmtree(self.workdir)
-        self.workdir.mkdir(parents=True)
+        private.make_dir(self.workdir)  # the archive and sessions inside are 0600
         async with self.sim:
             await self._play(forever)
 

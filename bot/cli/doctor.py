@@ -50,6 +50,26 @@ def check_private_file(name: str, path: Path, missing_fix: str) -> Check:
     return Check(name, True, f"{path} (mode {mode:04o})")
 
 
+def check_env_file(path: Path) -> Check:
+    """The env file holds the API hash and the bot token: nobody else may read it. A
+    group may (the systemd install gives the service's group read access, 0640)."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o007:
+        return Check(
+            "env file permissions",
+            False,
+            f"{path} has mode {mode:04o}: every user can read the API hash and bot token",
+            f"chmod 600 {path}",
+        )
+    if mode & 0o070:
+        return Check(
+            "env file permissions",
+            True,
+            f"{path} (mode {mode:04o}: its group can read it)",
+        )
+    return Check("env file permissions", True, f"{path} (mode {mode:04o})")
+
+
 def check_database(path: Path) -> list[Check]:
     from storage.db import SCHEMA_VERSION, DatabaseError, inspect_file
 
@@ -245,7 +265,14 @@ async def run_checks(
             Check("settings", False, problem, "edit .env (see .env.example)")
             for problem in exc.problems
         ]
-    checks = [Check("settings", True, f"{len(settings.channels)} channels configured")]
+    env_path = Path(env_file) if env_file is not None else None
+    if env_path is not None and env_path.is_file():
+        source = f"read {env_path.resolve()} and the environment"
+    else:
+        source = f"no env file at {env_path}; the environment only" if env_path else "environment"
+    checks = [Check("settings", True, f"{len(settings.channels)} channels configured ({source})")]
+    if env_path is not None and env_path.is_file():
+        checks.append(check_env_file(env_path))
     if not settings.channels:
         checks.append(
             Check("channels", False, "none configured", "set CHANWATCH_CHANNELS", warning=True)
@@ -262,6 +289,12 @@ async def run_checks(
         )
     session_file = _session_file(settings)
     checks.append(check_private_file("session file", session_file, "run `chanwatch login`"))
+    if settings.bot_token is not None:
+        from bot.alerts.bot_client import bot_session_path
+
+        bot_session = bot_session_path(settings)
+        if bot_session.exists():  # created by the first `chanwatch run` with a token
+            checks.append(check_private_file("bot session file", bot_session, ""))
     if isinstance(settings.db_path, Path):
         checks.extend(check_database(settings.db_path))
         checks.append(check_disk(settings.db_path))

@@ -17,7 +17,7 @@ from bot.cli.search import (
     require_archive,
 )
 from bot.query import compile_query, prepare
-from storage import export
+from storage import export, signing
 from storage.db import ArchiveTarget
 from storage.search import QueryError
 
@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also write FILE.manifest.json (SHA-256, rows, filters) for verify-export",
     )
+    parser.add_argument(
+        "--sign",
+        type=Path,
+        metavar="KEY",
+        help="sign the manifest with this Ed25519 private key (PEM, mode 0600); needs --manifest",
+    )
     parser.add_argument("--force", action="store_true", help="overwrite an existing FILE")
 
 
@@ -48,9 +54,17 @@ def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--manifest", type=Path, metavar="M", help="manifest (default: FILE.manifest.json)"
     )
+    parser.add_argument(
+        "--key",
+        type=Path,
+        metavar="PUB",
+        help="require a valid signature by this Ed25519 key (PEM public key)",
+    )
 
 
 def _check_output(args: argparse.Namespace) -> None:
+    if args.sign is not None and not args.manifest:
+        raise QueryError("--sign signs the manifest: add --manifest")
     if args.manifest and args.output is None:
         raise QueryError("--manifest needs -o FILE (the manifest names and hashes that file)")
     if args.output is not None and args.output.exists() and not args.force:
@@ -61,6 +75,7 @@ async def _export(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO)
     args.query = query_text(args.query)
     if args.query:
         compile_query(args.query)  # a bad query fails before the archive is opened
+    key = signing.load_private(args.sign) if args.sign is not None else None
     db = await open_archive(db_path)
     try:
         filters = await filters_from(db, args, media_only=args.media)
@@ -83,12 +98,14 @@ async def _export(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO)
                 args.output,
                 manifest=args.manifest,
                 progress=progress,
+                sign_key=key,
             )
     finally:
         await db.close()
     err.write(f"exported {result.rows} posts to {result.path} (sha256 {result.sha256})\n")
     if result.manifest:
-        err.write(f"manifest: {result.manifest}\n")
+        signed = f", signed by {signing.fingerprint(key.public_key())}" if key else ""
+        err.write(f"manifest: {result.manifest}{signed}\n")
     return 0
 
 
@@ -97,7 +114,7 @@ def run(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO | None = N
     try:
         _check_output(args)
         return asyncio.run(_export(args, require_archive(args.db or db_path), err))
-    except QueryError as exc:
+    except (QueryError, signing.SigningKeyError) as exc:
         err.write(f"chanwatch export: {exc}\n")
         return 2
     except OSError as exc:
@@ -108,7 +125,7 @@ def run(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO | None = N
 def run_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
-        result = export.verify_export(args.file, args.manifest)
+        result = export.verify_export(args.file, args.manifest, args.key)
     except (FileNotFoundError, ValueError) as exc:
         out.write(f"chanwatch verify-export: {exc}\n")
         return 2
@@ -118,6 +135,16 @@ def run_verify(args: argparse.Namespace, out: TextIO | None = None) -> int:
             f"OK: {args.file} matches its manifest ({result.rows} posts, sha256 "
             f"{manifest['sha256']}, exported {manifest.get('created_at')} by chanwatch "
             f"{manifest.get('tool', {}).get('version')})\n"
+        )
+        if result.signed_by:
+            out.write(f"signed by the key {result.signed_by}\n")
+        elif isinstance(manifest.get("signature"), dict):
+            out.write("the manifest is signed; pass --key PUB to check who signed it\n")
+        out.write(
+            "This proves the file is the export its manifest describes and each record "
+            "agrees with the raw record as archived; it does not prove who made it"
+            + (" beyond the holder of that key" if result.signed_by else "")
+            + ".\n"
         )
         return 0
     out.write(f"FAILED: {args.file} does not match its manifest:\n")

@@ -34,8 +34,19 @@ async def redeem(ctx: Context, code: str) -> None:
     )
     log = logger.bind(user=caller.user_id)
     if outcome != "ok":
-        log.warning("invitation refused ({outcome}) for {name}", outcome=outcome, name=caller.name)
-        ctx.reply(INVITE_PROBLEMS[outcome])
+        # Counted in strangers; a reply and a log line at most once per quiet period, so
+        # guessing codes floods neither the stranger's chat nor the log.
+        seen = await subscribers.note_stranger(
+            ctx.db, caller.user_id, caller.name, bad_code=True, now=ctx.now
+        )
+        if seen.notify:
+            log.warning(
+                "invitation refused ({outcome}) for {name}; {bad} wrong codes so far",
+                outcome=outcome,
+                name=caller.name,
+                bad=seen.bad_codes,
+            )
+            ctx.reply(INVITE_PROBLEMS[outcome])
         return
     log.info("{name} joined with an invitation", name=caller.name)
     ctx.services.pipeline.audience_changed()

@@ -107,14 +107,19 @@ class Dispatcher:
             await access.redeem(ctx, parsed[1].split()[0])
             await self._flush(ctx, guest)
             return None
-        first = await subscribers.note_stranger(self.db, caller.user_id, caller.name)
-        if first:
+        seen = await subscribers.note_stranger(self.db, caller.user_id, caller.name)
+        if seen.first:
             log.warning(
                 "refused {name} (id {id}): not invited", name=caller.name, id=caller.user_id
             )
             await self.send(guest, Reply(REFUSAL))
-        else:
-            log.info("ignored another message from uninvited {id}", id=caller.user_id)
+        elif seen.notify:  # one line per stranger per quiet period; the count is in strangers
+            log.info(
+                "uninvited {id} keeps writing: {messages} messages, {bad} wrong codes so far",
+                id=caller.user_id,
+                messages=seen.messages,
+                bad=seen.bad_codes,
+            )
         return None
 
     async def _authorize_group(

@@ -12,6 +12,9 @@ RULE_USAGE = (
 )
 CLAIMS_USAGE = "Usage: /claims on|off [min score 0–1]"
 MAX_RULES = 200
+# Keyword rules share one index (a post costs the same with 10 or 10,000); each regex
+# scans every post on its own, so an analyst's regexes are counted apart.
+MAX_REGEX_RULES = 10
 
 
 @command("rule", "add, list or delete keyword rules", RULE_USAGE)
@@ -46,11 +49,22 @@ async def _add(ctx: Context, text: str) -> None:
     existing = await subscribers.rules_of(ctx.db, sub.chat_id)
     if len(existing) >= MAX_RULES:
         raise UsageError(f"at most {MAX_RULES} rules; delete some with /rule del N")
+    if parsed.regex:
+        regexes = sum(1 for r in existing if _is_regex(r.text))
+        if regexes >= MAX_REGEX_RULES:
+            raise UsageError(f"at most {MAX_REGEX_RULES} regex rules; delete some with /rule del N")
     if any(r.text == text for r in existing):
         raise UsageError("you already have this rule; /rule list shows them")
     await subscribers.add_rule(ctx.db, sub.chat_id, text, channel_id)
     ctx.services.pipeline.audience_changed()
     ctx.reply(f"Rule {len(existing) + 1} added: <code>{fmt.esc(text)}</code>")
+
+
+def _is_regex(text: str) -> bool:
+    try:
+        return bool(parse_rule(text, rule_id="stored").regex)
+    except ValueError:
+        return False
 
 
 async def _list(ctx: Context) -> None:

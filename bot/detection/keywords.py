@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.detection import morphology
+from bot.detection.regex import Compiled, compile_regex
 from bot.detection.text import Analysis, Token, analyze, normalize_word
 
 __all__ = [
@@ -78,10 +79,7 @@ class Rule:
         if bool(self.phrase.strip()) == bool(self.regex):
             raise ValueError("a rule needs either a keyword/phrase or a regex, not both")
         if self.regex:
-            try:
-                re.compile(self.regex)
-            except re.error as exc:
-                raise ValueError(f"bad regex {self.regex!r}: {exc}") from None
+            compile_regex(self.regex)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +264,7 @@ class Matcher:
     exact: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
     # place-name stem -> (pattern index, word position) pairs
     stems: dict[str, tuple[tuple[int, int], ...]] = field(default_factory=dict)
-    regexes: list[tuple[int, re.Pattern[str]]] = field(default_factory=list)
+    regexes: list[tuple[int, Compiled]] = field(default_factory=list)
     scoped: dict[int, frozenset[str]] = field(default_factory=dict)
     # (norm, lemmas) of a token -> what it hits; the same words recur in every post.
     _memo: dict[tuple[str, tuple[str, ...]], _Entries] = field(default_factory=dict)
@@ -445,7 +443,7 @@ def compile_rules(rules: Iterable[Rule]) -> Matcher:
 
     for rule_index, rule in enumerate(matcher.rules):
         if rule.regex:
-            matcher.regexes.append((rule_index, re.compile(rule.regex)))
+            matcher.regexes.append((rule_index, compile_regex(rule.regex)))
         else:
             add(rule_index, rule.phrase, exclude=False)
         for phrase in rule.exclude:
@@ -460,7 +458,7 @@ def compile_rules(rules: Iterable[Rule]) -> Matcher:
 # --- rule syntax ---------------------------------------------------------------
 
 _QUOTES = {'"': '"', "«": "»", "“": "”", "„": "“"}
-_REGEX = re.compile(r"re:/((?:[^/\\]|\\.)*)/([aimsx]*)(?=\s|$)")
+_REGEX = re.compile(r"re:/((?:[^/\\]|\\.)*)/([ims]*)(?=\s|$)")
 _NOT_WORDS = frozenset({"-not", "—not", "–not", "−not"})
 _RULE_ID = re.compile(r"\[([^\[\]\s]+)\]\s*")
 
@@ -476,7 +474,7 @@ def _items(text: str) -> list[tuple[str, str]]:
         if text.startswith("re:", pos):
             m = _REGEX.match(text, pos)
             if not m:
-                raise ValueError("a regex is written re:/pattern/ (flags i, m, s, x may follow)")
+                raise ValueError("a regex is written re:/pattern/ (flags i, m, s may follow)")
             flags = m.group(2)
             items.append(("regex", (f"(?{flags})" if flags else "") + m.group(1)))
             pos = m.end()

@@ -26,6 +26,7 @@ from telethon import errors
 from bot.watch.telegram import to_media
 from bot.watch.watcher import Watcher
 from storage import media as media_rows
+from storage import private
 from storage.db import Database
 from storage.media import Queued
 
@@ -147,9 +148,9 @@ class MediaDownloader:
             await self._give_up(item, "larger than the size limit")
             return False
         partial = self.media_dir / PARTIAL_DIR / f"{item.post_id}-{item.idx}"
-        partial.parent.mkdir(parents=True, exist_ok=True)
+        private.make_dir(partial.parent)
         try:
-            with partial.open("wb") as target:
+            with private.replace_partial(partial) as target:
                 sink = _HashingFile(target, self.wanted.max_size)
                 await self.watcher.client.download_media(message, file=sink)
                 await asyncio.to_thread(os.fsync, target.fileno())
@@ -163,7 +164,7 @@ class MediaDownloader:
         sha = sink.sha256.hexdigest()
         name = file_name_for(sha, item.mime, item.file_name)
         final = self.media_dir / name
-        final.parent.mkdir(parents=True, exist_ok=True)
+        private.make_dir(final.parent)
         if final.is_file():
             partial.unlink()  # same content from another post: keep one file
             self.reused += 1
