@@ -39,10 +39,11 @@ from bench.detect import build_rules, frequent_lemmas  # noqa: E402
 from bench.ingest import _pipeline_on, _posts  # noqa: E402
 from bot.detection import analyze  # noqa: E402
 from bot.pipeline import lemma_text  # noqa: E402
+from bot.query import search  # noqa: E402
 from storage import archive  # noqa: E402
 from storage.db import open_database  # noqa: E402
 from storage.models import Channel, iso  # noqa: E402
-from storage.search import Filters, search  # noqa: E402
+from storage.search import Filters  # noqa: E402
 from tests.pg_server import PgServer, find_bin_dir  # noqa: E402
 
 DRIVER_ROWS = 5_000

@@ -155,15 +155,13 @@ async def indexed_lemmas(db: Database, lemmas: Sequence[str]) -> set[str]:
     if not lemmas:
         return set()
     if db.dialect == "postgresql":
-        found = set()
-        for lemma in dict.fromkeys(lemmas):
-            row = await db.fetchone(
-                "SELECT EXISTS (SELECT 1 FROM posts_fts WHERE tsv @@ ?::tsquery)",
-                (ts_phrase(lemma, "B"),),
-            )
-            if row and row[0]:
-                found.add(lemma)
-        return found
+        wanted = list(dict.fromkeys(lemmas))
+        rows = await db.fetchall(
+            """SELECT t.lemma FROM unnest(?::text[], ?::text[]) AS t(lemma, q)
+               WHERE EXISTS (SELECT 1 FROM posts_fts WHERE tsv @@ t.q::tsquery)""",
+            (wanted, [ts_phrase(lemma, "B") for lemma in wanted]),
+        )
+        return {row[0] for row in rows}
     rows = await db.fetchall(
         """SELECT value FROM json_each(?) WHERE EXISTS (
                SELECT 1 FROM posts_fts
