@@ -17,6 +17,7 @@ from typing import Literal
 
 from loguru import logger
 
+from bot import incident_join
 from bot.alerts import audience
 from bot.alerts import policy as alerts
 from bot.alerts.audience import Audience
@@ -179,6 +180,7 @@ class Pipeline:
         alerted = await outbox.alerted_in(conn, edited) if edited else {}
         rows = []
         planned = []
+        grouping: list[incident_join.Item] = []
         for item in touched:
             analysis = analyses.get(item.post.text)
             if analysis is None:
@@ -191,6 +193,7 @@ class Pipeline:
                 )
                 continue
             rows.append(detection_row(verdict, analysis, stamp, item.post_id))
+            grouping.append((item.post_id, item.post, analysis, verdict))
             silent = source in alerts.SILENT_SOURCES if alert is None else not alert
             if not who.subscribers or silent:
                 continue
@@ -214,6 +217,9 @@ class Pipeline:
             )
             planned.extend(alerts.plan(subject, who.subscribers, self.policy, now))
         await archive.save_detections_in(conn, rows)
+        incident_of = await incident_join.join_in(conn, grouping)
+        forwarded = {i[0] for i in grouping if i[1].fwd_from is not None}
+        planned = await incident_join.thread_in(conn, planned, incident_of, forwarded)
         return await outbox.add_in(conn, planned)
 
     async def _one_by_one(

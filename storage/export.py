@@ -59,13 +59,17 @@ class Selection:
 
     filters: Filters = Filters()
     query: CompiledQuery | None = None
+    incident: int | None = None  # only the posts of this incident
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out = {
             **self.filters.describe(),
             "query": self.query.source if self.query else None,
             "fts_query": self.query.fts if self.query else None,
         }
+        if self.incident is not None:
+            out["incident"] = self.incident
+        return out
 
 
 def _from_where(db: Database, selection: Selection) -> tuple[str, list[Any], str]:
@@ -79,6 +83,9 @@ def _from_where(db: Database, selection: Selection) -> tuple[str, list[Any], str
         conditions, params = where_clause(selection.filters)
         source = "posts p"
         key = "p.id"
+    if selection.incident is not None:
+        conditions.append("p.id IN (SELECT post_id FROM incident_posts WHERE incident_id = ?)")
+        params.append(selection.incident)
     where = " AND ".join(conditions) if conditions else "1 = 1"
     return f"FROM {source} LEFT JOIN channels c ON c.id = p.channel_id WHERE {where}", params, key
 

@@ -29,9 +29,12 @@ TABLES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("strangers", ("user_id",)),
     ("rules", ("id",)),
     ("alerts", ("id",)),
+    ("incidents", ("id",)),
+    ("incident_posts", ("post_id",)),
+    ("incident_corrections", ("id",)),
 )
 # Tables whose ids the target numbers itself afterwards (identity columns).
-_NUMBERED = ("post_revisions", "rules", "alerts")
+_NUMBERED = ("post_revisions", "rules", "alerts", "incidents", "incident_corrections")
 BATCH = 2_000
 _POST_FIELDS = ("msg_id", "text", "edit_date", "deleted_at", "raw_sha256")
 
@@ -53,7 +56,8 @@ async def _count(db: Database, table: str) -> int:
 
 
 async def total_rows(db: Database) -> int:
-    return sum([await _count(db, table) for table, _ in TABLES])
+    known = set(await db.tables())
+    return sum([await _count(db, table) for table, _ in TABLES if table in known])
 
 
 def _upsert(table: str, key: tuple[str, ...], columns: list[str]) -> str:
@@ -77,7 +81,10 @@ async def copy_archive(
 ) -> dict[str, int]:
     """Copy every row of `source` into `target`; returns the rows copied per table."""
     copied: dict[str, int] = {}
+    known = set(await source.tables())
     for table, key in TABLES:
+        if table not in known:  # an archive from before that table existed
+            continue
         wanted = set(await target.columns(table))
         columns = [c for c in await source.columns(table) if c in wanted]
         sql = _upsert(table, key, columns)
@@ -135,8 +142,10 @@ async def _channel_digests(db: Database) -> dict[int, str]:
 
 async def compare(source: Database, target: Database) -> Comparison:
     result = Comparison()
+    known = set(await source.tables())
     for table, _ in TABLES:
-        result.counts[table] = (await _count(source, table), await _count(target, table))
+        if table in known:
+            result.counts[table] = (await _count(source, table), await _count(target, table))
     mine, theirs = await _channel_digests(source), await _channel_digests(target)
     result.channels_compared = len(mine)
     result.channels_differing = sorted(

@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 import aiosqlite
 
+from storage import incidents
 from storage.db import Database
+from storage.incidents import Incident
 from storage.models import iso, utcnow
 
 Status = Literal["pending", "sent", "digest", "digested", "muted", "skipped", "failed"]
@@ -54,6 +56,16 @@ class Queued:
     def is_followup(self) -> bool:
         return self.reason != "alert"
 
+    @property
+    def is_thread(self) -> bool:
+        """A later post of an incident, replying to the chat's first alert in it."""
+        return self.reason == "incident"
+
+    @property
+    def original_post(self) -> int:
+        """The post whose alert a follow-up replies to."""
+        return int(self.payload.get("thread", self.post_id))
+
 
 @dataclass(frozen=True, slots=True)
 class Place:
@@ -79,6 +91,7 @@ class AlertView:
     also_in: tuple[Place, ...]
     reply_to: int | None  # the chat's message of the original alert (follow-ups)
     shared: bool = False  # that message carried several alerts (a burst)
+    incident: Incident | None = None  # the incident the post is in
 
 
 def _dt(value: str | None) -> datetime | None:
@@ -321,7 +334,7 @@ async def views(db: Database, alerts: Sequence[Queued]) -> list[AlertView]:
         reply_to = None
         shared = False
         if alert.is_followup:
-            original = await original_of(db, alert.chat_id, alert.post_id)
+            original = await original_of(db, alert.chat_id, alert.original_post)
             reply_to = original[1] if original else None
             if reply_to is not None:
                 together = await db.fetchone(
@@ -342,6 +355,7 @@ async def views(db: Database, alerts: Sequence[Queued]) -> list[AlertView]:
                 also_in=await _also_in(db, alert.story, row["id"]),
                 reply_to=reply_to,
                 shared=shared,
+                incident=await incidents.of_post(db, row["id"]),
             )
         )
     return result

@@ -4,10 +4,12 @@ The storage modules write one portable dialect: `?` placeholders and a few SQLit
 idioms. Rewriting them here, instead of keeping a second copy of every query, means
 a query added to any storage module works on both backends:
 
-* `?` -> `$1, $2, ...` (outside string literals, quoted names and comments);
+* `?` -> `$1, $2, ...` and `?NNN` -> `$NNN` (outside string literals, quoted names
+  and comments);
 * `INSERT OR IGNORE INTO ...` -> `INSERT INTO ... ON CONFLICT DO NOTHING`;
 * the two-argument scalar `max(a, b)` / `min(a, b)` -> `greatest(a, b)` / `least(a, b)`;
 * `a IS b` / `a IS NOT b` (null-safe) -> `IS [NOT] DISTINCT FROM`;
+* `group_concat(x[, sep])` -> `string_agg(x, sep)`;
 * `CASE WHEN ? THEN` (a number as truth value) -> `CASE WHEN ?::integer <> 0 THEN`.
 
 What cannot be rewritten mechanically (full-text search, schema introspection)
@@ -51,6 +53,13 @@ def _placeholders(sql: str) -> str:
             i = end
             continue
         elif ch == "?":
+            digits = i + 1
+            while digits < len(sql) and sql[digits].isdigit():
+                digits += 1
+            if digits > i + 1:  # SQLite's numbered ?NNN is PostgreSQL's $NNN
+                out.append("$" + sql[i + 1 : digits])
+                i = digits
+                continue
             n += 1
             out.append(f"${n}")
         else:
@@ -100,6 +109,25 @@ def _scalar_minmax(sql: str) -> str:
     return "".join(pieces)
 
 
+_GROUP_CONCAT = re.compile(r"\bgroup_concat\s*\(", re.IGNORECASE)
+
+
+def _group_concat(sql: str) -> str:
+    """group_concat(x[, sep]) -> string_agg(x, sep), the separator ',' by default."""
+    pieces: list[str] = []
+    pos = 0
+    for found in _GROUP_CONCAT.finditer(sql):
+        if found.start() < pos:
+            continue
+        commas, close = _top_level_commas(sql, found.end() - 1)
+        inner = sql[found.end() : close]
+        pieces.append(sql[pos : found.start()])
+        pieces.append(f"string_agg({inner}" + (")" if commas else ", ',')"))
+        pos = close + 1
+    pieces.append(sql[pos:])
+    return "".join(pieces)
+
+
 def _insert_or_ignore(sql: str) -> str:
     if not _INSERT_OR_IGNORE.search(sql):
         return sql
@@ -116,7 +144,7 @@ def translate(sql: str) -> str:
     """The PostgreSQL form of one statement written for SQLite."""
     sql = _IS.sub("IS NOT DISTINCT FROM ", _IS_NOT.sub("IS DISTINCT FROM ", sql))
     sql = _WHEN_PARAM.sub("WHEN ?::integer <> 0 THEN", sql)
-    return _placeholders(_scalar_minmax(_insert_or_ignore(sql)))
+    return _placeholders(_group_concat(_scalar_minmax(_insert_or_ignore(sql))))
 
 
 @lru_cache(maxsize=2048)

@@ -200,6 +200,14 @@ async def set_preferences(db: Database, chat_id: int, **values: object) -> None:
     )
 
 
+async def set_incident_every_post(db: Database, chat_id: int, on: bool) -> None:
+    """Whether every post of an incident alerts on its own (else later ones reply)."""
+    await db.execute(
+        "UPDATE subscribers SET incident_every_post = ?, updated_at = ? WHERE chat_id = ?",
+        (int(on), iso(utcnow()), chat_id),
+    )
+
+
 async def mark_digest_sent(db: Database, chat_id: int, when: datetime) -> None:
     await db.execute(
         "UPDATE subscribers SET last_digest_at = ? WHERE chat_id = ?", (iso(when), chat_id)

@@ -18,11 +18,21 @@ async def test_demo_plays_the_scenario_and_leaves_a_searchable_archive(tmp_path:
     demo = Demo(tmp_path / "demo", Console(file=out, width=120), pace=0)
     await demo.run(forever=False)
     text = out.getvalue()
-    # the analyst's subscription replies, then one message per alerting step
-    assert demo.seen == 5 + 7, text
-    assert "captured-soldier claim" in text and "2 captives" in text and "3 captives" in text
-    assert "edited:" in text and "deleted — archived copy kept" in text
-    assert text.count("archived; nothing sent to Olena") == 4
+    # the analyst's subscription replies, ten alerts and replies, the incident's timeline
+    assert demo.seen == 5 + 10 + 1, text
+    received = "\n".join(m.text for m in demo.sim.messages_to(demo.analyst, from_=demo.bot))
+    assert "captured-soldier claim" in received and "2 captives" in received
+    assert "5 captives" in received
+    assert "edited:" in received and "deleted — archived copy kept" in received
+    assert text.count("archived; nothing sent to Olena") == 7
+    # the Novaya Tavolzhanka story became one incident, told by five channels; Olena's
+    # later alerts about it replied to the first
+    assert "incident #2 · Новая Таволжанка" in received
+    assert "5 channels, 9 posts, 2 → 5 captives claimed" in received
+    assert "mention the incident names this channel (гладков)" in received
+    assert received.count("🧩 incident #2 · ") >= 4
+    chart = tmp_path / "demo" / "chart.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 20_000
     db = tmp_path / "demo" / "chanwatch-demo.db"
     assert f"Archive: {db}" in text.replace("\n", "")
     with sqlite3.connect(db) as conn:

@@ -223,3 +223,15 @@ def test_a_number_as_truth_value_is_translated() -> None:
     assert translate("UPDATE t SET a = CASE WHEN ? THEN ? ELSE a END") == (
         "UPDATE t SET a = CASE WHEN $1::integer <> 0 THEN $2 ELSE a END"
     )
+
+
+def test_group_concat_becomes_string_agg() -> None:
+    assert translate("SELECT group_concat(kind, ', '), group_concat(x) FROM m") == (
+        "SELECT string_agg(kind, ', '), string_agg(x, ',') FROM m"
+    )
+
+
+def test_numbered_placeholders_keep_their_numbers() -> None:
+    assert translate("UPDATE t SET a = ?2 WHERE id = ?1 AND b = ?1") == (
+        "UPDATE t SET a = $2 WHERE id = $1 AND b = $1"
+    )

@@ -146,19 +146,32 @@ class BotSender:
         reply_to: int | None = None,
         silent: bool = False,
         buttons: Buttons | None = None,
+        photo: bytes | None = None,
     ) -> int:
+        """`photo`: a PNG sent as a photo with `html` as its caption."""
         text, entities = tg_html.parse(html)
-        request = functions.messages.SendMessageRequest(
-            peer=input_peer(chat),
-            message=text,
-            random_id=random_id,
-            no_webpage=True,
-            silent=silent or None,
-            reply_to=types.InputReplyToMessage(reply_to) if reply_to else None,
-            entities=entities or None,
-            reply_markup=reply_markup(buttons),
-        )
         try:
+            if photo is not None:
+                uploaded = await self.client.upload_file(photo, file_name="chart.png")
+                request: Any = functions.messages.SendMediaRequest(
+                    peer=input_peer(chat),
+                    media=types.InputMediaUploadedPhoto(file=uploaded),
+                    message=text,
+                    random_id=random_id,
+                    silent=silent or None,
+                    entities=entities or None,
+                )
+            else:
+                request = functions.messages.SendMessageRequest(
+                    peer=input_peer(chat),
+                    message=text,
+                    random_id=random_id,
+                    no_webpage=True,
+                    silent=silent or None,
+                    reply_to=types.InputReplyToMessage(reply_to) if reply_to else None,
+                    entities=entities or None,
+                    reply_markup=reply_markup(buttons),
+                )
             result = await self.client(request)
         except errors.FloodWaitError as exc:
             raise FloodWait(exc.seconds) from None

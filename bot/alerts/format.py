@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from bot.alerts import incident_format
 from bot.alerts.policy import zone
 from storage.outbox import AlertView, Place
 
@@ -163,6 +164,8 @@ def alert(view: AlertView, tz: str) -> str:
     if summary := media_summary(view.media, view.grouped_id is not None):
         lines.append(f"📎 {summary}")
     lines.append(f"Why: {why(payload)}")
+    if view.incident is not None:
+        lines.append(f"🧩 {esc(incident_format.badge(view.incident))}")
     if view.also_in:
         lines.append(f"Also in: {_also(view.also_in)}")
     if view.deleted:
@@ -174,6 +177,8 @@ def followup(view: AlertView, tz: str) -> str:
     """A short message replying to the original alert: edited or deleted. When the
     original message carried several alerts (a burst), the post is named too."""
     payload = view.alert.payload
+    if view.alert.reason == "incident":
+        return incident_post(view, tz)
     if view.alert.reason == "deleted":
         line = "🗑 deleted — archived copy kept"
     else:
@@ -186,6 +191,29 @@ def followup(view: AlertView, tz: str) -> str:
     if view.reply_to is None or view.shared:  # no single original message to point at
         line = f'<a href="{post_link(view.place)}">{esc(channel_name(view.place))}</a> ' + line
     return fit(line)
+
+
+def incident_post(view: AlertView, tz: str) -> str:
+    """A later post of an incident, as a reply to the chat's first alert in it."""
+    payload = view.alert.payload
+    number = view.incident.id if view.incident is not None else payload.get("incident")
+    head = (
+        f"🧩 incident #{number} · <b>{esc(channel_name(view.place))}</b> "
+        f'<a href="{post_link(view.place)}">{local_time(view.date, tz)}</a>'
+    )
+    lines = [head]
+    if body := snippet(payload.get("text", view.text), payload.get("spans", ()), limit=SHORT):
+        lines.append(body)
+    extra = []
+    if summary := media_summary(view.media, view.grouped_id is not None):
+        extra.append(summary)
+    if reason := why(payload):
+        extra.append(reason)
+    if view.incident is not None:
+        extra.append(esc(incident_format.size(view.incident)))
+    if extra:
+        lines.append("<i>" + " · ".join(extra) + "</i>")
+    return fit("\n".join(lines))
 
 
 def entry(view: AlertView, tz: str) -> str:
@@ -296,7 +324,25 @@ def digest(views: Sequence[AlertView], tz: str, now: datetime) -> list[str]:
     if not views:
         return [f"📰 <b>Digest {day}</b>: nothing matched since the last digest."]
     header = f"📰 <b>Digest {day}</b>: {len(views)} alert" + ("s" if len(views) != 1 else "")
-    return pack(header, [entry(v, tz) for v in views])
+    # incidents first (most posts first), each with its posts; then everything else
+    by_incident: dict[int, list[AlertView]] = {}
+    alone: list[AlertView] = []
+    for view in views:
+        if view.incident is not None:
+            by_incident.setdefault(view.incident.id, []).append(view)
+        else:
+            alone.append(view)
+    entries: list[str] = []
+    ordered = sorted(by_incident.values(), key=lambda vs: (-len(vs), vs[0].incident.id))  # type: ignore[union-attr]
+    for group in ordered:
+        incident = group[0].incident
+        assert incident is not None
+        entries.append(f"🧩 <b>{esc(incident_format.badge(incident))}</b>")
+        entries.extend(entry(v, tz) for v in group)
+    if by_incident and alone:
+        entries.append("<b>Other alerts</b>")
+    entries.extend(entry(v, tz) for v in alone)
+    return pack(header, entries)
 
 
 def fit(text: str, limit: int = LIMIT) -> str:

@@ -280,7 +280,7 @@ class Notifier:
 
     async def _handle(self, sub: Subscriber | None, rows: list[Queued], now: datetime) -> None:
         head = rows[0]
-        decision = decide(sub, now, followup=head.is_followup)
+        decision = decide(sub, now, followup=head.is_followup and not head.is_thread)
         if decision is Decision.SKIP:
             await outbox.mark(self.db, [r.id for r in rows], "skipped", "not a subscriber")
             return
@@ -288,7 +288,7 @@ class Notifier:
             await outbox.mark(self.db, [r.id for r in rows], "muted")
             return
         if decision is Decision.DIGEST:
-            run = _leading(rows, lambda r: not r.is_followup)
+            run = _leading(rows, lambda r: not r.is_followup or r.is_thread)
             await outbox.mark(self.db, [r.id for r in run], "digest")
             return
         assert sub is not None
@@ -315,7 +315,10 @@ class Notifier:
             await self._send_group(sub, [head], "alert", silent)
 
     async def _send_followup(self, sub: Subscriber, row: Queued, silent: bool) -> None:
-        original = await outbox.original_of(self.db, sub.chat_id, row.post_id)
+        original = await outbox.original_of(self.db, sub.chat_id, row.original_post)
+        if (original is None or original[0] != "sent") and row.is_thread:
+            await self._send_group(sub, [row], "alert", silent)  # no alert to reply to
+            return
         if original is None or original[0] != "sent":
             await outbox.mark(self.db, [row.id], "skipped", "original alert was not sent")
             return
@@ -412,6 +415,7 @@ class Notifier:
         attempts: int = 1,
         on_retry: Callable[[datetime, str], Awaitable[None]] | None = None,
         on_give_up: Callable[[str], Awaitable[None]] | None = None,
+        photo: bytes | None = None,
     ) -> int | None:
         """Send one message through the limiter, waiting out FloodWaits.
 
@@ -430,6 +434,7 @@ class Notifier:
                     reply_to=reply_to,
                     silent=silent,
                     buttons=buttons,
+                    **({"photo": photo} if photo is not None else {}),
                 )
             except FloodWait as exc:
                 self.flood_waits.append((self.clock(), exc.seconds))

@@ -30,11 +30,21 @@ from storage.db import ArchiveTarget, DatabaseError, archive_target, table_colum
 
 TEMPLATE_KEY = "ARCHIVE"
 OPTIONAL_KEY = "chanwatch_optional_queries"
+CHARTS_PLUGIN = "datasette_plugins/chanwatch_charts.py"
 INSTALL_HINT = "pip install -e '.[browse]'  (or: pip install datasette)"
 # What the browser may show: the archive. Anything else in the file (the bot's
 # invites, subscribers, rules, strangers, alerts, and whatever is added later) is not.
 ARCHIVE_TABLES = frozenset(
-    {"archive_posts", "posts", "post_revisions", "media", "metrics", "channels"}
+    {
+        "archive_posts",
+        "posts",
+        "post_revisions",
+        "media",
+        "metrics",
+        "channels",
+        "incidents",  # grouping's output: titles, counts, members with their ties
+        "incident_posts",
+    }
 )
 SQL_TIME_LIMIT_MS = 1000
 
@@ -95,6 +105,12 @@ def write_guard(folder: Path, database: str, allow_sql: bool) -> Path:
     }
     (plugins / "guard.json").write_text(json.dumps(config), encoding="utf-8")
     return plugins
+
+
+def add_charts(plugins: Path) -> None:
+    """The charts page (/-/charts) beside the guard in Datasette's plugins folder."""
+    source = resources.files("bot.cli").joinpath(CHARTS_PLUGIN).read_text(encoding="utf-8")
+    (plugins / "chanwatch_charts.py").write_text(source, encoding="utf-8")
 
 
 def canned_queries(metadata: dict[str, Any]) -> dict[str, str]:
@@ -195,6 +211,7 @@ def run(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO | None = N
         metadata_path = tmp / "metadata.json"
         metadata_path.write_text(json.dumps(metadata, ensure_ascii=False), encoding="utf-8")
         plugins = write_guard(tmp, db_path.stem, allow_sql=args.sql)
+        add_charts(plugins)
         if not args.get:
             start = "archive_posts" if "archive_posts" in table_names(db_path) else "posts"
             url = f"http://{args.host}:{args.port}/{db_path.stem}/{start}"

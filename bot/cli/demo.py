@@ -1,7 +1,7 @@
 """`chanwatch demo`: the whole flow against the loopback Telegram, no account needed.
 
-A simulated Telegram with four channels (a paramilitary group, a legion, a
-regional governor, a news channel), the real service watching them, and an
+A simulated Telegram with five channels (a paramilitary group, a legion, a
+regional governor, a news channel, the army), the real service watching them, and an
 analyst who subscribes through the real bot. A scenario modelled on the
 Belgorod border raids of May–June 2023 plays out; every message the analyst's
 Telegram receives is printed as they would read it.
@@ -29,11 +29,12 @@ from rich.text import Text
 from telethon.helpers import add_surrogate, del_surrogate
 from telethon.tl import types
 
+from bot.alerts import charts, incident_format
 from bot.alerts.alertbot import BotOptions
 from bot.service.app import App
 from bot.simulator import SimMessage, Simulator
 from config.settings import Backfill, ChannelSpec, Settings
-from storage import overview, private
+from storage import archive, incidents, overview, private
 from storage.models import utcnow
 
 TIMEOUT = 30.0
@@ -45,6 +46,16 @@ class Step:
     say: str
     act: Callable[[], Any]
     alerts: int = 0  # messages the analyst should receive after this step
+    incident: Callable[[], tuple[int, int]] | None = None  # (channel, msg) to show the incident of
+
+
+def story() -> dict[str, Any]:
+    """The Novaya Tavolzhanka story of June 2023, retold (bot/data/tavolzhanka_story.json)."""
+    text = resources.files("bot.data").joinpath("tavolzhanka_story.json").read_text("utf-8")
+    return json.loads(text)
+
+
+STORY = story()
 
 
 def background_posts() -> list[dict[str, Any]]:
@@ -99,6 +110,7 @@ class Demo:
         self.legion = sim.add_channel(username="legion_demo", title="Легион «Свобода России»")
         self.gov = sim.add_channel(username="gladkov_demo", title="Вячеслав Гладков")
         self.news = sim.add_channel(username="news_demo", title="Новости")
+        self.mod = sim.add_channel(username="mod_demo", title="Минобороны России")
         history = background_posts()
         self.feed = iter(history[60:])
         start = utcnow() - timedelta(days=2)
@@ -116,7 +128,7 @@ class Demo:
             admin_ids=frozenset({self.analyst.id}),
             channels=tuple(
                 ChannelSpec(name)
-                for name in ("rdk_demo", "legion_demo", "gladkov_demo", "news_demo")
+                for name in ("rdk_demo", "legion_demo", "gladkov_demo", "news_demo", "mod_demo")
             ),
             backfill=Backfill(posts=200),
         )
@@ -135,8 +147,8 @@ class Demo:
         self.console.print(
             Panel.fit(
                 "chanwatch demo — a simulated Telegram on 127.0.0.1, the real service, "
-                "the real bot.\nChannels: @rdk_demo, @legion_demo, @gladkov_demo, @news_demo. "
-                "Analyst: Olena.",
+                "the real bot.\nChannels: @rdk_demo, @legion_demo, @gladkov_demo, @news_demo, "
+                "@mod_demo. Analyst: Olena.",
                 title="chanwatch",
             )
         )
@@ -149,6 +161,7 @@ class Demo:
             await self._subscribe()
             for step in self._scenario():
                 await self._step(app, step)
+            await self._incident_end(app)
             await self._summary(app, settings)
             if forever:
                 await self._replay_forever(app)
@@ -191,8 +204,23 @@ class Demo:
         else:
             await self._until(app, lambda: self._more_posts(app, before))
             self.console.print("  [dim]archived; nothing sent to Olena[/]")
+        if step.incident is not None:
+            await self._show_incident(app, *step.incident())
         if self.pace:
             await asyncio.sleep(self.pace)  # pacing for a human reader, not synchronisation
+
+    async def _show_incident(self, app: App, channel_id: int, msg_id: int) -> None:
+        assert app.db is not None
+        row = await archive.get_post(app.db, channel_id, msg_id)
+        newest = row["id"] if row else None
+        found = await incidents.of_post(app.db, newest) if newest else None
+        if found is None:
+            self.console.print("  [dim]in no incident[/]")
+            return
+        members = await incidents.timeline(app.db, found.id)
+        joined = [m for m in members if m.post_id == newest]
+        why = incident_format.why_joined(joined[0]) if joined else ""
+        self.console.print(f"  [cyan]🧩 {incident_format.badge(found)}[/]\n  [dim]why: {why}[/]")
 
     async def _more_posts(self, app: App, before: int) -> bool:
         return await self._posts(app) > before
@@ -265,14 +293,7 @@ class Demo:
                 ),
                 alerts=1,
             ),
-            Step(
-                "@legion_demo: «у Новой Таволжанки в плен сдались трое» — phrase rule and claim",
-                lambda: sim.post(
-                    self.legion,
-                    "По словам наших бойцов, у Новой Таволжанки в плен сдались трое контрактников.",
-                ),
-                alerts=1,
-            ),
+            *self._tavolzhanka(claim),
             Step(
                 "@gladkov_demo posts about shelling in Shebekino (matches «Белгород»)",
                 shelling_then_delete,
@@ -292,9 +313,103 @@ class Demo:
             ),
         ]
 
+    def _tavolzhanka(self, made: dict[str, int]) -> list[Step]:
+        """June 2023: the groups claim two captives near Novaya Tavolzhanka and offer them
+        to the governor; he answers; they say he lacked the courage and show more
+        captives; the army says its artillery hit them. One incident, told by four
+        channels; Olena's later alerts about it arrive as replies to the first."""
+        sim = self.sim
+        text = {p["id"]: p.get("text", "") for p in STORY["posts"]}
+        minutes = {p["id"]: p["minutes"] for p in STORY["posts"]}
+        start = utcnow() - timedelta(minutes=max(minutes.values()))  # as the day went
+
+        def post(key: str, channel: Any, media: Any = None) -> Callable[[], None]:
+            def act() -> None:
+                when = start + timedelta(minutes=minutes[key])
+                made[key] = sim.post(channel, text[key], media=media, date=when)
+
+            return act
+
+        def repost() -> None:
+            made["repost"] = sim.forward(self.legion, made["claim"], to=self.news)
+
+        def album() -> None:
+            media = [sim.video(duration=35), sim.photo(), sim.photo()]
+            when = start + timedelta(minutes=minutes["album"])
+            made["album"] = sim.post_album(self.legion, media, text["album"], date=when)[0]
+
+        return [
+            Step(
+                "@legion_demo: two soldiers captured near Novaya Tavolzhanka, offered to the "
+                "governor — a claim alert that opens an incident",
+                post("claim", self.legion, sim.video(duration=48)),
+                alerts=1,
+            ),
+            Step(
+                "@rdk_demo tells the same story — it joins the incident and arrives as a "
+                "reply to the first alert",
+                post("claim2", self.rdk, sim.photo()),
+                alerts=1,
+            ),
+            Step(
+                "@news_demo reposts the legion's claim — no second alert",
+                repost,
+                incident=lambda: (self.news.id, made["repost"]),
+            ),
+            Step(
+                "@gladkov_demo answers with a video: he will wait at the Shebekino checkpoint "
+                "(no rule matches; it joins the incident because each side names the other)",
+                post("reply", self.gov, sim.video(duration=95)),
+                incident=lambda: (self.gov.id, made["reply"]),
+            ),
+            Step(
+                "@legion_demo: he «had not found the courage»; the captives go to an exchange",
+                post("counter", self.legion),
+                incident=lambda: (self.legion.id, made["counter"]),
+            ),
+            Step(
+                "@legion_demo posts an album: «ещё больше пленных» — five more",
+                album,
+                alerts=1,
+            ),
+            Step(
+                "@mod_demo: artillery hit a «terrorist» group near Novaya Tavolzhanka — matches "
+                "«Новая Таволжанка»; it joins the incident by the village, a reply again",
+                post("artillery", self.mod),
+                alerts=1,
+            ),
+        ]
+
     async def _posts(self, app: App) -> int:
         assert app.db is not None
         return await overview.post_count(app.db)
+
+    async def _incident_end(self, app: App) -> None:
+        """Olena asks for the story's timeline; the demo draws its chart."""
+        assert app.db is not None
+        story = next(
+            (i for i in await incidents.recent(app.db) if i.title.startswith("Новая Таволжанка")),
+            None,
+        )
+        if story is None:
+            return
+        command = f"/incident {story.id}"
+        self.console.print(f"\n[bold magenta]Olena →[/] {command}")
+        await self.sim.user_sends(self.analyst, self.bot, command)
+        await self._show(1)
+        days = await incidents.daily_counts(app.db, utcnow() - timedelta(days=3), utcnow())
+        members = await incidents.timeline(app.db, story.id)
+        png = await asyncio.to_thread(charts.activity_png, days, [(story, members)])
+        path = self.workdir / "chart.png"
+        path.write_bytes(png)
+        spark = incident_format.sparkline(incident_format.per_hour(members))
+        self.console.print(
+            Panel.fit(
+                f"{incident_format.badge(story)}\nactivity: {spark}\n"
+                f"chart (posts and claims per day per channel, the incident's timeline): {path}",
+                title="incident",
+            )
+        )
 
     async def _summary(self, app: App, settings: Settings) -> None:
         assert app.db is not None

@@ -17,7 +17,7 @@ from bot.cli.search import (
     require_archive,
 )
 from bot.query import compile_query, prepare
-from storage import export, signing
+from storage import export, incidents, signing
 from storage.db import ArchiveTarget
 from storage.search import QueryError
 
@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="sign the manifest with this Ed25519 private key (PEM, mode 0600); needs --manifest",
     )
     parser.add_argument("--force", action="store_true", help="overwrite an existing FILE")
+    parser.add_argument(
+        "--incident", type=int, metavar="N", help="only the posts of incident N (see `incidents`)"
+    )
 
 
 def add_verify_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +83,12 @@ async def _export(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO)
     try:
         filters = await filters_from(db, args, media_only=args.media)
         compiled = await prepare(db, args.query) if args.query else None
-        selection = export.Selection(filters, compiled)
+        incident = getattr(args, "incident", None)
+        if incident is not None and await incidents.get(db, incident) is None:
+            gone = await incidents.merged_into(db, incident)
+            hint = f" (merged into {gone})" if gone else "; `chanwatch incidents` lists them"
+            raise QueryError(f"--incident {incident}: no such incident{hint}")
+        selection = export.Selection(filters, compiled, incident)
         show = err.isatty()
         total = await export.count(db, selection) if show else 0
         with progress_bar("exporting", total, err, show) as progress:

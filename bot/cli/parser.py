@@ -197,6 +197,30 @@ def _add_migrate_archive(parser: argparse.ArgumentParser) -> None:
     migrate_cmd.add_arguments(parser)
 
 
+def cmd_incidents(args: argparse.Namespace) -> int:
+    from bot.cli import incidents as incidents_cmd
+
+    return incidents_cmd.run_list(args, _settings(args).db_path)
+
+
+def _add_incidents(parser: argparse.ArgumentParser) -> None:
+    from bot.cli import incidents as incidents_cmd
+
+    incidents_cmd.add_list_arguments(parser)
+
+
+def cmd_incident(args: argparse.Namespace) -> int:
+    from bot.cli import incidents as incidents_cmd
+
+    return incidents_cmd.run_show(args, _settings(args).db_path)
+
+
+def _add_incident(parser: argparse.ArgumentParser) -> None:
+    from bot.cli import incidents as incidents_cmd
+
+    incidents_cmd.add_show_arguments(parser)
+
+
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "run": ("watch the configured channels and archive every post", cmd_run, None),
     "login": (
@@ -243,6 +267,16 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "browse and query the archive in Datasette, read-only (needs the 'browse' extra)",
         cmd_browse,
         _add_browse,
+    ),
+    "incidents": (
+        "list incidents (one story across channels), latest first, with a sparkline",
+        cmd_incidents,
+        _add_incidents,
+    ),
+    "incident": (
+        "show one incident's timeline: every post, its link and why it joined",
+        cmd_incident,
+        _add_incident,
     ),
     "redetect": (
         "re-run claim detection over the archive and store the new verdicts (no alerts)",

@@ -125,7 +125,7 @@ PAGERS: dict[str, PageHandler] = {}  # callback data prefix -> handler of button
 
 # How /help and Telegram's command menu list them: an analyst's day first, admins' last.
 ORDER = (
-    "rule claims search recent mute unmute quiet tz digest status start help "
+    "rule claims search recent incidents incident mute unmute quiet tz digest status start help "
     "watch unwatch channels invite revoke users addgroup"
 ).split()
 

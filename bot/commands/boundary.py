@@ -14,7 +14,15 @@ from collections.abc import Awaitable, Callable
 from loguru import logger
 
 # importing the topic modules registers their commands
-from bot.commands import access, archive, channels, prefs, rules, status  # noqa: F401
+from bot.commands import (  # noqa: F401
+    access,
+    archive,
+    channels,
+    incidents,
+    prefs,
+    rules,
+    status,
+)
 from bot.commands.base import (
     PAGERS,
     REGISTRY,

@@ -663,6 +663,61 @@ def send_message(ctx: Context, req: functions.messages.SendMessageRequest) -> ty
     )
 
 
+@handles(functions.upload.SaveFilePartRequest)
+def save_file_part(ctx: Context, req: functions.upload.SaveFilePartRequest) -> bool:
+    parts = ctx.world.uploads.setdefault((ctx.user.id, req.file_id), {})
+    parts[req.file_part] = bytes(req.bytes)
+    return True
+
+
+def _uploaded(ctx: Context, file: Any) -> bytes:
+    parts = ctx.world.uploads.pop((ctx.user.id, file.id), None)
+    if parts is None or len(parts) != file.parts:
+        raise RpcFail(400, "FILE_PARTS_INVALID")
+    return b"".join(parts[i] for i in range(file.parts))
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    if data[:8] != b"\x89PNG\r\n\x1a\n" or len(data) < 24:
+        raise RpcFail(400, "IMAGE_PROCESS_FAILED")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+@handles(functions.messages.SendMediaRequest)
+def send_media(ctx: Context, req: functions.messages.SendMediaRequest) -> types.Updates:
+    """An uploaded PNG photo to a private chat (what the bot's digest chart needs)."""
+    sender = ctx.user
+    peer = input_peer(ctx, req.peer)
+    if isinstance(peer, SimChannel):
+        raise RpcFail(403, "CHAT_WRITE_FORBIDDEN")
+    if not isinstance(req.media, types.InputMediaUploadedPhoto):
+        raise RpcFail(400, "MEDIA_INVALID")
+    data = _uploaded(ctx, req.media.file)
+    width, height = _png_size(data)
+    ctx.world.check_random_id(sender, req.random_id)
+    msg, event = ctx.world.send_private(
+        sender,
+        peer,
+        req.message or "",
+        entities=req.entities,
+        reply_to=_reply_to_id(req.reply_to),
+        media=ctx.world.photo(width, height, size=len(data)),
+        origin=ctx.conn,
+    )
+    msg.file_bytes = data
+    if msg.pair_id is not None and msg.pair_id in peer.messages:
+        peer.messages[msg.pair_id].file_bytes = data
+    ctx.world.record_random_id(sender, req.random_id)
+    return ctx.world.updates(
+        [
+            types.UpdateMessageID(id=msg.id, random_id=req.random_id),
+            types.UpdateNewMessage(msg.to_tl(), event.pts, 1),
+        ],
+        [msg],
+        sender,
+    )
+
+
 @handles(functions.messages.EditMessageRequest)
 def edit_message(ctx: Context, req: functions.messages.EditMessageRequest) -> types.Updates:
     editor = ctx.user

@@ -62,6 +62,7 @@ class SimMessage:
     deleted: bool = False
     pair_id: int | None = None  # private: id of the same message in the other party's box
     action: Any = None  # a MessageAction*: this is a service message (pin, title change...)
+    file_bytes: bytes | None = None  # an uploaded file this message carries (bots' photos)
 
     @property
     def edited(self) -> bool:
@@ -234,6 +235,7 @@ class World:
         self._next_channel_id = 1_000_000_001
         self._next_media_id = 5_000_000_001
         self.files: dict[int, int] = {}  # media id -> size, for upload.getFile
+        self.uploads: dict[tuple[int, int], dict[int, bytes]] = {}  # (user, file id) -> parts
         self.listeners: list[Callable[[], None]] = []
         # bot send limits (off by default)
         self.enforce_bot_limits = False

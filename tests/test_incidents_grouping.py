@@ -1,0 +1,88 @@
+"""Grouping's pure parts: places and their adjectives, ties that explain themselves,
+and how an incident's later alerts are threaded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bot.detection import analyze, detect_claim
+from bot.incident_join import thread_alerts
+from bot.incidents import ChannelInfo, Features, decide, features_of
+from bot.incidents.grouping import Candidate, assess
+from bot.incidents.places import places_in
+from storage.outbox import NewAlert
+
+T0 = datetime(2023, 6, 2, 8, 0, tzinfo=UTC)
+LEGION = ChannelInfo(1, "legion", "Легион «Свобода России»")
+GOV = ChannelInfo(2, "vvgladkov", "Вячеслав Гладков")
+NEWS = ChannelInfo(3, "news", "Новости")
+
+
+def feat(post_id: int, channel: ChannelInfo, text: str, minutes: int = 0, **kw) -> Features:
+    analysis = analyze(text)
+    verdict = detect_claim(analysis)
+    return features_of(
+        post_id=post_id,
+        channel_id=channel.id,
+        msg_id=post_id,
+        date=T0 + timedelta(minutes=minutes),
+        text=text,
+        analysis=analysis,
+        label=verdict.label,
+        count=verdict.count,
+        **kw,
+    )
+
+
+def test_places_are_lemmatized_names_and_villages_after_a_preposition() -> None:
+    names = [p.name for p in places_in(analyze("Бои у Новой Таволжанки и в Шебекино."))]
+    assert names == ["Новая Таволжанка", "Шебекино"]
+    assert [p.broad for p in places_in(analyze("Обстрел Белгорода"))] == [True]
+    # people, institutions and adjectives are not places
+    assert places_in(analyze("Сообщили в Минобороны. Встреча у Марии Захаровой.")) == ()
+
+
+def test_an_adjective_meets_the_place_it_is_built_on() -> None:
+    claim = feat(1, LEGION, "Бойцы взяли в плен двоих военнослужащих у Шебекино.")
+    later = feat(2, NEWS, "Шебекинский округ: жители сообщают о бое.", minutes=60)
+    ties = assess(later, NEWS, Candidate(10, [claim], {1: LEGION}))
+    assert [(t.kind, t.detail) for t in ties if t.kind == "place"] == [
+        ("place", "Шебекино (adjective)")
+    ]
+
+
+def test_decisions_say_why() -> None:
+    claim = feat(1, LEGION, "Легион взял в плен двух военнослужащих у Новой Таволжанки.")
+    assert decide(claim, LEGION, []).action == "open"
+    repost = feat(2, NEWS, "Легион взял в плен двух военнослужащих.", 5, fwd_key="1/1")
+    joined = decide(repost, NEWS, [Candidate(10, [claim], {1: LEGION})])
+    assert (joined.action, joined.incident_id, joined.score) == ("join", 10, 1.0)
+    assert joined.ties[0].kind == "forward" and joined.ties[0].member == 1
+    other = feat(3, NEWS, "ВСУ взяли в плен троих у Работино.", 90)
+    refused = decide(other, NEWS, [Candidate(10, [claim], {1: LEGION})])
+    assert refused.action == "open"  # another village: its own incident
+    ties = assess(other, NEWS, Candidate(10, [claim], {1: LEGION}))
+    assert ("place", -0.8) in [(t.kind, t.score) for t in ties]
+    unrelated = feat(4, NEWS, "Погода в Москве: снег и гололёд.", 30)
+    assert decide(unrelated, NEWS, [Candidate(10, [claim], {1: LEGION})]).action == "alone"
+    too_late = feat(5, NEWS, "Под Новой Таволжанкой идёт бой.", 60 * 24 * 4)
+    assert assess(too_late, NEWS, Candidate(10, [claim], {1: LEGION})) == []  # out of window
+
+
+def _row(chat: int, post: int, story: str = "") -> NewAlert:
+    return NewAlert(chat, post, "alert", story or f"1/{post}", {"text": "x"})
+
+
+def test_later_alerts_reply_to_the_first_unless_the_chat_wants_every_post() -> None:
+    incident_of = {11: 7, 12: 7, 13: 7}
+    rows = [_row(100, 11), _row(100, 12), _row(200, 12), _row(300, 13)]
+    out = thread_alerts(rows, incident_of, roots={(7, 300): 11}, every_post={200})
+    assert [(r.chat_id, r.reason, r.payload.get("thread")) for r in out] == [
+        (100, "alert", None),  # the chat's first alert in the incident
+        (100, "incident", 11),  # then replies to it
+        (200, "alert", None),  # this chat asked for every post
+        (300, "incident", 11),  # alerted before, in an earlier transaction
+    ]
+    copy = _row(100, 14, story="1/11")  # a forward of a post the chat was told about
+    kept = thread_alerts([copy], {14: 7}, {(7, 100): 11}, set(), told={(100, "1/11")})
+    assert kept == []
