@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-MODULES = ("detect", "claims_quality", "ingest", "catchup", "archive", "alerts", "watch500")
+MODULES = (
+    "detect",
+    "claims_quality",
+    "ingest",
+    "catchup",
+    "archive",
+    "alerts",
+    "watch500",
+    "postgres",
+)
 SNIPPET = (
     "import json, sys; from bench import {name} as m; "
     "sys.stdout.write('\\n' + json.dumps(m.run(quick={quick})) + '\\n')"

@@ -63,7 +63,14 @@ def _posts(rows: list[dict[str, Any]]) -> list[Post]:
 async def _pipeline(
     posts: list[Post], rules: list[str], workdir: Path, pool: DetectionPool | None = None
 ) -> float:
-    db = await open_database(workdir / "pipeline.db")
+    return await _pipeline_on(workdir / "pipeline.db", posts, rules, pool)
+
+
+async def _pipeline_on(
+    target: Path | str, posts: list[Post], rules: list[str], pool: DetectionPool | None = None
+) -> float:
+    """Seconds to ingest `posts` into the archive at `target` (a file or a URL)."""
+    db = await open_database(target)
     await archive.save_channel(db, Channel(1, 1, "corpus", "Corpus"))
     for analyst in range(ANALYSTS):
         chat = 10_000 + analyst

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Literal
 
 from dotenv import dotenv_values
+
+from config.database_url import check_url
 
 Mode = Literal["live", "poll"]
 PREFIX = "CHANWATCH_"
@@ -102,10 +105,12 @@ class Settings:
     session_path: Path = Path("data/user.session")
     bot_token: str | None = field(default=None, repr=False)
     admin_ids: frozenset[int] = frozenset()
-    db_path: Path = Path("data/chanwatch.db")
+    db_path: Path | str = Path("data/chanwatch.db")  # a SQLite file, or a postgresql:// URL
     media_dir: Path = Path("data/media")
     channels: tuple[ChannelSpec, ...] = ()
     log_level: str = "INFO"
+    # This process's name among several watchers sharing one PostgreSQL archive.
+    watcher: str = field(default_factory=lambda: socket.gethostname() or "chanwatch")
     server: ServerAddress | None = None
     server_key: str | None = field(default=None, repr=False)
     backfill: Backfill = Backfill()
@@ -122,7 +127,8 @@ class Settings:
 
     @property
     def backup_dir(self) -> Path:
-        return self.jobs.backup_dir or self.db_path.parent / "backups"
+        base = self.db_path.parent if isinstance(self.db_path, Path) else Path("data")
+        return self.jobs.backup_dir or base / "backups"
 
 
 def parse_channel(text: str) -> ChannelSpec:
@@ -231,6 +237,11 @@ def load_settings(
     for name, key in (("SESSION", "session_path"), ("DB", "db_path"), ("MEDIA_DIR", "media_dir")):
         if (path := get(name)) is not None:
             kw[key] = Path(path).expanduser()
+    if (db := get("DB")) is not None and "://" in db:
+        if problem := _database_url_problem(db):
+            problems.append(f"CHANWATCH_DB: {problem}")
+        else:
+            kw["db_path"] = db
 
     if (channels := get("CHANNELS")) is not None:
         specs: list[ChannelSpec] = []
@@ -251,6 +262,14 @@ def load_settings(
             kw["log_level"] = level.upper()
         else:
             problems.append(f"CHANWATCH_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+
+    if (watcher := get("WATCHER")) is not None:
+        if re.fullmatch(r"[A-Za-z0-9_.-]{1,40}", watcher):
+            kw["watcher"] = watcher
+        else:
+            problems.append(
+                "CHANWATCH_WATCHER: use 1-40 letters, digits, '.', '_' or '-' (e.g. a, b)"
+            )
 
     if (server := get("SERVER")) is not None:
         try:
@@ -322,6 +341,11 @@ def load_settings(
     if problems:
         raise ConfigError(problems)
     return Settings(**kw)  # type: ignore[arg-type]
+
+
+def _database_url_problem(url: str) -> str | None:
+    """What is wrong with a CHANWATCH_DB URL (only postgresql:// is one), or None."""
+    return check_url(url)
 
 
 def _duration(text: str) -> timedelta | None:

@@ -15,7 +15,7 @@ from typing import Literal
 
 import aiosqlite
 
-from storage.db import Database
+from storage.db import Database, lock_in
 from storage.models import Channel, Media, Post, canonical_json, iso, utcnow
 
 Status = Literal["new", "edited", "unchanged", "stale"]
@@ -282,6 +282,7 @@ async def archive_posts_in(
     after a newer one (by edit date) is ignored as stale.
     """
     now = iso(utcnow())
+    await lock_in(conn, "posts")  # several watchers on one PostgreSQL archive
     results: list[Archived] = []
     by_channel: dict[int, list[int]] = {}
     for post, _ in items:
@@ -343,7 +344,7 @@ async def archive_posts_in(
 _INSERT_REVISION = """INSERT INTO post_revisions (post_id, text, entities, edit_date, raw_sha256,
     replaced_at) VALUES (?, ?, ?, ?, ?, ?)"""
 
-_UPDATE_POST = """UPDATE posts SET text = ?, lemmas = CASE WHEN ? THEN ? ELSE lemmas END,
+_UPDATE_POST = """UPDATE posts SET text = ?, lemmas = CASE WHEN ? = 1 THEN ? ELSE lemmas END,
     entities = ?, edit_date = coalesce(?, edit_date), views = coalesce(?, views),
     forwards = coalesce(?, forwards), replies = coalesce(?, replies),
     reactions = coalesce(?, reactions), raw = ?, raw_sha256 = ?, updated_at = ?
@@ -468,8 +469,11 @@ async def record_metrics_in(
     conn: aiosqlite.Connection, rows: Iterable[tuple[int, datetime, Post]]
 ) -> None:
     await conn.executemany(
-        """INSERT OR REPLACE INTO metrics (post_id, taken_at, views, forwards, replies, reactions)
-           VALUES (?, ?, ?, ?, ?, ?)""",
+        """INSERT INTO metrics (post_id, taken_at, views, forwards, replies, reactions)
+           VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (post_id, taken_at) DO UPDATE SET views = excluded.views,
+             forwards = excluded.forwards, replies = excluded.replies,
+             reactions = excluded.reactions""",
         [
             (
                 post_id,

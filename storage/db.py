@@ -1,13 +1,17 @@
-"""Open the archive: one SQLite file, WAL, migrations by PRAGMA user_version."""
+"""Open the archive: one SQLite file (WAL, migrations by PRAGMA user_version), or a
+PostgreSQL database when the archive setting is a postgresql:// URL (storage/pg.py).
+
+Every storage module talks to a `Database` and writes one SQL dialect (SQLite's,
+with `?` placeholders); the PostgreSQL backend translates it (storage/sqlpg.py).
+What differs in meaning, not only in spelling, asks `db.dialect`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,16 +20,43 @@ import aiosqlite
 from loguru import logger
 
 from storage import private
+from storage.shared import DatabaseUnavailable, SharedConnection, StorageError
+
+__all__ = ["DatabaseUnavailable", "StorageError"]  # re-exported: callers import them here
 
 BUSY_TIMEOUT_MS = 5_000
 
 
 Connection = aiosqlite.Connection  # what a transaction hands to `*_in` functions
-DatabaseError = sqlite3.Error  # what a failed statement raises, whatever the cause
 
 
-class StorageError(Exception):
-    """A database problem explained for the operator (what, which file, what to do)."""
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    import asyncpg
+
+    return (sqlite3.Error, asyncpg.PostgresError, DatabaseUnavailable)
+
+
+# Everything a statement on either backend can raise about the database (not the data's
+# meaning): what the service catches around archive writes.
+DB_ERRORS: tuple[type[BaseException], ...] = _driver_errors()
+DatabaseError = DB_ERRORS  # what a failed statement raises, whatever the cause or backend
+
+ArchiveTarget = Path | str  # a SQLite file, or a postgresql:// URL
+
+
+def archive_target(value: str | Path) -> ArchiveTarget:
+    """A `--db` / CHANWATCH_DB value: a postgresql:// URL stays a string, anything else
+    is a file path."""
+    text = str(value)
+    if text.split("://", 1)[0].lower() in ("postgresql", "postgres") and "://" in text:
+        return text
+    return Path(text).expanduser()
+
+
+def is_postgres(target: ArchiveTarget) -> bool:
+    return isinstance(target, str)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -45,7 +76,7 @@ def migrations() -> list[tuple[int, str, str]]:
 SCHEMA_VERSION = len(migrations())
 
 
-class Database:
+class Database(SharedConnection):
     """An aiosqlite connection in autocommit mode with explicit transactions.
 
     One connection is shared by every task (watcher, pipeline, notifier, bot
@@ -57,19 +88,12 @@ class Database:
     statements through these methods freely.
     """
 
+    dialect = "sqlite"
+
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        super().__init__()
         self.conn = conn
         self.path = path
-        self._lock = asyncio.Lock()
-        self._owner: ContextVar[bool] = ContextVar(f"db_owner_{id(self)}", default=False)
-
-    @asynccontextmanager
-    async def _access(self) -> AsyncIterator[None]:
-        if self._owner.get():
-            yield
-            return
-        async with self._lock:
-            yield
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -115,9 +139,35 @@ class Database:
         async with self._access():
             await self.conn.executemany(sql, rows)
 
+    async def columns(self, table: str) -> list[str]:
+        rows = await self.fetchall("SELECT name FROM pragma_table_info(?)", (table,))
+        return [row[0] for row in rows]
+
+    async def tables(self) -> list[str]:
+        rows = await self.fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1"
+        )
+        return [row[0] for row in rows]
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
     async def close(self) -> None:
         async with self._lock:
             await self.conn.close()
+
+
+async def lock_in(conn: Any, name: str) -> None:
+    """Serialize, across processes, the transactions that read then write `name`.
+
+    SQLite's BEGIN IMMEDIATE already lets one writer in at a time; on PostgreSQL
+    several watchers write at once, so a transaction that checks what exists before
+    inserting takes an advisory lock first.
+    """
+    lock = getattr(conn, "advisory_lock", None)
+    if lock is not None:
+        await lock(name)
 
 
 # Result codes that mean "the database cannot be written now" (not "this data is bad"):
@@ -134,9 +184,21 @@ _UNAVAILABLE_CODES = frozenset(
 )
 
 
+# PostgreSQL error classes that mean "not now" rather than "bad data": insufficient
+# resources (disk full), operator intervention (shutdown), system errors, lock and
+# serialization conflicts, a read-only server, and missing rights (as SQLITE_READONLY).
+_PG_UNAVAILABLE_CLASSES = ("53", "57", "58", "08", "40", "55")
+_PG_UNAVAILABLE_STATES = frozenset({"25006", "42501"})
+
+
 def unavailable(exc: BaseException) -> bool:
     """Whether `exc` says the archive cannot be written now (disk full, read-only,
-    I/O error, locked) rather than that one record or query is bad."""
+    I/O error, locked, server gone) rather than that one record or query is bad."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    state = getattr(exc, "sqlstate", None)
+    if state is not None and not isinstance(exc, sqlite3.Error):
+        return state[:2] in _PG_UNAVAILABLE_CLASSES or state in _PG_UNAVAILABLE_STATES
     if not isinstance(exc, sqlite3.Error):
         return False
     code = getattr(exc, "sqlite_errorcode", None)
@@ -148,9 +210,11 @@ def unavailable(exc: BaseException) -> bool:
     )
 
 
-def describe_unavailable(path: Path, exc: BaseException) -> str:
+def describe_unavailable(path: Path | str, exc: BaseException) -> str:
     """One line for the log: what failed, on which file, and what the operator can do."""
     text = str(exc)
+    if isinstance(exc, DatabaseUnavailable) or getattr(exc, "sqlstate", None):
+        return _describe_pg(path, exc)
     code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
     if code == sqlite3.SQLITE_FULL or "disk is full" in text:
         cause = "the disk is full; free space on it"
@@ -165,6 +229,22 @@ def describe_unavailable(path: Path, exc: BaseException) -> str:
     return (
         f"cannot write to the archive {path} ({text}): {cause}. Nothing is lost: "
         "chanwatch retries and fetches the posts it could not store from Telegram again"
+    )
+
+
+def _describe_pg(where: Path | str, exc: BaseException) -> str:
+    state = getattr(exc, "sqlstate", "") or ""
+    if isinstance(exc, DatabaseUnavailable):
+        cause = str(exc)
+    elif state == "42501":
+        cause = f"this role lacks rights on the archive {where} ({exc}); grant them"
+    elif state.startswith("53"):
+        cause = f"the PostgreSQL server {where} is out of resources ({exc}); free disk space"
+    else:
+        cause = f"the PostgreSQL archive {where} refused the write ({exc})"
+    return (
+        f"cannot write to the archive: {cause}. Nothing is lost: chanwatch retries and "
+        "fetches the posts it could not store from Telegram again"
     )
 
 
@@ -212,8 +292,14 @@ async def _migrate(conn: aiosqlite.Connection, path: Path) -> None:
 
 
 async def open_database(path: str | Path, *, readonly: bool = False) -> Database:
-    """Open (creating if needed) and migrate the archive at `path`."""
-    path = Path(path)
+    """Open (creating if needed) and migrate the archive at `path`: a SQLite file, or
+    a PostgreSQL database given as a postgresql:// URL."""
+    target = archive_target(path)
+    if isinstance(target, str):
+        from storage.pg import open_pg
+
+        return await open_pg(target, SCHEMA_VERSION, readonly=readonly)
+    path = target
     if not readonly:
         private.make_dir(path.parent)
         # SQLite gives -wal and -shm the database file's mode: 0600 for all three.

@@ -25,7 +25,14 @@ from typing import Any, BinaryIO, Literal
 
 from storage import private, signing
 from storage.db import SCHEMA_VERSION, Database
-from storage.search import CompiledQuery, Filters, check_filters, post_link, where_clause
+from storage.search import (
+    CompiledQuery,
+    Filters,
+    check_filters,
+    fts_source,
+    post_link,
+    where_clause,
+)
 
 Format = Literal["jsonl", "csv"]
 FORMATS: tuple[Format, ...] = ("jsonl", "csv")
@@ -65,14 +72,13 @@ class Selection:
         return out
 
 
-def _from_where(selection: Selection) -> tuple[str, list[Any], str]:
+def _from_where(db: Database, selection: Selection) -> tuple[str, list[Any], str]:
     """FROM/WHERE for the selection, its parameters, and the rowid to page on."""
     if selection.query is not None:
-        conditions, params = where_clause(selection.filters, rowid="posts_fts.rowid")
-        conditions.insert(0, "posts_fts MATCH ?")
-        params.insert(0, selection.query.fts)
-        source = "posts_fts CROSS JOIN posts p ON p.id = posts_fts.rowid"
-        key = "posts_fts.rowid"
+        source, match, query, key = fts_source(db, selection.query)
+        conditions, params = where_clause(selection.filters, rowid=key)
+        conditions.insert(0, match)
+        params.insert(0, query)
     else:
         conditions, params = where_clause(selection.filters)
         source = "posts p"
@@ -80,7 +86,7 @@ def _from_where(selection: Selection) -> tuple[str, list[Any], str]:
     if selection.incident is not None:
         conditions.append("p.id IN (SELECT post_id FROM incident_posts WHERE incident_id = ?)")
         params.append(selection.incident)
-    where = " AND ".join(conditions) if conditions else "1"
+    where = " AND ".join(conditions) if conditions else "1 = 1"
     return f"FROM {source} LEFT JOIN channels c ON c.id = p.channel_id WHERE {where}", params, key
 
 
@@ -88,7 +94,7 @@ async def count(db: Database, selection: Selection) -> int:
     """How many posts the index selects (for a phrase: an upper bound, the posts
     holding its words)."""
     await check_filters(db, selection.filters)
-    sql, params, _ = _from_where(selection)
+    sql, params, _ = _from_where(db, selection)
     row = await db.fetchone(f"SELECT count(*) {sql}", params)
     return int(row[0]) if row else 0
 
@@ -102,7 +108,7 @@ async def records(
     this one; at most two chunks are in memory.
     """
     await check_filters(db, selection.filters)
-    sql, params, key = _from_where(selection)
+    sql, params, key = _from_where(db, selection)
     query = (
         f"SELECT p.*, c.username AS channel_username, c.title AS channel_title {sql} "
         f"AND {key} > ? ORDER BY {key} LIMIT ?"

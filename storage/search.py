@@ -1,4 +1,6 @@
-"""Full-text search over the archive (FTS5 over text and lemmas).
+"""Full-text search over the archive (FTS5 over text and lemmas on SQLite; on
+PostgreSQL a tsvector over both, weight A for the words of the text and B for the
+lemmas, see storage/migrations_pg/0001_archive.sql).
 
 The analyst's query arrives analysed: the caller hands over the lemmas to look
 up for each word (see `fts_word`), and for queries the index cannot decide
@@ -47,6 +49,12 @@ async def match(
     sorting every hit.
     """
     deleted = "" if include_deleted else "AND p.deleted_at IS NULL"
+    if db.dialect == "postgresql":  # `fts_query` is a tsquery there
+        return await db.fetchall(
+            f"""SELECT p.* FROM posts_fts f JOIN posts p ON p.id = f.id
+                WHERE f.tsv @@ ?::tsquery {deleted} ORDER BY f.id DESC LIMIT ?""",
+            (fts_query, limit),
+        )
     return await db.fetchall(
         f"""SELECT p.* FROM posts_fts JOIN posts p ON p.id = posts_fts.rowid
             WHERE posts_fts MATCH ? {deleted}
@@ -66,29 +74,79 @@ def _quote(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def fts_word(surface: str, lemmas: Sequence[str]) -> str:
+class FtsQuery(str):
+    """An FTS5 query that carries the same query as a PostgreSQL tsquery in `ts`,
+    built from quoted lexemes only. The pieces below build both at once."""
+
+    ts: str
+
+    def __new__(cls, fts: str, ts: str) -> FtsQuery:
+        query = super().__new__(cls, fts)
+        query.ts = ts
+        return query
+
+
+# A quoted string is split into tokens as FTS5's unicode61 tokenizer and the
+# archive's chanwatch_words() split it: runs of letters and digits, lower-cased.
+_TOKEN = re.compile(r"[^\W_]+")
+# No lexeme in the archive contains "_" (it separates words), so this never matches.
+_TS_NOTHING = "'_'"
+
+
+def _ts_lexeme(token: str) -> str:
+    return "'" + token.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def ts_phrase(text: str, weight: str, *, prefix: bool = False) -> str:
+    """A quoted string as a tsquery phrase in one column (A: text, B: lemmas)."""
+    tokens = _TOKEN.findall(text.lower())
+    if not tokens:
+        return _TS_NOTHING
+    parts = [f"{_ts_lexeme(token)}:{weight}" for token in tokens]
+    if prefix:
+        parts[-1] = f"{_ts_lexeme(tokens[-1])}:*{weight}"
+    return parts[0] if len(parts) == 1 else "(" + " <-> ".join(parts) + ")"
+
+
+def _ts(part: str) -> str:
+    ts = getattr(part, "ts", None)
+    if ts is None:
+        raise QueryError(f"this query cannot run on PostgreSQL: {part!r} has no tsquery")
+    return ts
+
+
+def fts_word(surface: str, lemmas: Sequence[str]) -> FtsQuery:
     """A word: any of its lemmas in the `lemmas` column, or the word as typed in `text`."""
-    alternatives = " OR ".join(_quote(lemma) for lemma in dict.fromkeys(lemmas) if lemma)
+    kept = [lemma for lemma in dict.fromkeys(lemmas) if lemma]
+    alternatives = " OR ".join(_quote(lemma) for lemma in kept)
     if not alternatives:
-        return f"text : {_quote(surface)}"
-    return f"(lemmas : ({alternatives}) OR text : {_quote(surface)})"
+        return FtsQuery(f"text : {_quote(surface)}", ts_phrase(surface, "A"))
+    ts = " | ".join([*(ts_phrase(lemma, "B") for lemma in kept), ts_phrase(surface, "A")])
+    return FtsQuery(f"(lemmas : ({alternatives}) OR text : {_quote(surface)})", f"({ts})")
 
 
-def fts_prefix(words: Sequence[str]) -> str:
+def fts_prefix(words: Sequence[str]) -> FtsQuery:
     """Words of the text, the last one a prefix."""
-    return f"text : {_quote(' '.join(words))} *"
+    text = " ".join(words)
+    return FtsQuery(f"text : {_quote(text)} *", ts_phrase(text, "A", prefix=True))
 
 
-def fts_all(parts: Sequence[str]) -> str:
-    return parts[0] if len(parts) == 1 else "(" + " AND ".join(parts) + ")"
+def fts_all(parts: Sequence[str]) -> FtsQuery | str:
+    if len(parts) == 1:
+        return parts[0]
+    return FtsQuery(
+        "(" + " AND ".join(parts) + ")", "(" + " & ".join(_ts(p) for p in parts) + ")"
+    )
 
 
-def fts_any(parts: Sequence[str]) -> str:
-    return parts[0] if len(parts) == 1 else "(" + " OR ".join(parts) + ")"
+def fts_any(parts: Sequence[str]) -> FtsQuery | str:
+    if len(parts) == 1:
+        return parts[0]
+    return FtsQuery("(" + " OR ".join(parts) + ")", "(" + " | ".join(_ts(p) for p in parts) + ")")
 
 
-def fts_without(expr: str, excluded: str) -> str:
-    return f"({expr} NOT {excluded})"
+def fts_without(expr: str, excluded: str) -> FtsQuery:
+    return FtsQuery(f"({expr} NOT {excluded})", f"({_ts(expr)} & !{_ts(excluded)})")
 
 
 async def indexed_lemmas(db: Database, lemmas: Sequence[str]) -> set[str]:
@@ -96,6 +154,14 @@ async def indexed_lemmas(db: Database, lemmas: Sequence[str]) -> set[str]:
     (a place name's search forms are dozens, of which a few exist)."""
     if not lemmas:
         return set()
+    if db.dialect == "postgresql":
+        wanted = list(dict.fromkeys(lemmas))
+        rows = await db.fetchall(
+            """SELECT t.lemma FROM unnest(?::text[], ?::text[]) AS t(lemma, q)
+               WHERE EXISTS (SELECT 1 FROM posts_fts WHERE tsv @@ t.q::tsquery)""",
+            (wanted, [ts_phrase(lemma, "B") for lemma in wanted]),
+        )
+        return {row[0] for row in rows}
     rows = await db.fetchall(
         """SELECT value FROM json_each(?) WHERE EXISTS (
                SELECT 1 FROM posts_fts
@@ -179,8 +245,7 @@ async def resolve_channels(db: Database, refs: Sequence[str]) -> tuple[int, ...]
 
 
 async def has_column(db: Database, table: str, column: str) -> bool:
-    rows = await db.fetchall("SELECT name FROM pragma_table_info(?)", (table,))
-    return any(row[0] == column for row in rows)
+    return column in await db.columns(table)
 
 
 async def check_filters(db: Database, filters: Filters) -> None:
@@ -257,7 +322,8 @@ async def search(
     await check_filters(db, filters)
     if limit < 1:
         raise QueryError("--limit must be at least 1")
-    conditions, params = where_clause(filters, rowid="posts_fts.rowid")
+    pg = db.dialect == "postgresql"
+    conditions, params = where_clause(filters, rowid="f.id" if pg else "posts_fts.rowid")
     extra = "".join(f" AND {c}" for c in conditions)
     order = "posts_fts.rank" if rank else "posts_fts.rowid DESC"
     claim = (
@@ -273,12 +339,26 @@ async def search(
               LEFT JOIN channels c ON c.id = p.channel_id
               WHERE posts_fts MATCH ?{extra}
               ORDER BY {order} LIMIT ? OFFSET ?"""
+    head: tuple[Any, ...] = (MARK_START, MARK_END, query.fts)
+    if pg:
+        # The GIN index finds the hits; ORDER BY the time-ordered id lets the planner
+        # walk the primary key backwards for common words instead of sorting them all.
+        # Snippets come from the caller's marking of the text.
+        ts = _ts(query.fts)
+        score = "ts_rank_cd(f.tsv, ?::tsquery)" if rank else "NULL::real"
+        sql = f"""SELECT p.id, p.channel_id, p.msg_id, p.date, p.text, p.deleted_at, {claim},
+                         c.username, c.title, {score} AS score, NULL AS snip
+                  FROM posts_fts f JOIN posts p ON p.id = f.id
+                  LEFT JOIN channels c ON c.id = p.channel_id
+                  WHERE f.tsv @@ ?::tsquery{extra}
+                  ORDER BY {"score DESC, f.id DESC" if rank else "f.id DESC"} LIMIT ? OFFSET ?"""
+        head = (ts, ts) if rank else (ts,)
     hits: list[Hit] = []
     offset = 0
     while len(hits) < limit:
         page = limit if query.check is None else max(_CHECK_ROUND, limit)
         try:
-            rows = await db.fetchall(sql, (MARK_START, MARK_END, query.fts, *params, page, offset))
+            rows = await db.fetchall(sql, (*head, *params, page, offset))
         except sqlite3.OperationalError as exc:
             if "fts5" in str(exc) or "MATCH" in str(exc):
                 raise QueryError(f"cannot search for {query.source!r}: {exc}") from None
@@ -311,6 +391,16 @@ def _hit(row: sqlite3.Row, query: CompiledQuery) -> Hit:
         claim_label=row["claim_label"],
         claim_score=row["claim_score"],
     )
+
+
+def fts_source(db: Database, query: CompiledQuery) -> tuple[str, str, str, str]:
+    """(FROM clause joining the posts as `p`, the match condition, its parameter, the
+    time-ordered id to order and page on) of a full-text selection on this backend."""
+    if db.dialect == "postgresql":
+        source = "posts_fts f JOIN posts p ON p.id = f.id"
+        return source, "f.tsv @@ ?::tsquery", _ts(query.fts), "f.id"
+    source = "posts_fts CROSS JOIN posts p ON p.id = posts_fts.rowid"
+    return source, "posts_fts MATCH ?", query.fts, "posts_fts.rowid"
 
 
 def _snippet(fts_snippet: str | None, text: str, query: CompiledQuery) -> str:

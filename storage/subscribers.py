@@ -118,9 +118,9 @@ async def upsert(
            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (chat_id) DO UPDATE SET
              role = excluded.role, kind = excluded.kind, active = 1, inactive_reason = NULL,
-             name = coalesce(excluded.name, name),
-             access_hash = coalesce(excluded.access_hash, access_hash),
-             invited_by = coalesce(excluded.invited_by, invited_by),
+             name = coalesce(excluded.name, subscribers.name),
+             access_hash = coalesce(excluded.access_hash, subscribers.access_hash),
+             invited_by = coalesce(excluded.invited_by, subscribers.invited_by),
              updated_at = excluded.updated_at""",
         (chat_id, access_hash, kind, role, name, invited_by, now, now),
     )
@@ -149,9 +149,10 @@ async def sync_admins(db: Database, admin_ids: frozenset[int]) -> None:
             """INSERT INTO subscribers (chat_id, role, created_at, updated_at)
                VALUES (?, 'admin', ?, ?)
                ON CONFLICT (chat_id) DO UPDATE SET role = 'admin',
-                 active = CASE WHEN inactive_reason = 'blocked the bot' THEN active ELSE 1 END,
-                 inactive_reason = CASE WHEN inactive_reason = 'blocked the bot'
-                                        THEN inactive_reason END,
+                 active = CASE WHEN subscribers.inactive_reason = 'blocked the bot'
+                               THEN subscribers.active ELSE 1 END,
+                 inactive_reason = CASE WHEN subscribers.inactive_reason = 'blocked the bot'
+                                        THEN subscribers.inactive_reason END,
                  updated_at = excluded.updated_at""",
             [(admin, now, now) for admin in sorted(admin_ids)],
         )
@@ -263,8 +264,8 @@ async def redeem_invite(
                                         created_at, updated_at)
                VALUES (?, ?, 'user', 'analyst', ?, ?, ?, ?)
                ON CONFLICT (chat_id) DO UPDATE SET active = 1, inactive_reason = NULL,
-                 name = coalesce(excluded.name, name),
-                 access_hash = coalesce(excluded.access_hash, access_hash),
+                 name = coalesce(excluded.name, subscribers.name),
+                 access_hash = coalesce(excluded.access_hash, subscribers.access_hash),
                  invited_by = excluded.invited_by, updated_at = excluded.updated_at""",
             (user_id, access_hash, name, row["created_by"], stamp, stamp),
         )

@@ -10,12 +10,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from loguru import logger
 
 from bot.simulator import Simulator
+from tests.pg_server import INSTALL_HINT, PgServer, find_bin_dir
 
 
 @pytest.fixture(autouse=True)
@@ -91,3 +94,33 @@ def ann(sim: Simulator):
 @pytest.fixture
 def rdk(sim: Simulator):
     return sim.add_channel(username="rdk_channel", title="РДК")
+
+
+# --- archives on both backends ---------------------------------------------------
+# The storage, search, export, import and outbox tests take `archive_target`: once a
+# SQLite file, once a fresh database on a PostgreSQL server the suite starts itself.
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        message = f"PostgreSQL server not installed: {INSTALL_HINT}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the PostgreSQL tests. {message}", pytrace=False)
+        pytest.skip(message)
+    server = PgServer(bin_dir).start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def archive_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's archive lives: a SQLite file, or the URL of an empty PostgreSQL
+    database."""
+    if request.param == "sqlite":
+        return tmp_path / "archive.db"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.create_database()

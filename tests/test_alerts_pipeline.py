@@ -19,8 +19,8 @@ CLAIM = "Бойцы РДК взяли в плен двоих военнослу�
 
 
 @pytest.fixture
-async def db(tmp_path: Path):
-    database = await open_database(tmp_path / "archive.db")
+async def db(archive_target: Path | str):
+    database = await open_database(archive_target)
     await archive.save_channel(database, Channel(10, 1, "rdk_channel", "РДК"))
     await archive.save_channel(database, Channel(11, 2, "news_agg", "Новости"))
     await subscribers.upsert(database, 1, "analyst", name="Ann")

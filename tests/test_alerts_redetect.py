@@ -15,7 +15,7 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 TEXTS = ["Бойцы РДК взяли в плен двоих военнослужащих", "Обстановка спокойная", "Тиша"]
 
 
-async def _archive(path: Path) -> None:
+async def _archive(path: Path | str) -> None:
     db = await open_database(path)
     await archive.save_channel(db, Channel(10, 1, "rdk_channel", "РДК"))
     posts = [Post(10, i + 1, T0, text) for i, text in enumerate(TEXTS)]
@@ -24,8 +24,8 @@ async def _archive(path: Path) -> None:
     await db.close()
 
 
-async def test_redetect_restores_every_verdict_and_can_resume(tmp_path: Path) -> None:
-    path = tmp_path / "archive.db"
+async def test_redetect_restores_every_verdict_and_can_resume(archive_target: Path | str) -> None:
+    path = archive_target
     await _archive(path)
     db = await open_database(path)
     try:
@@ -43,13 +43,15 @@ async def test_redetect_restores_every_verdict_and_can_resume(tmp_path: Path) ->
         await db.close()
 
 
-def test_redetect_command(tmp_path: Path, monkeypatch, capsys) -> None:
+def test_redetect_command(
+    tmp_path: Path, archive_target: Path | str, monkeypatch, capsys
+) -> None:
     import asyncio
 
     from bot.cli import parser as cli
 
     monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
-    path = tmp_path / "archive.db"
+    path = archive_target
     asyncio.run(_archive(path))
     monkeypatch.setenv("CHANWATCH_DB", str(path))
     assert cli.main(["--env-file", str(tmp_path / "none.env"), "redetect"]) == 0

@@ -15,10 +15,10 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def db(tmp_path: Path):
+async def db(archive_target: Path | str):
     from storage.db import open_database
 
-    database = await open_database(tmp_path / "archive.db")
+    database = await open_database(archive_target)
     await archive.save_channel(database, Channel(10, 1, "rdk_channel", "РДК"))
     await archive.save_channel(database, Channel(11, 2, "news_agg", "Новости"))
     yield database

@@ -34,7 +34,7 @@ def _post(msg_id: int, text: str, **kw: object) -> Post:
     )
 
 
-async def build(path: Path) -> Database:
+async def build(path: Path | str) -> Database:
     db = await open_database(path)
     await archive.save_channel(db, Channel(100, 1, "frontnews", "Front news"))
     await archive.save_channel(db, Channel(200, 2, None, "Digest"))
@@ -65,8 +65,8 @@ async def build(path: Path) -> Database:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await build(tmp_path / "archive.db")
+async def db(archive_target: Path | str) -> AsyncIterator[Database]:
+    database = await build(archive_target)
     yield database
     await database.close()
 
@@ -87,7 +87,7 @@ async def test_jsonl_carries_every_field_revisions_media_and_evidence(
         (100, 3),
         (200, 4),
     ]  # oldest first
-    columns = {row[1] for row in await db.fetchall("PRAGMA table_info(posts)")}
+    columns = set(await db.columns("posts"))
     for record in records:
         assert columns <= set(record), columns - set(record)
         assert hashlib.sha256(record["raw"].encode()).hexdigest() == record["raw_sha256"]
@@ -189,21 +189,21 @@ def _keep_test_logging(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def db_file(tmp_path: Path) -> Path:
+def db_file(archive_target: Path | str) -> Path | str:
     async def make() -> None:
-        await (await build(tmp_path / "archive.db")).close()
+        await (await build(archive_target)).close()
 
     asyncio.run(make())
-    return tmp_path / "archive.db"
+    return archive_target
 
 
-def _run(db_file: Path, *argv: str) -> int:
-    env = ["--env-file", str(db_file.parent / "none.env")]
+def _run(db_file: Path | str, *argv: str) -> int:
+    env = ["--env-file", "/nonexistent.env"]
     return cli.main([*env, argv[0], "--db", str(db_file), *argv[1:]])
 
 
-def test_cli_export_and_verify(db_file: Path, capsys) -> None:
-    out = db_file.parent / "posts.jsonl"
+def test_cli_export_and_verify(db_file: Path | str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "posts.jsonl"
     assert _run(db_file, "export", "--format", "jsonl", "-o", str(out), "--manifest") == 0
     assert "exported 3 posts" in capsys.readouterr().err
     assert cli.main(["verify-export", str(out)]) == 0
@@ -217,10 +217,10 @@ def test_cli_export_and_verify(db_file: Path, capsys) -> None:
     assert _run(db_file, "export", "--manifest") == 2
     assert "--manifest needs -o FILE" in capsys.readouterr().err
     assert _run(db_file, "export", '"unclosed') == 2
-    assert not list(db_file.parent.glob("*.partial"))
+    assert not list(tmp_path.glob("*.partial"))
 
 
-def test_cli_export_to_stdout(db_file: Path, capsysbinary) -> None:
+def test_cli_export_to_stdout(db_file: Path | str, capsysbinary) -> None:
     assert _run(db_file, "export", "--format", "csv", "--channel", "frontnews") == 0
     lines = capsysbinary.readouterr().out.decode().splitlines()
     assert lines[0].startswith("id,channel_id,msg_id,date")

@@ -50,11 +50,12 @@ def _export(db_file: Path, out: Path, fmt: str = "jsonl", *extra: str) -> None: 
 )
 def test_an_edited_field_fails_even_with_a_recomputed_manifest(
     db_file: Path,  # noqa: F811
+    tmp_path: Path,
     capsys,
     field: str,
     value: object,
 ) -> None:
-    out = db_file.parent / "posts.jsonl"
+    out = tmp_path / "posts.jsonl"
     _export(db_file, out)
     assert cli.main(["verify-export", str(out)]) == 0
     assert "does not prove who made it" in capsys.readouterr().out
@@ -94,8 +95,12 @@ def test_telethon_and_desktop_raw_records_are_read_field_by_field() -> None:
     assert export.raw_disagreement(plain, salvaged) is None  # nothing to compare
 
 
-def test_csv_exports_are_cross_checked_too(db_file: Path, capsys) -> None:  # noqa: F811
-    out = db_file.parent / "posts.csv"
+def test_csv_exports_are_cross_checked_too(
+    db_file: Path,  # noqa: F811
+    tmp_path: Path,
+    capsys,
+) -> None:
+    out = tmp_path / "posts.csv"
     _export(db_file, out, "csv")
     assert cli.main(["verify-export", str(out)]) == 0
     rows = list(csv.DictReader(io.StringIO(out.read_text(), newline="")))
@@ -137,7 +142,7 @@ def test_a_signed_manifest_verifies_with_the_key_and_not_after_an_edit(
     capsys,
 ) -> None:
     private, public = _keys(tmp_path)
-    out = db_file.parent / "signed.jsonl"
+    out = tmp_path / "signed.jsonl"
     _export(db_file, out, "jsonl", "--sign", str(private))
     assert "signed by SHA256:" in capsys.readouterr().err
     assert cli.main(["verify-export", str(out), "--key", str(public)]) == 0
@@ -164,7 +169,7 @@ def test_signing_needs_a_private_key_file_and_unsigned_fails_with_key(
 ) -> None:
     private, public = _keys(tmp_path)
     os.chmod(private, 0o644)
-    out = db_file.parent / "x.jsonl"
+    out = tmp_path / "x.jsonl"
     assert _run(db_file, "export", "-o", str(out), "--manifest", "--sign", str(private)) == 2
     assert "readable by others" in capsys.readouterr().err and not out.exists()
     assert _run(db_file, "export", "-o", str(out), "--sign", str(private)) == 2

@@ -120,8 +120,8 @@ def desktop_export(folder: Path) -> Path:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await open_database(tmp_path / "archive.db")
+async def db(archive_target: Path | str) -> AsyncIterator[Database]:
+    database = await open_database(archive_target)
     yield database
     await database.close()
 

@@ -23,8 +23,8 @@ def _keep_test_logging(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def archive_path(tmp_path: Path) -> tuple[Path, dict[str, list[int]]]:
-    path = tmp_path / "archive.db"
+def archive_path(archive_target: Path | str) -> tuple[Path | str, dict[str, list[int]]]:
+    path = archive_target
     ids = asyncio.run(story_archive(path, START, unrelated=120))
     return path, ids
 

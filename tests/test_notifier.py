@@ -23,9 +23,11 @@ from tests.bot_helpers import (
 from tests.watch_helpers import eventually
 
 
-async def test_a_matching_post_reaches_the_analyst(sim, monitor, bot, admin, ann, tmp_path: Path):
+async def test_a_matching_post_reaches_the_analyst(
+    sim, monitor, bot, admin, ann, tmp_path: Path, archive_target: Path | str
+):
     rdk = sim.add_channel(username="rdk_channel", title="РДК")
-    settings = bot_settings(tmp_path, bot, [admin], "rdk_channel")
+    settings = bot_settings(tmp_path, bot, [admin], "rdk_channel", db_path=archive_target)
     async with service(sim, monitor, bot, settings) as app:
         await make_analyst(app, ann, "Ann")
         await add_rule(app, ann, "Белгород")

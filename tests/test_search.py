@@ -52,7 +52,7 @@ def _post(channel: int, msg_id: int, day: int, text: str) -> Post:
     )
 
 
-async def build(path: Path) -> Database:
+async def build(path: Path | str) -> Database:
     database = await open_database(path)
     await archive.save_channel(database, Channel(100, 1, "frontnews", "Front news"))
     await archive.save_channel(database, Channel(200, 2, None, "Private digest"))
@@ -65,21 +65,21 @@ async def build(path: Path) -> Database:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await build(tmp_path / "archive.db")
+async def db(archive_target: Path | str) -> AsyncIterator[Database]:
+    database = await build(archive_target)
     yield database
     await database.close()
 
 
 @pytest.fixture
-def db_file(tmp_path: Path) -> Path:
-    """An archive file for the command line (which runs its own event loop)."""
+def db_file(archive_target: Path | str) -> Path | str:
+    """An archive (file or URL) for the command line (which runs its own event loop)."""
 
     async def make() -> None:
-        await (await build(tmp_path / "archive.db")).close()
+        await (await build(archive_target)).close()
 
     asyncio.run(make())
-    return tmp_path / "archive.db"
+    return archive_target
 
 
 async def ids(db: Database, query: str, **kw: object) -> list[tuple[int, int]]:
@@ -193,6 +193,10 @@ async def _drop_claims_column(db: Database) -> None:
     """Turn the archive into one from before detection results were stored."""
     if not await has_column(db, "posts", "claim_label"):
         return
+    if db.dialect == "postgresql":  # drops the column's index with it
+        await db.execute("DROP VIEW IF EXISTS archive_posts")
+        await db.execute("ALTER TABLE posts DROP COLUMN claim_label")
+        return
     for row in await db.fetchall(
         "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'posts' "
         "AND sql LIKE '%claim_label%'"
@@ -240,12 +244,11 @@ def _keep_test_logging(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "setup_logging", lambda *args, **kwargs: None)
 
 
-def _cli(db_file: Path, *argv: str) -> list[str]:
-    none = str(db_file.parent / "none.env")
-    return ["--env-file", none, argv[0], "--db", str(db_file), *argv[1:]]
+def _cli(db_file: Path | str, *argv: str) -> list[str]:
+    return ["--env-file", "/nonexistent.env", argv[0], "--db", str(db_file), *argv[1:]]
 
 
-def test_cli_plain_output_when_piped(db_file: Path, capsys) -> None:
+def test_cli_plain_output_when_piped(db_file: Path | str, capsys) -> None:
     assert cli.main(_cli(db_file, "search", "пленный", "--channel", "@frontnews")) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
@@ -254,7 +257,7 @@ def test_cli_plain_output_when_piped(db_file: Path, capsys) -> None:
     ]
 
 
-def test_cli_json_and_csv(db_file: Path, capsys) -> None:
+def test_cli_json_and_csv(db_file: Path | str, capsys) -> None:
     assert cli.main(_cli(db_file, "search", "обмен", "--format", "json")) == 0
     records = json.loads(capsys.readouterr().out)
     assert [(r["channel_id"], r["msg_id"]) for r in records] == [(200, 3), (100, 2)]
@@ -265,7 +268,7 @@ def test_cli_json_and_csv(db_file: Path, capsys) -> None:
     assert len(out.splitlines()) == 3
 
 
-def test_cli_errors_are_messages_not_tracebacks(db_file: Path, capsys) -> None:
+def test_cli_errors_are_messages_not_tracebacks(db_file: Path | str, capsys) -> None:
     assert cli.main(_cli(db_file, "search", '"взяли в плен')) == 2
     assert "unterminated quote" in capsys.readouterr().err
     assert cli.main(_cli(db_file, "search", "пленный", "--channel", "nosuch")) == 2

@@ -26,11 +26,14 @@ async def post_count(app, channel_id: int, *, deleted: bool | None = None) -> in
     return (await app.db.fetchone(sql, (channel_id,)))[0]
 
 
-async def test_live_posts_edits_and_deletions_of_several_channels(sim, user, tmp_path: Path):
+async def test_live_posts_edits_and_deletions_of_several_channels(
+    sim, user, tmp_path: Path, archive_target: Path | str
+):
     rdk = sim.add_channel(username="rdk_channel", title="РДК")
     gov = sim.add_channel(username="gladkov", title="Гладков")
     sim.post(rdk, "архивный пост")
-    async with running(sim, user, settings_for(tmp_path, "rdk_channel", "gladkov")) as app:
+    settings = settings_for(tmp_path, "rdk_channel", "gladkov", db_path=archive_target)
+    async with running(sim, user, settings) as app:
         assert await post_count(app, rdk.id) == 1
         a = sim.post(rdk, "Бойцы РДК взяли в плен двоих")
         b = sim.post(gov, "Обстановка в Шебекино")
@@ -61,10 +64,12 @@ async def _outage(sim, ch) -> tuple[list[int], int, int]:
     return new, new[0], new[1]
 
 
-async def test_outage_is_recovered_after_restart(sim, user, tmp_path: Path):
+async def test_outage_is_recovered_after_restart(
+    sim, user, tmp_path: Path, archive_target: Path | str
+):
     ch = sim.add_channel(username="legion", title="Легион")
     before = [sim.post(ch, f"до простоя {i}") for i in range(3)]
-    settings = settings_for(tmp_path, "legion")
+    settings = settings_for(tmp_path, "legion", db_path=archive_target)
     async with running(sim, user, settings) as app:
         assert await post_count(app, ch.id) == 3
     new, _, _ = await _outage(sim, ch)

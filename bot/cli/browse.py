@@ -25,7 +25,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from storage.db import DatabaseError, table_columns, table_names
+from config.database_url import redact
+from storage.db import ArchiveTarget, DatabaseError, archive_target, table_columns, table_names
 
 TEMPLATE_KEY = "ARCHIVE"
 OPTIONAL_KEY = "chanwatch_optional_queries"
@@ -142,7 +143,11 @@ def command(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, help="archive file (default: CHANWATCH_DB)")
+    parser.add_argument(
+        "--db",
+        type=archive_target,
+        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8001, help="port (8001; 0 picks a free one)")
     parser.add_argument(
@@ -164,9 +169,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--get", metavar="PATH", help=argparse.SUPPRESS)  # one request, then exit
 
 
-def run(args: argparse.Namespace, db_path: Path, err: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO | None = None) -> int:
     err = err or sys.stderr
     db_path = args.db or db_path
+    if not isinstance(db_path, Path):
+        err.write(
+            f"chanwatch browse: Datasette reads SQLite files only and this archive is in "
+            f"PostgreSQL ({redact(db_path)}): use `chanwatch search` / `chanwatch export`, "
+            "or query it with psql\n"
+        )
+        return 2
     if not db_path.is_file():
         err.write(f"chanwatch browse: no archive at {db_path}: set CHANWATCH_DB or pass --db\n")
         return 3

@@ -113,6 +113,95 @@ def check_database(path: Path) -> list[Check]:
     return checks
 
 
+async def check_postgres(url: str) -> list[Check]:
+    """The server answers, the schema version, and this role's rights on the archive."""
+    from storage.db import SCHEMA_VERSION, StorageError
+    from storage.pg import inspect, redact
+
+    shown = redact(url)
+    try:
+        found = await inspect(url)
+    except StorageError as exc:
+        return [Check("database server", False, str(exc), "see the message")]
+    checks = [Check("database server", True, f"PostgreSQL {found.server_version} at {shown}")]
+    version = found.schema_version
+    if version < 0:
+        checks.append(
+            Check("database schema", False, f"role {found.role!r} may not read it", "see below")
+        )
+    elif version > SCHEMA_VERSION:
+        checks.append(
+            Check(
+                "database schema",
+                False,
+                f"version {version} is newer than this chanwatch ({SCHEMA_VERSION})",
+                "upgrade chanwatch",
+            )
+        )
+    elif version < SCHEMA_VERSION and not found.may_create:
+        checks.append(
+            Check(
+                "database schema",
+                False,
+                f"version {version} of {SCHEMA_VERSION}, and role {found.role!r} may not "
+                "create tables to migrate it",
+                f"make {found.role} the database's owner (ALTER DATABASE ... OWNER TO "
+                f"{found.role}) or run `chanwatch run` once as the owner",
+            )
+        )
+    else:
+        pending = " (migrated on the next run)" if version < SCHEMA_VERSION else ""
+        checks.append(
+            Check("database schema", True, f"version {version} of {SCHEMA_VERSION}{pending}")
+        )
+    if found.missing_rights:
+        checks.append(
+            Check(
+                "database permissions",
+                False,
+                f"role {found.role!r} lacks " + ", ".join(found.missing_rights),
+                f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO {found.role}",
+            )
+        )
+    else:
+        checks.append(Check("database permissions", True, f"role {found.role!r} may write"))
+    checks.append(await _delivery(url))
+    if not found.icu:
+        checks.append(
+            Check(
+                "full-text search",
+                False,
+                "the server has no ICU collation (und-x-icu) for splitting words",
+                "use a PostgreSQL built with ICU (Debian's postgresql package is)",
+            )
+        )
+    return checks
+
+
+async def _delivery(url: str) -> Check:
+    """Which watcher delivers the alerts of a shared PostgreSQL archive."""
+    from storage import leases
+    from storage.db import DB_ERRORS, StorageError, open_database
+
+    try:
+        db = await open_database(url, readonly=True)
+    except StorageError as exc:
+        return Check("delivery", False, f"cannot tell ({exc})", warning=True)
+    try:
+        holders = await leases.holders(db)
+    except DB_ERRORS as exc:
+        return Check("delivery", False, f"cannot tell ({exc})", warning=True)
+    finally:
+        await db.close()
+    if not holders:
+        return Check(
+            "delivery", False, "no watcher delivers alerts now", "start `chanwatch run`",
+            warning=True,
+        )  # fmt: skip
+    who = ", ".join(f"watcher {h.watcher!r} (connected since {h.since})" for h in holders)
+    return Check("delivery", True, f"alerts are delivered by {who}")
+
+
 def check_disk(path: Path) -> Check:
     folder = path.parent if path.parent.exists() else Path.cwd()
     free = shutil.disk_usage(folder).free
@@ -206,8 +295,11 @@ async def run_checks(
         bot_session = bot_session_path(settings)
         if bot_session.exists():  # created by the first `chanwatch run` with a token
             checks.append(check_private_file("bot session file", bot_session, ""))
-    checks.extend(check_database(settings.db_path))
-    checks.append(check_disk(settings.db_path))
+    if isinstance(settings.db_path, Path):
+        checks.extend(check_database(settings.db_path))
+        checks.append(check_disk(settings.db_path))
+    else:  # the server's disk is the server's: doctor checks what this role can do there
+        checks.extend(await check_postgres(settings.db_path))
     host, port = (settings.server.host, settings.server.port) if settings.server else TELEGRAM_DC
     reachable = await check_reachable(host, port)
     checks.append(reachable)

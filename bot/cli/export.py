@@ -18,6 +18,7 @@ from bot.cli.search import (
 )
 from bot.query import compile_query, prepare
 from storage import export, incidents, signing
+from storage.db import ArchiveTarget
 from storage.search import QueryError
 
 
@@ -73,7 +74,7 @@ def _check_output(args: argparse.Namespace) -> None:
         raise QueryError(f"{args.output} exists; choose another name or pass --force")
 
 
-async def _export(args: argparse.Namespace, db_path: Path, err: TextIO) -> int:
+async def _export(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO) -> int:
     args.query = query_text(args.query)
     if args.query:
         compile_query(args.query)  # a bad query fails before the archive is opened
@@ -116,7 +117,7 @@ async def _export(args: argparse.Namespace, db_path: Path, err: TextIO) -> int:
     return 0
 
 
-def run(args: argparse.Namespace, db_path: Path, err: TextIO | None = None) -> int:
+def run(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO | None = None) -> int:
     err = err or sys.stderr
     try:
         _check_output(args)

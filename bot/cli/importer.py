@@ -36,7 +36,7 @@ from config.settings import Settings
 from storage import archive
 from storage import media as media_rows
 from storage.archive import Archived
-from storage.db import Database, open_database
+from storage.db import ArchiveTarget, Database, archive_target, open_database
 from storage.models import Forward, Media, Post
 
 CHANNEL_TYPES = frozenset(
@@ -526,7 +526,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "path", type=Path, metavar="PATH", help="export folder (with result.json) or the file"
     )
-    parser.add_argument("--db", type=Path, help="archive file (default: CHANWATCH_DB)")
+    parser.add_argument(
+        "--db",
+        type=archive_target,
+        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
+    )
     parser.add_argument(
         "--timezone",
         default="UTC",
@@ -542,7 +546,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _write(
-    db_path: Path, plan: ImportPlan, err: TextIO, *, alert: bool, policy: Policy
+    db_path: ArchiveTarget, plan: ImportPlan, err: TextIO, *, alert: bool, policy: Policy
 ) -> list[ChatResult]:
     db = await open_database(db_path)
     try:

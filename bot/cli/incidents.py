@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from bot.alerts import incident_format as ifmt
 from bot.cli.search import open_archive, require_archive
 from storage import incidents
-from storage.db import Database
+from storage.db import ArchiveTarget, Database, archive_target
 from storage.incidents import Incident, Member
 from storage.search import QueryError, parse_when, resolve_channels
 
@@ -21,7 +21,11 @@ FORMATS = ("table", "json", "csv")
 
 
 def add_list_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, help="archive file (default: CHANWATCH_DB)")
+    parser.add_argument(
+        "--db",
+        type=archive_target,
+        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
+    )
     parser.add_argument("--since", metavar="D", help="incidents active on or after D (YYYY-MM-DD)")
     parser.add_argument("--channel", metavar="C", help="only incidents this channel is part of")
     parser.add_argument("--limit", type=int, default=50, help="at most N incidents (50)")
@@ -30,7 +34,11 @@ def add_list_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_show_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("number", type=int, metavar="N", help="the incident's number")
-    parser.add_argument("--db", type=Path, help="archive file (default: CHANWATCH_DB)")
+    parser.add_argument(
+        "--db",
+        type=archive_target,
+        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table", help="(table)")
 
 
@@ -144,9 +152,9 @@ def _run(kind: str, args: argparse.Namespace, db_path: Path, out: TextIO, err: T
         return 2
 
 
-def run_list(args: argparse.Namespace, db_path: Path, out: TextIO | None = None) -> int:
+def run_list(args: argparse.Namespace, db_path: ArchiveTarget, out: TextIO | None = None) -> int:
     return _run("list", args, db_path, out or sys.stdout, sys.stderr)
 
 
-def run_show(args: argparse.Namespace, db_path: Path, out: TextIO | None = None) -> int:
+def run_show(args: argparse.Namespace, db_path: ArchiveTarget, out: TextIO | None = None) -> int:
     return _run("show", args, db_path, out or sys.stdout, sys.stderr)

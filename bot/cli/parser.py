@@ -185,6 +185,18 @@ def _add_redetect(parser: argparse.ArgumentParser) -> None:
     redetect.add_arguments(parser)
 
 
+def cmd_migrate_archive(args: argparse.Namespace) -> int:
+    from bot.cli import migrate as migrate_cmd
+
+    return migrate_cmd.run(args, _settings(args).db_path)
+
+
+def _add_migrate_archive(parser: argparse.ArgumentParser) -> None:
+    from bot.cli import migrate as migrate_cmd
+
+    migrate_cmd.add_arguments(parser)
+
+
 def cmd_incidents(args: argparse.Namespace) -> int:
     from bot.cli import incidents as incidents_cmd
 
@@ -270,6 +282,11 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "re-run claim detection over the archive and store the new verdicts (no alerts)",
         cmd_redetect,
         _add_redetect,
+    ),
+    "migrate-archive": (
+        "copy the SQLite archive into PostgreSQL (re-runnable) and compare the two",
+        cmd_migrate_archive,
+        _add_migrate_archive,
     ),
 }
 

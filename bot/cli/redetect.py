@@ -13,14 +13,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from loguru import logger
 
 from bot.pipeline import detect_chunk
 from bot.pool import DetectionPool
 from storage import archive
-from storage.db import Database, open_database
+from storage.db import ArchiveTarget, Database, archive_target, open_database
 from storage.models import iso, utcnow
 
 BATCH = 500
@@ -92,13 +91,17 @@ async def redetect(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, help="archive file (default: CHANWATCH_DB)")
+    parser.add_argument(
+        "--db",
+        type=archive_target,
+        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
+    )
     parser.add_argument(
         "--since-id", type=int, default=0, help="only posts with a larger id (resume a run)"
     )
 
 
-def run(args: argparse.Namespace, db_path: Path) -> int:
+def run(args: argparse.Namespace, db_path: ArchiveTarget) -> int:
     async def main() -> Redetected:
         db = await open_database(args.db or db_path)
         pool = DetectionPool()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.query import compile_query, search
-from storage.db import Database, StorageError, open_database
+from storage.db import ArchiveTarget, Database, StorageError, archive_target, open_database
 from storage.search import (
     MARK_END,
     MARK_START,
@@ -41,7 +41,11 @@ HIT_FIELDS = (
 
 
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", type=Path, help="archive file (default: CHANWATCH_DB)")
+    parser.add_argument(
+        "--db",
+        type=archive_target,
+        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
+    )
     parser.add_argument(
         "--channel",
         action="append",
@@ -73,9 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank", action="store_true", help="best match first instead of newest")
 
 
-def require_archive(path: Path) -> Path:
-    """A missing archive is explained rather than created."""
-    if not path.is_file():
+def require_archive(path: ArchiveTarget) -> ArchiveTarget:
+    """A missing archive is explained rather than created (a PostgreSQL server explains
+    a missing database itself)."""
+    if isinstance(path, Path) and not path.is_file():
         raise StorageError(
             f"no archive at {path}: set CHANWATCH_DB or pass --db, "
             "or run `chanwatch run` / `chanwatch import` first"
@@ -83,7 +88,7 @@ def require_archive(path: Path) -> Path:
     return path
 
 
-async def open_archive(path: Path) -> Database:
+async def open_archive(path: ArchiveTarget) -> Database:
     """The archive, read-only."""
     return await open_database(path, readonly=True)
 
@@ -191,7 +196,9 @@ def query_text(words: list[str] | str | None) -> str | None:
     return " ".join(words) if words else None
 
 
-async def _search(args: argparse.Namespace, db_path: Path, out: TextIO, err: TextIO) -> int:
+async def _search(
+    args: argparse.Namespace, db_path: ArchiveTarget, out: TextIO, err: TextIO
+) -> int:
     args.query = query_text(args.query)
     compile_query(args.query)  # a bad query fails before the archive is opened
     db = await open_archive(db_path)
@@ -208,7 +215,7 @@ async def _search(args: argparse.Namespace, db_path: Path, out: TextIO, err: Tex
 
 def run(
     args: argparse.Namespace,
-    db_path: Path,
+    db_path: ArchiveTarget,
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:

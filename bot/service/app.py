@@ -25,9 +25,11 @@ from bot.watch.watcher import Watcher
 from config.settings import Settings
 from storage import outbox, overview, watchlist
 from storage.db import Database, DatabaseError, describe_unavailable, open_database, unavailable
+from storage.leases import DELIVER, Lease
 
 BACKOFF_MAX = 300.0
 STATUS_INTERVAL = 30.0
+LEASE_POLL = 2.0  # seconds between tries for the delivery lease (the takeover time)
 
 
 class NotAuthorized(Exception):
@@ -69,6 +71,7 @@ class App:
         self._alert_listeners: list[DeliveredListener] = []
         self.systemd = SystemdNotifier()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._leading: asyncio.Task[None] | None = None
 
     def on_alert(self, listener: DeliveredListener) -> None:
         """Call `listener` with every alert message delivered (demo, benchmarks, tests)."""
@@ -100,24 +103,61 @@ class App:
             )
             self.client.reconnect_callbacks.append(self._after_reconnect)
             self.jobs = WatchJobs(self.settings, self.db, self.watcher)
-            if self._run_bot:
-                self.bot = AlertBot(
-                    self.settings,
-                    self.db,
-                    self.pipeline,
-                    self._bot_options,
-                    channels=self.watcher,
-                    flood_waits=self.watcher.flood_waits_since,
-                )
-                for listener in self._alert_listeners:
-                    self.bot.add_listener(listener)
+            if self._run_bot and self.db.dialect == "postgresql":
+                # several watchers may share this archive: one of them delivers
+                self._leading = asyncio.create_task(self._lead(), name="delivery-lease")
+            elif self._run_bot:
                 try:
-                    await self.bot.start()
+                    await self._start_bot()
                 except BotLoginError as exc:
                     raise NotAuthorized(str(exc)) from None
             await self._serve()
         finally:
             await self._shutdown()
+
+    async def _start_bot(self) -> None:
+        assert self.db and self.pipeline and self.watcher
+        self.bot = AlertBot(
+            self.settings,
+            self.db,
+            self.pipeline,
+            self._bot_options,
+            channels=self.watcher,
+            flood_waits=self.watcher.flood_waits_since,
+        )
+        for listener in self._alert_listeners:
+            self.bot.add_listener(listener)
+        await self.bot.start()
+
+    async def _lead(self) -> None:
+        """Deliver alerts while this process holds the delivery lease; try to take it
+        every few seconds while another watcher holds it (or the server is away)."""
+        assert isinstance(self.settings.db_path, str)
+        lease = Lease(self.settings.db_path, DELIVER, self.settings.watcher)
+        log = logger.bind(watcher=self.settings.watcher)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    held = await lease.try_acquire()
+                except (*DatabaseError, OSError, TimeoutError) as exc:
+                    held = False
+                    log.warning("cannot reach the archive for the delivery lease: {e}", e=exc)
+                if held and self.bot is None:
+                    log.info("delivering alerts: this watcher holds the delivery lease")
+                    try:
+                        await self._start_bot()
+                    except BotLoginError:
+                        log.exception("the bot cannot log in; alerts wait in the outbox")
+                        await lease.release()
+                        return
+                elif not held and self.bot is not None:
+                    log.warning("lost the delivery lease; another watcher delivers")
+                    bot, self.bot = self.bot, None
+                    await bot.stop(graceful=False)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), LEASE_POLL)
+        finally:
+            await lease.release()
 
     async def _serve(self) -> None:
         assert self.client and self.watcher
@@ -274,6 +314,10 @@ class App:
         if self.bot is not None:
             # a stop (signal, stop()) lets alerts being sent be recorded; a crash does not
             await self.bot.stop(graceful=self.stopping.is_set())
+        if self._leading is not None:  # the lease goes only once nothing is being sent
+            self._leading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._leading
         if self.watcher is not None:
             await self.watcher.close()
         if self.client is not None:

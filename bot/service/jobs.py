@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -121,7 +122,11 @@ class WatchJobs:
 
     def start(self) -> None:
         if self.scheduler is None:
-            self.scheduler = build_watch_scheduler(self, self.config)
+            config = self.config
+            if not isinstance(self.settings.db_path, Path):
+                # a PostgreSQL archive is backed up with the server's tools (pg_dump)
+                config = dataclasses.replace(config, backup_keep=0)
+            self.scheduler = build_watch_scheduler(self, config)
             self.scheduler.start()
             names = ", ".join(job.id for job in self.scheduler.get_jobs())
             logger.info("scheduled jobs: {names}", names=names)

@@ -1,0 +1,34 @@
+"""What both archive backends share: their errors, and one connection shared by
+every task of a process behind one lock (see `Database` in storage/db.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+
+
+class StorageError(Exception):
+    """A database problem explained for the operator (what, which file, what to do)."""
+
+
+class DatabaseUnavailable(Exception):
+    """The database server cannot be reached now (PostgreSQL): retry later, like a full disk."""
+
+
+class SharedConnection:
+    """A lock that a transaction holds from BEGIN to COMMIT and a single statement
+    waits for; the task that holds a transaction passes freely."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._owner: ContextVar[bool] = ContextVar(f"db_owner_{id(self)}", default=False)
+
+    @asynccontextmanager
+    async def _access(self) -> AsyncIterator[None]:
+        if self._owner.get():
+            yield
+            return
+        async with self._lock:
+            yield

@@ -1,0 +1,60 @@
+"""Two watchers (two accounts) on one PostgreSQL archive: posts stored once, alerts
+delivered by one of them, delivery taken over when that one dies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+from bot.cli.doctor import check_postgres
+from bot.simulator import Simulator
+from storage import leases
+from tests.bot_helpers import add_rule, bot_settings, crash, make_analyst, received, service
+from tests.pg_server import PgServer
+
+TIMEOUT = 15
+
+
+async def _deliverer(app) -> str:
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            found = await leases.holders(app.db)
+            if len(found) == 1:
+                return found[0].watcher
+            await asyncio.sleep(0.05)  # polling the server's lock table, bounded above
+
+
+async def test_one_delivers_and_the_other_takes_over(
+    sim: Simulator, bot, admin, ann, rdk, tmp_path: Path, pg_server: PgServer
+) -> None:
+    url = pg_server.create_database()
+    monitors = [sim.add_user(phone=f"+1555009{i}", first_name=f"Monitor {i}") for i in (1, 2)]
+    async with contextlib.AsyncExitStack() as stack:
+        apps = {}
+        for name, monitor in zip("ab", monitors, strict=True):
+            settings = bot_settings(
+                tmp_path / name, bot, [admin], "rdk_channel", db_path=url, watcher=name
+            )
+            apps[name] = await stack.enter_async_context(service(sim, monitor, bot, settings))
+        leader = await _deliverer(apps["a"])
+        survivor = "b" if leader == "a" else "a"
+        assert (apps[leader].bot is None, apps[survivor].bot is None) == (False, True)
+        shown = {c.name: c for c in await check_postgres(url)}["delivery"]
+        assert shown.ok and f"watcher {leader!r}" in shown.detail
+        await make_analyst(apps[leader], ann, "Ann")
+        await add_rule(apps[leader], ann, "Белгород")
+        apps[survivor].pipeline.audience_changed()
+        first = sim.post(rdk, "Обстрел Белгорода утром")
+        (alert,) = await received(sim, ann, bot, 1)
+        assert f"https://t.me/rdk_channel/{first}" in alert.text
+        rows = await apps["a"].db.fetchall("SELECT count(*) FROM posts WHERE msg_id = ?", (first,))
+        assert rows[0][0] == 1  # seen by both watchers, stored once
+        await crash(apps[leader])
+        assert await _deliverer(apps[survivor]) == survivor
+        second = sim.post(rdk, "Снова обстрел Белгорода")
+        alerts = await received(sim, ann, bot, 2)
+        assert f"https://t.me/rdk_channel/{second}" in alerts[1].text
+        assert len(sim.messages_to(ann, from_=bot)) == 2
+        planned = await apps[survivor].db.fetchall("SELECT count(*) FROM alerts")
+        assert planned[0][0] == 2
