@@ -30,8 +30,6 @@ BUSY_TIMEOUT_MS = 5_000
 Connection = aiosqlite.Connection  # what a transaction hands to `*_in` functions
 
 
-
-
 def _driver_errors() -> tuple[type[BaseException], ...]:
     import asyncpg
 
@@ -144,9 +142,7 @@ class Database(SharedConnection):
         return [row[0] for row in rows]
 
     async def tables(self) -> list[str]:
-        rows = await self.fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1"
-        )
+        rows = await self.fetchall("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")
         return [row[0] for row in rows]
 
     async def schema_version(self) -> int:
@@ -377,3 +373,17 @@ async def savepoint(conn: Connection, name: str) -> AsyncIterator[None]:
         await conn.execute(f"RELEASE {name}")
         raise
     await conn.execute(f"RELEASE {name}")
+
+
+ID_CHUNK = 500  # ids per statement: under SQLite's limit of host parameters
+
+
+async def rows_for_ids(conn: Connection, sql: str, ids: Sequence[int]) -> list[Any]:
+    """The rows of `sql` for every id, asked in chunks; `{marks}` in `sql` is where the
+    ids' placeholders go."""
+    rows: list[Any] = []
+    for i in range(0, len(ids), ID_CHUNK):
+        chunk = list(ids[i : i + ID_CHUNK])
+        async with conn.execute(sql.format(marks=",".join("?" * len(chunk))), chunk) as cursor:
+            rows.extend(await cursor.fetchall())
+    return rows

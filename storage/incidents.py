@@ -17,7 +17,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage.db import Database
+from storage.db import Database, rows_for_ids
 from storage.models import iso, utcnow
 
 _CHUNK = 500
@@ -100,15 +100,8 @@ def _dt(value: str) -> datetime:
 
 async def grouped_in(conn: aiosqlite.Connection, post_ids: Sequence[int]) -> set[int]:
     """Posts that already have a place (or were removed by an analyst)."""
-    found: set[int] = set()
-    ids = list(post_ids)
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        sql = f"SELECT post_id FROM incident_posts WHERE post_id IN ({marks})"
-        async with conn.execute(sql, chunk) as cursor:
-            found.update(row[0] for row in await cursor.fetchall())
-    return found
+    sql = "SELECT post_id FROM incident_posts WHERE post_id IN ({marks})"
+    return {row[0] for row in await rows_for_ids(conn, sql, list(post_ids))}
 
 
 async def channels_in(conn: aiosqlite.Connection) -> dict[int, tuple[str | None, str | None]]:
@@ -222,18 +215,11 @@ async def told_in(conn: aiosqlite.Connection, stories: Iterable[str]) -> set[tup
 
 async def incidents_of_in(conn: aiosqlite.Connection, post_ids: Sequence[int]) -> dict[int, int]:
     """post id -> its incident, for the posts that have one."""
-    found: dict[int, int] = {}
-    ids = list(post_ids)
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        sql = (
-            "SELECT post_id, incident_id FROM incident_posts "
-            f"WHERE incident_id IS NOT NULL AND post_id IN ({marks})"
-        )
-        async with conn.execute(sql, chunk) as cursor:
-            found.update({row[0]: row[1] for row in await cursor.fetchall()})
-    return found
+    sql = (
+        "SELECT post_id, incident_id FROM incident_posts "
+        "WHERE incident_id IS NOT NULL AND post_id IN ({marks})"
+    )
+    return {row[0]: row[1] for row in await rows_for_ids(conn, sql, list(post_ids))}
 
 
 async def thread_roots_in(

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from storage import incidents
-from storage.db import Database
+from storage.db import Database, rows_for_ids
 from storage.incidents import Incident
 from storage.models import iso, utcnow
 
@@ -147,17 +147,12 @@ async def alerted_in(
 ) -> dict[int, dict[int, str]]:
     """post id -> {chat id: status} of the 'alert' rows of those posts."""
     found: dict[int, dict[int, str]] = {}
-    ids = list(post_ids)
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        sql = (
-            "SELECT post_id, chat_id, status FROM alerts "
-            f"WHERE reason = 'alert' AND post_id IN ({marks})"
-        )
-        async with conn.execute(sql, chunk) as cursor:
-            for row in await cursor.fetchall():
-                found.setdefault(row["post_id"], {})[row["chat_id"]] = row["status"]
+    sql = (
+        "SELECT post_id, chat_id, status FROM alerts "
+        "WHERE reason = 'alert' AND post_id IN ({marks})"
+    )
+    for row in await rows_for_ids(conn, sql, list(post_ids)):
+        found.setdefault(row["post_id"], {})[row["chat_id"]] = row["status"]
     return found
 
 
@@ -179,18 +174,8 @@ async def stories_in(conn: aiosqlite.Connection, post_ids: Sequence[int]) -> dic
 
 async def revision_counts_in(conn: aiosqlite.Connection, post_ids: Sequence[int]) -> dict[int, int]:
     """post id -> how many earlier texts it has (posts without any are left out)."""
-    found: dict[int, int] = {}
-    ids = list(post_ids)
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        sql = (
-            "SELECT post_id, count(*) FROM post_revisions "
-            f"WHERE post_id IN ({marks}) GROUP BY post_id"
-        )
-        async with conn.execute(sql, chunk) as cursor:
-            found.update({row[0]: row[1] for row in await cursor.fetchall()})
-    return found
+    sql = "SELECT post_id, count(*) FROM post_revisions WHERE post_id IN ({marks}) GROUP BY post_id"
+    return {row[0]: row[1] for row in await rows_for_ids(conn, sql, list(post_ids))}
 
 
 # --- delivery -------------------------------------------------------------------

@@ -134,9 +134,7 @@ def fts_prefix(words: Sequence[str]) -> FtsQuery:
 def fts_all(parts: Sequence[str]) -> FtsQuery | str:
     if len(parts) == 1:
         return parts[0]
-    return FtsQuery(
-        "(" + " AND ".join(parts) + ")", "(" + " & ".join(_ts(p) for p in parts) + ")"
-    )
+    return FtsQuery("(" + " AND ".join(parts) + ")", "(" + " & ".join(_ts(p) for p in parts) + ")")
 
 
 def fts_any(parts: Sequence[str]) -> FtsQuery | str:
