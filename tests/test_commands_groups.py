@@ -41,7 +41,9 @@ class Outbox:
     async def edit(self, to, message_id: int, reply: Reply) -> None:
         self.replies.append((to.chat_id, reply.html))
 
-    async def send(self, chat, html, *, random_id, reply_to=None, silent=False, buttons=None):
+    async def send(
+        self, chat, html, *, random_id, reply_to=None, silent=False, buttons=None, photo=None
+    ):
         self.sent.append((chat.chat_id, html, chat.is_group))
         return len(self.sent)
 

@@ -24,7 +24,9 @@ class RecordingSender:
     def __init__(self) -> None:
         self.sent: list[str] = []
 
-    async def send(self, chat, html, *, random_id, reply_to=None, silent=False, buttons=None):
+    async def send(
+        self, chat, html, *, random_id, reply_to=None, silent=False, buttons=None, photo=None
+    ):
         self.sent.append(html)
         return len(self.sent)
 

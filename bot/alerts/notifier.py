@@ -83,8 +83,9 @@ class Sender(Protocol):
         reply_to: int | None = None,
         silent: bool = False,
         buttons: Buttons | None = None,
+        photo: bytes | None = None,
     ) -> int:
-        """Send one HTML message; returns its id in the chat."""
+        """Send one HTML message (the caption of `photo`, when given); returns its id."""
         ...
 
 
@@ -434,7 +435,7 @@ class Notifier:
                     reply_to=reply_to,
                     silent=silent,
                     buttons=buttons,
-                    **({"photo": photo} if photo is not None else {}),
+                    photo=photo,
                 )
             except FloodWait as exc:
                 self.flood_waits.append((self.clock(), exc.seconds))
