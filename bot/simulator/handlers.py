@@ -632,6 +632,19 @@ def _reply_to_id(reply_to: Any) -> int | None:
     return getattr(reply_to, "reply_to_msg_id", None) if reply_to is not None else None
 
 
+def _sent(ctx: Context, sender: SimUser, random_id: int, msg: SimMessage, pts: int) -> Any:
+    """What a client's send gets back: its random id is spent, the message is new."""
+    ctx.world.record_random_id(sender, random_id)
+    return ctx.world.updates(
+        [
+            types.UpdateMessageID(id=msg.id, random_id=random_id),
+            types.UpdateNewMessage(msg.to_tl(), pts, 1),
+        ],
+        [msg],
+        sender,
+    )
+
+
 @handles(functions.messages.SendMessageRequest)
 def send_message(ctx: Context, req: functions.messages.SendMessageRequest) -> types.Updates:
     sender = ctx.user
@@ -652,15 +665,7 @@ def send_message(ctx: Context, req: functions.messages.SendMessageRequest) -> ty
         reply_to=_reply_to_id(req.reply_to),
         origin=ctx.conn,
     )
-    ctx.world.record_random_id(sender, req.random_id)
-    return ctx.world.updates(
-        [
-            types.UpdateMessageID(id=msg.id, random_id=req.random_id),
-            types.UpdateNewMessage(msg.to_tl(), event.pts, 1),
-        ],
-        [msg],
-        sender,
-    )
+    return _sent(ctx, sender, req.random_id, msg, event.pts)
 
 
 @handles(functions.upload.SaveFilePartRequest)
@@ -707,15 +712,7 @@ def send_media(ctx: Context, req: functions.messages.SendMediaRequest) -> types.
     msg.file_bytes = data
     if msg.pair_id is not None and msg.pair_id in peer.messages:
         peer.messages[msg.pair_id].file_bytes = data
-    ctx.world.record_random_id(sender, req.random_id)
-    return ctx.world.updates(
-        [
-            types.UpdateMessageID(id=msg.id, random_id=req.random_id),
-            types.UpdateNewMessage(msg.to_tl(), event.pts, 1),
-        ],
-        [msg],
-        sender,
-    )
+    return _sent(ctx, sender, req.random_id, msg, event.pts)
 
 
 @handles(functions.messages.EditMessageRequest)
