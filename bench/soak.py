@@ -34,6 +34,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ from telethon.helpers import add_surrogate, del_surrogate  # noqa: E402
 from telethon.sessions import SQLiteSession  # noqa: E402
 
 from bench.common import corpus, figure  # noqa: E402
-from bot.simulator import SimChannel, Simulator, SimUser  # noqa: E402
+from bot.simulator import SimChannel, SimMessage, Simulator, SimUser  # noqa: E402
 from storage import subscribers  # noqa: E402
 from storage.db import open_database  # noqa: E402
 
@@ -62,7 +63,7 @@ SETTLE = 180.0  # seconds the service gets to catch up after the load stops
 # the growth measured after it is what the service keeps per post, not cold caches.
 POOL = 1500
 FAULTS = ("GetHistoryRequest", "GetChannelDifferenceRequest", "SendMessageRequest")
-_LINK = re.compile(r"https://t\.me/(soak_\d+)/(\d+)")
+_LINK = re.compile(r"https://t\.me/([A-Za-z][A-Za-z0-9_]+)/(\d+)")
 
 
 @dataclass
@@ -138,17 +139,28 @@ _FOLLOWUP = ("✏️ edited", "🗑 deleted")
 def _alert_links(text: str, entities: list[Any]) -> set[tuple[str, int]]:
     """The posts a message alerts on: links outside follow-up entries."""
     wide = add_surrogate(text)
-    starts = [m.start() for m in _LINK.finditer(text)]
-    starts += [len(del_surrogate(wide[: e.offset])) for e in entities if getattr(e, "url", None)]
-    urls = [m for m in _LINK.finditer(text)] + [
-        m for e in entities if (m := _LINK.search(getattr(e, "url", None) or ""))
-    ]
+    found = [(m.start(), m) for m in _LINK.finditer(text)]
+    for entity in entities:
+        if match := _LINK.search(getattr(entity, "url", None) or ""):
+            found.append((len(del_surrogate(wide[: entity.offset])), match))
     links = set()
-    for start, match in zip(starts, urls, strict=True):
+    for start, match in found:
         after = text[text.find("\n", start) + 1 :] if "\n" in text[start:] else ""
         if not after.startswith(_FOLLOWUP):
             links.add((match.group(1), int(match.group(2))))
     return links
+
+
+def alerts_in(messages: Iterable[SimMessage]) -> dict[tuple[str, int], int]:
+    """How many times each (channel username, post id) was alerted in the bot's messages
+    (follow-up replies and follow-up entries of combined messages excluded)."""
+    seen: dict[tuple[str, int], int] = {}
+    for message in messages:
+        if message.reply_to is not None:
+            continue
+        for key in _alert_links(message.text or "", message.entities or []):
+            seen[key] = seen.get(key, 0) + 1
+    return seen
 
 
 class Soak:
@@ -286,14 +298,7 @@ class Soak:
     # --- checking -----------------------------------------------------------------------
 
     def alerted(self) -> dict[tuple[str, int], int]:
-        """Posts linked by the bot's alert messages (follow-up replies excluded)."""
-        seen: dict[tuple[str, int], int] = {}
-        for message in self.sim.messages_to(self.analyst, from_=self.bot):
-            if message.reply_to is not None:
-                continue
-            for key in _alert_links(message.text or "", message.entities or []):
-                seen[key] = seen.get(key, 0) + 1
-        return seen
+        return alerts_in(self.sim.messages_to(self.analyst, from_=self.bot))
 
     def expected_alerts(self) -> set[tuple[str, int]]:
         claims = _query(

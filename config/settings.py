@@ -23,6 +23,7 @@ Mode = Literal["live", "poll"]
 PREFIX = "CHANWATCH_"
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 CATCHUP_CONCURRENCY_MAX = 64
+LEASE_SECONDS_MIN = 2
 
 _USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
 _LINK = re.compile(r"^(?:https?://)?(?:www\.)?(?:t|telegram)\.(?:me|dog)/(?:s/)?([^/?#]+)/?$")
@@ -111,6 +112,12 @@ class Settings:
     log_level: str = "INFO"
     # This process's name among several watchers sharing one PostgreSQL archive.
     watcher: str = field(default_factory=lambda: socket.gethostname() or "chanwatch")
+    # Sharing the channels among watchers on one PostgreSQL archive: a watcher that has
+    # not renewed its lease for this long is taken for dead and its channels taken over.
+    lease_seconds: int = 60
+    # Channels this account joins at most (Telegram's limit is about 500); the rest of
+    # its share is polled.
+    join_limit: int = 500
     server: ServerAddress | None = None
     server_key: str | None = field(default=None, repr=False)
     backfill: Backfill = Backfill()
@@ -307,6 +314,16 @@ def load_settings(
                 "CHANWATCH_CATCHUP_CONCURRENCY must be a whole number from 1 to "
                 f"{CATCHUP_CONCURRENCY_MAX}"
             )
+
+    for name, key, low, high in (
+        ("LEASE_SECONDS", "lease_seconds", LEASE_SECONDS_MIN, 3600),
+        ("JOIN_LIMIT", "join_limit", 0, 1000),
+    ):
+        if (value := get(name)) is not None:
+            if value.isdigit() and low <= int(value) <= high:
+                kw[key] = int(value)
+            else:
+                problems.append(f"CHANWATCH_{name} must be a whole number from {low} to {high}")
 
     if (age := get("ALERT_MAX_AGE")) is not None:
         match = _AGE.match(age)

@@ -221,6 +221,18 @@ def _add_incident(parser: argparse.ArgumentParser) -> None:
     incidents_cmd.add_show_arguments(parser)
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from bot.cli import status
+
+    return status.run(args, _settings(args))
+
+
+def _add_status(parser: argparse.ArgumentParser) -> None:
+    from bot.cli import status
+
+    status.add_arguments(parser)
+
+
 COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None] | None]] = {
     "run": ("watch the configured channels and archive every post", cmd_run, None),
     "login": (
@@ -237,6 +249,11 @@ COMMANDS: dict[str, tuple[str, Handler, Callable[[argparse.ArgumentParser], None
         "check settings, session, database, disk space and the server; print fixes",
         cmd_doctor,
         None,
+    ),
+    "status": (
+        "show which watcher holds which channels and who delivers (shared archives)",
+        cmd_status,
+        _add_status,
     ),
     "classify": (
         "detect keywords and captured-soldier claims in JSON lines from stdin",

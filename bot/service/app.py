@@ -21,6 +21,7 @@ from bot.pool import DetectionPool
 from bot.service.jobs import WatchJobs
 from bot.service.systemd import Notifier as SystemdNotifier
 from bot.service.systemd import watchdog_interval
+from bot.watch.sharing import Sharing
 from bot.watch.watcher import Watcher
 from config.settings import Settings
 from storage import outbox, overview, watchlist
@@ -72,6 +73,8 @@ class App:
         self.systemd = SystemdNotifier()
         self._heartbeat: asyncio.Task[None] | None = None
         self._leading: asyncio.Task[None] | None = None
+        self.sharing: Sharing | None = None
+        self._sharing: asyncio.Task[None] | None = None
 
     def on_alert(self, listener: DeliveredListener) -> None:
         """Call `listener` with every alert message delivered (demo, benchmarks, tests)."""
@@ -101,6 +104,20 @@ class App:
                 page_wait=self._page_wait,
                 concurrency=self.settings.catchup_concurrency,
             )
+            if self.db.dialect == "postgresql":
+                # several watchers may share this archive: each watches its share
+                self.sharing = Sharing(
+                    self.watcher,
+                    self.db,
+                    self.settings.channels,
+                    name=self.settings.watcher,
+                    join_limit=self.settings.join_limit,
+                    lease_seconds=self.settings.lease_seconds,
+                )
+                self.watcher.specs = await self.sharing.first_share()
+                self._sharing = asyncio.create_task(
+                    self.sharing.run(self.stopping, self.ready), name="channel-leases"
+                )
             self.client.reconnect_callbacks.append(self._after_reconnect)
             self.jobs = WatchJobs(self.settings, self.db, self.watcher)
             if self._run_bot and self.db.dialect == "postgresql":
@@ -318,6 +335,12 @@ class App:
             self._leading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._leading
+        if self._sharing is not None:
+            self._sharing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sharing
+        if self.sharing is not None and self.stopping.is_set():
+            await self.sharing.leave()  # a crash leaves them to expire instead
         if self.watcher is not None:
             await self.watcher.close()
         if self.client is not None:

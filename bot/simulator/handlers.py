@@ -93,7 +93,7 @@ def input_user(ctx: Context, peer: Any) -> SimUser:
 def input_channel(ctx: Context, peer: Any) -> SimChannel:
     if isinstance(peer, types.InputChannel | types.InputPeerChannel):
         channel = ctx.world.channels.get(peer.channel_id)
-        if channel is None or channel.access_hash != peer.access_hash:
+        if channel is None or peer.access_hash != ctx.world.access_hash_for(channel, ctx.user):
             raise RpcFail(400, "CHANNEL_INVALID")
         return channel
     if isinstance(peer, types.InputChannelFromMessage | types.InputPeerChannelFromMessage):

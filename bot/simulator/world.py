@@ -239,6 +239,7 @@ class World:
         self.listeners: list[Callable[[], None]] = []
         # bot send limits (off by default)
         self.enforce_bot_limits = False
+        self.join_limit = 500  # channels one account may join (CHANNELS_TOO_MUCH past it)
         self.flood_waits_issued = 0
         # Telegram refuses a second message with a random id it has seen from the same
         # sender (RANDOM_ID_DUPLICATE); off by default, like the simulator always was
@@ -432,7 +433,7 @@ class World:
             date=channel.date,
             broadcast=True,
             left=(viewer is None or viewer.id not in channel.members) or None,
-            access_hash=channel.access_hash,
+            access_hash=self.access_hash_for(channel, viewer),
             username=channel.username,
             participants_count=len(channel.members),
         )
@@ -712,7 +713,17 @@ class World:
             msg.replies = replies
 
     def join(self, user: SimUser, channel: SimChannel) -> None:
+        joined = sum(1 for c in self.channels.values() if user.id in c.members)
+        if joined >= self.join_limit:
+            raise RpcFail(400, "CHANNELS_TOO_MUCH")
         channel.members.add(user.id)
+
+    @staticmethod
+    def access_hash_for(channel: SimChannel, viewer: SimUser | None) -> int:
+        """As on Telegram, each account sees its own access hash for a channel."""
+        if viewer is None:
+            return channel.access_hash
+        return (channel.access_hash ^ (viewer.id * 0x9E3779B97F4A7C15)) & ((1 << 63) - 1)
 
     def leave(self, user: SimUser, channel: SimChannel) -> None:
         channel.members.discard(user.id)

@@ -23,9 +23,10 @@ from telethon.tl.tlobject import TLRequest
 from bot.clients import HeldForFloodWait, MonitorClient, request_kind, waiting_out_flood_waits
 from bot.floodgate import Slots
 from bot.pipeline import Pipeline, Source
+from bot.watch.shares import key_of
 from bot.watch.telegram import channel_id_of, salvage, to_post
 from config.settings import Backfill, ChannelSpec
-from storage import archive, watchlist
+from storage import archive, shares, watchlist
 from storage.db import Database, DatabaseError, describe_unavailable, unavailable
 from storage.models import Channel, Post, utcnow
 
@@ -105,8 +106,16 @@ class Watcher:
         backfill: Backfill | None = None,
         page_wait: float | None = None,
         concurrency: int = CONCURRENCY,
+        account: str | None = None,
     ) -> None:
+        """`account`: this watcher's name when several share the archive; each account
+        then keeps its own access hash per channel (Telegram gives each its own)."""
         self.client = client
+        self.account = account
+        # set when several watchers share the channels: /watch then only records the
+        # channel, and the sharing hands it to a watcher (see bot/watch/sharing.py)
+        self.on_watchlist_change: Callable[[], None] | None = None
+        self.keys: dict[str, int] = {}  # a configured reference -> the channel id
         self.gate = client.flood_gate
         self.concurrency = concurrency
         self.db = db
@@ -184,7 +193,69 @@ class Watcher:
             return None
         self.unavailable.pop(spec.label, None)
         self.channels[watched.id] = watched
+        self.keys[key_of(spec.ref)] = watched.id
         return watched
+
+    # --- channels handed over between watchers sharing the archive ------------
+
+    async def adopt(self, spec: ChannelSpec) -> bool:
+        """Start watching a configured channel this watcher now holds: resolve it,
+        join it if live, catch it up. False if it cannot be watched."""
+        watched = await self._resolve_configured(spec)
+        if watched is None:
+            return False
+        if watched.channel.mode == "live":
+            await self._join(watched)
+        run = _Pass(RECONCILE_DEPTH)
+        await self._catch_up_in(run, watched)
+        self._end(run)
+        return True
+
+    async def drop(self, key: str) -> None:
+        """Stop watching a channel another watcher takes over (it stays in the
+        archive and in the configuration); leave it if joined, for the join limit."""
+        channel_id = self.keys.pop(key, None)
+        watched = self.channels.pop(channel_id, None) if channel_id is not None else None
+        if watched is not None and watched.channel.mode == "live":
+            await self._leave(watched)
+
+    async def remode(self, key: str, mode: str) -> None:
+        """Join a polled channel, or leave a joined one and poll it (the join limit)."""
+        watched = self.channels.get(self.keys.get(key, 0))
+        if watched is None or watched.channel.mode == mode:
+            return
+        watched.channel = replace(watched.channel, mode=mode)
+        if mode == "live":
+            await self._join(watched)
+        else:
+            await self._leave(watched)
+
+    async def _leave(self, watched: Watched) -> None:
+        await self._leave_entity(watched.entity)
+
+    async def _leave_entity(self, entity: types.InputPeerChannel) -> None:
+        try:
+            await self.client(functions.channels.LeaveChannelRequest(entity))
+        except errors.RPCError as exc:
+            logger.bind(channel=entity.channel_id).warning(
+                "could not leave the channel: {error}", error=exc.__class__.__name__
+            )
+        if self.account is not None:
+            await shares.set_joined(self.db, self.account, entity.channel_id, False)
+
+    async def leave_unwatched(self) -> int:
+        """Leave the channels this account joined but no longer watches (it was killed
+        while holding them, and another watcher holds them now); how many."""
+        if self.account is None:
+            return 0
+        stale = [
+            (channel_id, access_hash)
+            for channel_id, access_hash in await shares.joined_channels(self.db, self.account)
+            if channel_id not in self.channels
+        ]
+        for channel_id, access_hash in stale:
+            await self._leave_entity(types.InputPeerChannel(channel_id, access_hash))
+        return len(stale)
 
     # --- channels added and removed at run time (admins, from the bot) ---------
 
@@ -201,9 +272,13 @@ class Watcher:
             await archive.record_unresolved(self.db, spec.label, str(exc))
             raise ValueError(str(exc)) from None
         self.unavailable.pop(spec.label, None)
-        self.channels[watched.id] = watched
-        self.specs = [s for s in self.specs if s.ref != spec.ref] + [spec]
         await watchlist.mark(self.db, watched.id, "added")
+        if self.on_watchlist_change is not None:  # the sharing hands it to a watcher
+            self.on_watchlist_change()
+            return watched.channel
+        self.channels[watched.id] = watched
+        self.keys[key_of(spec.ref)] = watched.id
+        self.specs = [s for s in self.specs if s.ref != spec.ref] + [spec]
         if spec.mode == "live":
             await self._join(watched)
         task = asyncio.create_task(self.catch_up(watched))
@@ -215,16 +290,14 @@ class Watcher:
         """Stop watching a channel; its archive stays."""
         watched = self.channels.pop(channel_id, None)
         await watchlist.mark(self.db, channel_id, "removed")
+        if self.on_watchlist_change is not None:
+            self.on_watchlist_change()
         if watched is None:
             return
+        self.keys = {k: v for k, v in self.keys.items() if v != channel_id}
         self.specs = [s for s in self.specs if s.ref not in (watched.id, watched.channel.username)]
         if watched.channel.mode == "live":
-            try:
-                await self.client(functions.channels.LeaveChannelRequest(watched.entity))
-            except errors.RPCError as exc:
-                logger.bind(channel=channel_id).warning(
-                    "could not leave the channel: {error}", error=exc.__class__.__name__
-                )
+            await self._leave(watched)
 
     def watched(self) -> list[Channel]:
         return [w.channel for w in self.channels.values()]
@@ -237,7 +310,12 @@ class Watcher:
 
     async def _resolve(self, spec: ChannelSpec) -> Watched:
         known = await archive.find_channel(self.db, spec.ref)
-        if known is not None and known.access_hash is not None:
+        access_hash = known.access_hash if known is not None else None
+        if known is not None and self.account is not None:
+            access_hash = await shares.access_hash(self.db, self.account, known.id)
+            if access_hash is None and known.username:
+                spec = ChannelSpec(known.username, spec.mode)  # another account's: resolve
+        if known is not None and access_hash is not None:
             if known.mode != spec.mode or not known.active:
                 known = Channel(
                     known.id,
@@ -249,7 +327,7 @@ class Watcher:
                     True,
                 )
                 await archive.save_channel(self.db, known)
-            return Watched(known, types.InputPeerChannel(known.id, known.access_hash))
+            return Watched(known, types.InputPeerChannel(known.id, access_hash))
         entity = await self._lookup(spec)
         channel = Channel(
             id=entity.id,
@@ -259,6 +337,8 @@ class Watcher:
             mode=spec.mode,
         )
         await archive.save_channel(self.db, channel)
+        if self.account is not None:
+            await shares.save_access_hash(self.db, self.account, channel.id, entity.access_hash)
         await archive.forget_unresolved(self.db, spec.label)
         stored = await archive.find_channel(self.db, channel.id)
         assert stored is not None
@@ -268,7 +348,7 @@ class Watcher:
             title=channel.title,
             id=channel.id,
         )
-        return Watched(stored, types.InputPeerChannel(channel.id, channel.access_hash or 0))
+        return Watched(stored, types.InputPeerChannel(channel.id, entity.access_hash or 0))
 
     async def _lookup(self, spec: ChannelSpec) -> types.Channel:
         try:
@@ -318,6 +398,9 @@ class Watcher:
                 title=watched.channel.title,
                 error=exc.__class__.__name__,
             )
+            return
+        if self.account is not None:
+            await shares.set_joined(self.db, self.account, watched.id, True)
 
     # --- catch-up ------------------------------------------------------------
 
