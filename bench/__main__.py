@@ -29,6 +29,7 @@ MODULES = (
     "alerts",
     "watch500",
     "postgres",
+    "watchers",
 )
 SNIPPET = (
     "import json, sys; from bench import {name} as m; "

@@ -52,8 +52,10 @@ class Sharing:
         self._slots = Slots(watcher.concurrency)
         self._wake = asyncio.Event()
         self.log = logger.bind(watcher=name)
+        self._held: dict[str, str] = {}
         watcher.account = name
         watcher.on_watchlist_change = self._wake.set
+        watcher.still_held = lambda key: key in self._held
 
     @property
     def interval(self) -> float:
@@ -61,7 +63,7 @@ class Sharing:
 
     async def first_share(self) -> list[ChannelSpec]:
         """Take this watcher's share before it starts; the specs to start with."""
-        held = await self._round()
+        held = self._held = await self._round()
         specs = [self._spec(key, mode) for key, mode in sorted(held.items())]
         self.log.info(
             "holding {n} of {total} channels ({live} live)",
@@ -82,7 +84,12 @@ class Sharing:
                 break
             try:
                 held = await self._round()
-                if started.is_set():
+                self._held = held
+                if not started.is_set():
+                    # still starting on the first share: give up what others now hold
+                    # (start() skips those it has not come to yet); take nothing new
+                    await self.apply(held, adopt=False)
+                else:
                     await self.apply(held)
                     if not self._swept and not self._adopting:  # once its share is watched
                         self._swept = True
@@ -130,7 +137,7 @@ class Sharing:
         self.rounds += 1
         return after.held_by(self.name)
 
-    async def apply(self, held: dict[str, str]) -> None:
+    async def apply(self, held: dict[str, str], *, adopt: bool = True) -> None:
         """Watch what this watcher holds, in the mode it holds it; stop the rest."""
         gone = [key for key in self.watcher.keys if key not in held]
         for key in gone:
@@ -139,7 +146,8 @@ class Sharing:
         new = [
             key
             for key in held
-            if key not in self.watcher.keys
+            if adopt
+            and key not in self.watcher.keys
             and key not in self._adopting
             and self._spec(key, held[key]).label not in unavailable  # reported once
         ]

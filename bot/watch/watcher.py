@@ -116,6 +116,8 @@ class Watcher:
         # channel, and the sharing hands it to a watcher (see bot/watch/sharing.py)
         self.on_watchlist_change: Callable[[], None] | None = None
         self.keys: dict[str, int] = {}  # a configured reference -> the channel id
+        # whether a channel is still this watcher's when start() comes to it
+        self.still_held: Callable[[str], bool] = lambda key: True
         self.gate = client.flood_gate
         self.concurrency = concurrency
         self.db = db
@@ -158,6 +160,8 @@ class Watcher:
 
         async def one(spec: ChannelSpec) -> None:
             async with slots.taken():
+                if not self.still_held(key_of(spec.ref)):  # given to another watcher meanwhile
+                    return
                 watched = await self._resolve_configured(spec)
                 if watched is None:
                     return
