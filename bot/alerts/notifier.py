@@ -32,7 +32,7 @@ from bot.alerts import format as fmt
 from bot.alerts.policy import Decision, decide
 from bot.alerts.ratelimit import RateLimiter
 from storage import outbox, subscribers
-from storage.db import Database, DatabaseError
+from storage.db import Database, DatabaseError, unavailable
 from storage.models import utcnow
 from storage.outbox import Queued
 from storage.subscribers import Subscriber
@@ -171,8 +171,13 @@ class Notifier:
                 try:
                     await self._dispatch()
                     timeout = await self._idle_timeout()
-                except Exception:
-                    logger.exception("notifier: outbox check failed; retrying")
+                except Exception as exc:
+                    if isinstance(exc, DatabaseError) and unavailable(exc):
+                        logger.warning(
+                            "notifier: cannot read the outbox ({error}); retrying", error=str(exc)
+                        )
+                    else:
+                        logger.exception("notifier: outbox check failed; retrying")
                     timeout = self.options.retry_base
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout)
@@ -270,7 +275,9 @@ class Notifier:
             except Postponed as stop:
                 log.debug("notifier: pausing this chat ({reason})", reason=str(stop))
                 return
-            except Exception:
+            except Exception as exc:
+                if isinstance(exc, DatabaseError) and unavailable(exc):
+                    raise  # the chat is held with a growing pause (_worker_done)
                 # a bug or an unexpected answer: hold this chat's head a while, not in a loop
                 log.exception("notifier: could not deliver; retrying later")
                 until = now + timedelta(seconds=self.options.retry_max / 10)

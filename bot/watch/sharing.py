@@ -53,6 +53,8 @@ class Sharing:
         self._wake = asyncio.Event()
         self.log = logger.bind(watcher=name)
         self._held: dict[str, str] = {}
+        # set while this watcher's lease has expired unrenewed (it watches nothing then)
+        self.expired = asyncio.Event()
         watcher.account = name
         watcher.on_watchlist_change = self._wake.set
         watcher.still_held = lambda key: key in self._held
@@ -98,7 +100,10 @@ class Sharing:
                                 "left {n} channels joined before and held by others", n=left
                             )
             except DatabaseError as exc:
-                await self._renew_failed(exc)
+                try:
+                    await self._renew_failed(exc)
+                except Exception:
+                    self.log.exception("could not stop watching after the lease expired")
             except Exception:
                 self.log.exception("sharing the channels failed; trying again")
 
@@ -135,6 +140,9 @@ class Sharing:
         )
         self.renewed_at = now
         self.rounds += 1
+        if self.expired.is_set():
+            self.log.warning("renewed this watcher's lease again; taking a share of the channels")
+            self.expired.clear()
         return after.held_by(self.name)
 
     async def apply(self, held: dict[str, str], *, adopt: bool = True) -> None:
@@ -199,7 +207,9 @@ class Sharing:
         )
         if expired:
             await self._stop_adopting()
+            self._held = {}
             await self.apply({})
+            self.expired.set()
 
     async def _stop_adopting(self) -> None:
         tasks = list(self._adopting.values())

@@ -245,7 +245,9 @@ class Watcher:
                 "could not leave the channel: {error}", error=exc.__class__.__name__
             )
         if self.account is not None:
-            await shares.set_joined(self.db, self.account, entity.channel_id, False)
+            # kept true when the archive is away: the sweep after a restart leaves it then
+            with contextlib.suppress(*DatabaseError):
+                await shares.set_joined(self.db, self.account, entity.channel_id, False)
 
     async def leave_unwatched(self) -> int:
         """Leave the channels this account joined but no longer watches (it was killed
