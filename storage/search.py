@@ -156,8 +156,17 @@ def fts_without(expr: str, excluded: str) -> FtsQuery:
 async def indexed_lemmas(db: Database, lemmas: Sequence[str]) -> set[str]:
     """Which of these lemmas occur in the archive's `lemmas` column, in one query
     (a place name's search forms are dozens, of which a few exist)."""
+    known: set[str] = getattr(db, "held_lemmas", set())
+    held = {lemma for lemma in lemmas if lemma in known}
+    lemmas = [lemma for lemma in lemmas if lemma not in known]
     if not lemmas:
-        return set()
+        return held
+    found = await _indexed_lemmas(db, lemmas)
+    known.update(found)
+    return held | found
+
+
+async def _indexed_lemmas(db: Database, lemmas: Sequence[str]) -> set[str]:
     if db.dialect == "postgresql":
         # Asked without weight or word order ('a' & 'b' for a lemma of two tokens): the
         # GIN index answers that alone, where 'a':B <-> 'b':B reads every candidate's

@@ -411,3 +411,15 @@ async def test_a_phrase_is_found_past_many_candidates_that_only_hold_its_words(
         assert len(await ids(database, "взяли плен", limit=300)) == 234
     finally:
         await database.close()
+
+
+async def test_a_form_the_archive_did_not_hold_is_found_once_a_post_has_it(
+    db: Database,
+) -> None:
+    from bot.query import prepare
+
+    assert await ids(db, "Белгород") == [(200, 2), (200, 1)]
+    assert "белгородец" not in (await prepare(db, "Белгород")).fts
+    await Pipeline(db).ingest([_post(100, 9, 6, "Белгородец рассказал об обстреле.")], "catchup")
+    assert "белгородец" in (await prepare(db, "Белгород")).fts
+    assert await ids(db, "Белгород") == [(100, 9), (200, 2), (200, 1)]
