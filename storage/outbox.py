@@ -133,6 +133,12 @@ async def add_in(conn: aiosqlite.Connection, alerts: Iterable[NewAlert]) -> int:
     ]
     if not rows:
         return 0
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        # one statement for the batch (a batch of 100 posts can plan thousands of rows):
+        # the same rows in the same order, each skipped if it is already planned
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        async with conn.execute(_ADD_ALL, columns) as cursor:
+            return max(cursor.rowcount, 0)
     before = conn.total_changes
     await conn.executemany(
         """INSERT OR IGNORE INTO alerts (chat_id, post_id, reason, story, payload, not_before,
@@ -140,6 +146,14 @@ async def add_in(conn: aiosqlite.Connection, alerts: Iterable[NewAlert]) -> int:
         rows,
     )
     return conn.total_changes - before
+
+
+_ADD_ALL = """INSERT INTO alerts (chat_id, post_id, reason, story, payload, not_before, created_at)
+    SELECT chat_id, post_id, reason, story, payload, not_before, created_at
+    FROM unnest(?::bigint[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+         WITH ORDINALITY AS t(chat_id, post_id, reason, story, payload, not_before, created_at, n)
+    ORDER BY n
+    ON CONFLICT DO NOTHING"""
 
 
 async def alerted_in(

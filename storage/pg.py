@@ -33,6 +33,9 @@ from storage.sqlpg import returns_rows, translate
 CONNECT_TIMEOUT_S = 10
 MIGRATION_LOCK = "chanwatch:migrate"
 _STATUS_COUNT = re.compile(r"(\d+)$")
+_INSERT = re.compile(r"\s*INSERT\b", re.IGNORECASE)
+_ON_CONFLICT = re.compile(r"\bON\s+CONFLICT\b", re.IGNORECASE)
+_DML = re.compile(r"\s*(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
 
 # Errors that mean "the server cannot be used right now", not "this statement is bad".
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -122,6 +125,8 @@ class PgConnection:
     """One asyncpg connection behind the aiosqlite-like calls the storage modules make,
     opened again after the server went away."""
 
+    dialect = "postgresql"  # what a storage function handed a connection may ask
+
     def __init__(self, url: str, *, readonly: bool) -> None:
         self.url = url
         self.readonly = readonly
@@ -167,23 +172,29 @@ class PgConnection:
         return PgCursor([], changed)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
-        """Run one statement per row; the cursor's rowcount is the rows changed."""
+        """Run one statement per row, pipelined (one round trip for the batch, not one
+        per row); the cursor's rowcount is the rows changed, as SQLite counts them."""
         batch = [tuple(row) for row in rows]
         if not batch:
             return PgCursor([], 0)
         text = translate(sql)
         raw = await self.raw()
         try:
-            if text.lstrip().upper().startswith("INSERT") and "DO NOTHING" not in text.upper():
-                await raw.executemany(text, batch)  # pipelined: the ingest path
-                self.total_changes += len(batch)
-                return PgCursor([], len(batch))
-            # rows changed are counted per statement (INSERT ... DO NOTHING, UPDATE)
-            statement = await raw.prepare(text)
-            total = 0
-            for row in batch:
-                await statement.fetch(*row)
-                total += max(_count(statement.get_statusmsg()), 0)
+            if _INSERT.match(text) and not _ON_CONFLICT.search(text):
+                await raw.executemany(text, batch)  # every row is inserted, or it fails
+                total = len(batch)
+            elif _DML.match(text):
+                # what a row changed (an insert that skips an existing row, an update
+                # that matches none) comes back as the rows it returns
+                if not returns_rows(text):
+                    text = text.rstrip().rstrip(";") + " RETURNING 1"
+                total = len(await raw.fetchmany(text, batch))
+            else:
+                statement = await raw.prepare(text)
+                total = 0
+                for row in batch:
+                    await statement.fetch(*row)
+                    total += max(_count(statement.get_statusmsg()), 0)
         except _CONNECTION_ERRORS as exc:
             self.lost()
             raise DatabaseUnavailable(_reach_error(self.url, exc)) from exc
@@ -271,10 +282,14 @@ class PgDatabase(SharedConnection):
             await self.conn.executemany(sql, rows)
 
     async def columns(self, table: str) -> list[str]:
+        # the catalog itself: information_schema.columns takes milliseconds, and every
+        # search asks which columns the posts have
         rows = await self.fetchall(
-            """SELECT column_name FROM information_schema.columns
-               WHERE table_schema = current_schema() AND table_name = ?
-               ORDER BY ordinal_position""",
+            """SELECT a.attname FROM pg_attribute a
+               JOIN pg_class c ON c.oid = a.attrelid
+               WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ?
+                 AND a.attnum > 0 AND NOT a.attisdropped
+               ORDER BY a.attnum""",
             (table,),
         )
         return [row[0] for row in rows]

@@ -108,6 +108,12 @@ def ts_phrase(text: str, weight: str, *, prefix: bool = False) -> str:
     return parts[0] if len(parts) == 1 else "(" + " <-> ".join(parts) + ")"
 
 
+def _ts_tokens(text: str) -> str:
+    """Every token of `text`, in any column and any order."""
+    tokens = _TOKEN.findall(text.lower())
+    return " & ".join(_ts_lexeme(token) for token in tokens) if tokens else _TS_NOTHING
+
+
 def _ts(part: str) -> str:
     ts = getattr(part, "ts", None)
     if ts is None:
@@ -150,14 +156,27 @@ def fts_without(expr: str, excluded: str) -> FtsQuery:
 async def indexed_lemmas(db: Database, lemmas: Sequence[str]) -> set[str]:
     """Which of these lemmas occur in the archive's `lemmas` column, in one query
     (a place name's search forms are dozens, of which a few exist)."""
+    known: set[str] = getattr(db, "held_lemmas", set())
+    held = {lemma for lemma in lemmas if lemma in known}
+    lemmas = [lemma for lemma in lemmas if lemma not in known]
     if not lemmas:
-        return set()
+        return held
+    found = await _indexed_lemmas(db, lemmas)
+    known.update(found)
+    return held | found
+
+
+async def _indexed_lemmas(db: Database, lemmas: Sequence[str]) -> set[str]:
     if db.dialect == "postgresql":
+        # Asked without weight or word order ('a' & 'b' for a lemma of two tokens): the
+        # GIN index answers that alone, where 'a':B <-> 'b':B reads every candidate's
+        # tsvector. It may keep a lemma the archive holds only in texts or apart, which
+        # changes no result: a lemma is left out of the query only when no post has it.
         wanted = list(dict.fromkeys(lemmas))
         rows = await db.fetchall(
             """SELECT t.lemma FROM unnest(?::text[], ?::text[]) AS t(lemma, q)
                WHERE EXISTS (SELECT 1 FROM posts_fts WHERE tsv @@ t.q::tsquery)""",
-            (wanted, [ts_phrase(lemma, "B") for lemma in wanted]),
+            (wanted, [_ts_tokens(lemma) for lemma in wanted]),
         )
         return {row[0] for row in rows}
     rows = await db.fetchall(
@@ -256,6 +275,19 @@ async def check_filters(db: Database, filters: Filters) -> None:
         raise QueryError("--since is after --until: nothing can match")
 
 
+def _id_bounds(filters: Filters, rowid: str) -> tuple[list[str], list[Any]]:
+    """Conditions on the time-ordered id that --since/--until imply (with a margin)."""
+    parts: list[str] = []
+    params: list[Any] = []
+    if filters.since:
+        parts.append(f"{rowid} >= ?")
+        params.append(post_key(filters.since, 0, 0))
+    if filters.until:
+        parts.append(f"{rowid} < ?")
+        params.append(post_key(filters.until + timedelta(seconds=_ROWID_MARGIN_S), 0, 0))
+    return parts, params
+
+
 def where_clause(filters: Filters, rowid: str = "p.id") -> tuple[list[str], list[Any]]:
     """SQL conditions (on posts aliased `p`) and their parameters."""
     parts: list[str] = []
@@ -265,14 +297,13 @@ def where_clause(filters: Filters, rowid: str = "p.id") -> tuple[list[str], list
     if filters.channels:
         parts.append(f"p.channel_id IN ({','.join('?' * len(filters.channels))})")
         params.extend(filters.channels)
+    bounds, bound_params = _id_bounds(filters, rowid)
+    parts.extend(bounds)
+    params.extend(bound_params)
     if filters.since:
-        parts.append(f"{rowid} >= ?")
-        params.append(post_key(filters.since, 0, 0))
         parts.append("p.date >= ?")
         params.append(iso(filters.since))
     if filters.until:
-        parts.append(f"{rowid} < ?")
-        params.append(post_key(filters.until + timedelta(seconds=_ROWID_MARGIN_S), 0, 0))
         parts.append("p.date <= ?")
         params.append(iso(filters.until))
     if filters.claims:
@@ -351,6 +382,10 @@ async def search(
                   WHERE f.tsv @@ ?::tsquery{extra}
                   ORDER BY {"score DESC, f.id DESC" if rank else "f.id DESC"} LIMIT ? OFFSET ?"""
         head = (ts, ts) if rank else (ts,)
+    if pg and query.check is not None and not rank:
+        loose = _unweighted(head[0])
+        if loose is not None:
+            return await _checked_pg(db, query, filters, loose, claim, extra, params, limit)
     hits: list[Hit] = []
     offset = 0
     while len(hits) < limit:
@@ -370,6 +405,78 @@ async def search(
         if len(rows) < page or query.check is None:
             break
         offset += page
+    return hits
+
+
+_WEIGHTED = re.compile(r"':(\*?)[AB]+")
+_PHRASE_OP = re.compile(r"<(?:-|\d+)>")
+# Candidates of a checked query read per round on PostgreSQL, doubling each round
+# (a --channel filter can leave few of them), up to the last.
+_CANDIDATES_MAX = 12_800
+
+
+def _unweighted(ts: str) -> str | None:
+    """A tsquery that matches at least the posts `ts` matches, with no weights and no
+    word order, so the GIN index decides it alone without reading any tsvector; None
+    when `ts` excludes words (dropping a weight under NOT would match fewer)."""
+    if "!" in ts:
+        return None
+    unweighted = _WEIGHTED.sub(lambda found: "':*" if found.group(1) else "'", ts)
+    return _PHRASE_OP.sub("&", unweighted)
+
+
+async def _checked_pg(
+    db: Database,
+    query: CompiledQuery,
+    filters: Filters,
+    loose: str,
+    claim: str,
+    extra: str,
+    params: list[Any],
+    limit: int,
+) -> list[Hit]:
+    """A query the text check decides (phrases), on PostgreSQL: the newest candidates
+    by the index alone (ids only), then those that match the weighted query and the
+    filters, newest first, then the check, until `limit` hits. Checking the weighted
+    query on every hit before sorting them reads every candidate's tsvector: for a
+    phrase of common words, thousands."""
+    assert query.check is not None
+    ts = _ts(query.fts)
+    bounds, bound_params = _id_bounds(filters, "id")
+    within = "".join(f" AND {b}" for b in bounds)
+    hits: list[Hit] = []
+    before: int | None = None
+    page = max(_CHECK_ROUND, limit)
+    while len(hits) < limit:
+        older = "" if before is None else " AND id < ?"
+        ids = [
+            row[0]
+            for row in await db.fetchall(
+                f"""SELECT id FROM posts_fts WHERE tsv @@ ?::tsquery{within}{older}
+                    ORDER BY id DESC LIMIT ?""",
+                (loose, *bound_params, *(() if before is None else (before,)), page),
+            )
+        ]
+        if not ids:
+            break
+        rows = await db.fetchall(
+            f"""SELECT p.id, p.channel_id, p.msg_id, p.date, p.text, p.deleted_at, {claim},
+                       c.username, c.title, NULL::real AS score, NULL AS snip
+                FROM posts_fts f JOIN posts p ON p.id = f.id
+                LEFT JOIN channels c ON c.id = p.channel_id
+                WHERE f.id = ANY(?::bigint[]) AND f.tsv @@ ?::tsquery{extra}
+                ORDER BY f.id DESC""",
+            (ids, ts, *params),
+        )
+        for row in rows:
+            if query.check(row["text"]):
+                hits.append(_hit(row, query))
+                if len(hits) == limit:
+                    break
+        if len(ids) < page:
+            break
+        before = ids[-1]
+        page = min(page * 2, _CANDIDATES_MAX)
     return hits
 
 

@@ -24,6 +24,10 @@ class SharedConnection:
     def __init__(self) -> None:
         self._lock = asyncio.Lock()
         self._owner: ContextVar[bool] = ContextVar(f"db_owner_{id(self)}", default=False)
+        # Lemmas search found in the archive (storage.search.indexed_lemmas): a lemma
+        # once held is not asked again, since posts are never removed, and one no post
+        # holds any more (rewritten lemmas) only adds an alternative that finds nothing.
+        self.held_lemmas: set[str] = set()
 
     @asynccontextmanager
     async def _access(self) -> AsyncIterator[None]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from storage import archive, outbox, subscribers
-from storage.models import Channel, Forward, Media, Post
+from storage.models import Channel, Forward, Media, Post, iso
 from storage.outbox import NewAlert
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -135,6 +135,34 @@ async def test_outbox_ignores_replans_and_forwarded_copies(db) -> None:
     assert await outbox.original_of(db, 50, original) == ("sent", 41)
     assert (await outbox.views(db, [queued[1]]))[0].reply_to == 41
     assert [q.reason for q in await outbox.due(db)] == ["edited:1"]
+
+
+async def test_a_planned_batch_keeps_its_order_and_counts_only_new_rows(db) -> None:
+    for chat in (50, 51):
+        await subscribers.upsert(db, chat, "analyst")
+    a, b = await _archive(db, post(10, 5), post(10, 6))
+    later = T0 + timedelta(hours=1)
+    async with db.transaction() as conn:
+        await outbox.add_in(conn, [NewAlert(51, b, "alert", "10/6", {"n": 0})])
+        added = await outbox.add_in(
+            conn,
+            [
+                NewAlert(50, b, "alert", "10/6", {"n": 1}),
+                NewAlert(51, b, "alert", "10/6", {"n": 2}),  # planned in an earlier batch
+                NewAlert(50, a, "alert", "10/5", {"n": 3}),
+                NewAlert(50, a, "alert", "10/5", {"n": 4}),  # twice in one batch: first kept
+                NewAlert(51, a, "edited:1", "10/5", {"n": 5}, not_before=later),
+            ],
+        )
+        again = await outbox.add_in(conn, [NewAlert(50, a, "alert", "10/5", {"n": 6})])
+    assert (added, again) == (3, 0)
+    rows = await db.fetchall("SELECT chat_id, payload, not_before FROM alerts ORDER BY id")
+    assert [(r["chat_id"], r["payload"], r["not_before"]) for r in rows] == [
+        (51, '{"n":0}', None),
+        (50, '{"n":1}', None),
+        (50, '{"n":3}', None),
+        (51, '{"n":5}', iso(later)),
+    ]
 
 
 async def test_album_media_is_summarised_from_every_part(db) -> None:

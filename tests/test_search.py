@@ -358,3 +358,68 @@ async def test_a_place_name_is_looked_up_only_by_the_forms_the_archive_holds(
     assert len(held.fts) < len(every_form.fts) / 5
     assert "белгородский" in held.fts and "белгородец" not in held.fts
     assert await ids(db, held) == await ids(db, every_form) == [(200, 2), (200, 1)]
+
+
+async def test_a_phrase_is_found_past_many_candidates_that_only_hold_its_words(
+    archive_target: Path | str,
+) -> None:
+    """More candidates than one round reads, most of them the phrase's words out of
+    order: what the text check keeps is the same on both backends, with filters."""
+
+    def at(channel: int, msg_id: int, hours: int, text: str) -> Post:
+        return Post(
+            channel_id=channel,
+            msg_id=msg_id,
+            date=T0 + timedelta(hours=hours),
+            text=text,
+            raw={"id": msg_id, "message": text},
+        )
+
+    database = await open_database(archive_target)
+    await archive.save_channel(database, Channel(100, 1, "frontnews", "Front news"))
+    await archive.save_channel(database, Channel(200, 2, None, "Private digest"))
+    pipeline = Pipeline(database)
+    phrase = [(100, 1, 0), (200, 1, 1), (100, 2, 2), (100, 3, 3), (200, 2, 4)]  # oldest first
+    for channel in (100, 200):
+        await pipeline.ingest(
+            [
+                at(c, m, h, f"Вчера взяли в плен солдата номер {m}.")
+                for c, m, h in phrase
+                if c == channel
+            ],
+            "catchup",
+        )
+    # newer than all of them: the same words, not as the phrase
+    words_only = [
+        at(100, 1000 + i, 24 + i, f"Плен далёк, в городе {i} взяли мост.") for i in range(230)
+    ]
+    for i in range(0, len(words_only), 100):
+        await pipeline.ingest(words_only[i : i + 100], "catchup")
+    await archive.mark_deleted(database, 100, [3])
+    try:
+        assert await ids(database, '"взяли в плен"') == [(200, 2), (100, 2), (200, 1), (100, 1)]
+        assert await ids(database, '"взяли в плен"', limit=2) == [(200, 2), (100, 2)]
+        assert await ids(database, '"взяли в плен"', filters=Filters(channels=(200,))) == [
+            (200, 2),
+            (200, 1),
+        ]
+        every = await ids(database, '"взяли в плен"', filters=Filters(include_deleted=True))
+        assert every == [(200, 2), (100, 3), (100, 2), (200, 1), (100, 1)]
+        hours = Filters(since=T0 + timedelta(hours=1), until=T0 + timedelta(hours=2))
+        assert await ids(database, '"взяли в плен"', filters=hours) == [(100, 2), (200, 1)]
+        assert await ids(database, '"взяли в плен" -солдата') == []
+        assert len(await ids(database, "взяли плен", limit=300)) == 234
+    finally:
+        await database.close()
+
+
+async def test_a_form_the_archive_did_not_hold_is_found_once_a_post_has_it(
+    db: Database,
+) -> None:
+    from bot.query import prepare
+
+    assert await ids(db, "Белгород") == [(200, 2), (200, 1)]
+    assert "белгородец" not in (await prepare(db, "Белгород")).fts
+    await Pipeline(db).ingest([_post(100, 9, 6, "Белгородец рассказал об обстреле.")], "catchup")
+    assert "белгородец" in (await prepare(db, "Белгород")).fts
+    assert await ids(db, "Белгород") == [(100, 9), (200, 2), (200, 1)]

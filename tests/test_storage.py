@@ -125,6 +125,21 @@ async def test_each_edit_keeps_a_revision_and_stale_versions_are_ignored(db) -> 
     assert [r["text"] for r in await archive.post_revisions(db, row["id"])] == ["v1", "v2"]
 
 
+async def test_a_batch_of_updates_counts_the_rows_it_changed(db) -> None:
+    done = await archive.archive_posts(db, [(make_post(i, f"пост {i}"), "") for i in (1, 2, 3)])
+    ids = [a.post_id for a in done]
+    missing = max(ids) + 1  # no such post: changes nothing
+    changed = await archive.save_redetection(
+        db, [], [("лемма", ids[0]), ("", ids[1]), ("другая", ids[2]), ("x", missing)]
+    )
+    assert changed == 2  # the second post's lemmas were already ""
+    rows = await db.fetchall("SELECT id, lemmas FROM posts ORDER BY id")
+    assert [(r["id"], r["lemmas"]) for r in rows] == list(
+        zip(ids, ["лемма", "", "другая"], strict=True)
+    )
+    assert await archive.save_redetection(db, [], [("лемма", ids[0])]) == 0
+
+
 async def test_deletion_keeps_text_and_is_reported_once(db) -> None:
     await archive.archive_post(db, make_post(1, "удалённый пост"))
     first = await archive.mark_deleted(db, 100, [1, 2])
