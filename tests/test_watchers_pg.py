@@ -46,8 +46,10 @@ async def test_one_delivers_and_the_other_takes_over(
         leader = await _deliverer(apps["a"])
         survivor = "b" if leader == "a" else "a"
         assert (apps[leader].bot is None, apps[survivor].bot is None) == (False, True)
-        shown = {c.name: c for c in await check_postgres(url)}["delivery"]
-        assert shown.ok and f"watcher {leader!r}" in shown.detail
+        checks = {c.name: c for c in await check_postgres(url, apps["a"].settings)}
+        assert checks["delivery"].ok and f"watcher {leader!r}" in checks["delivery"].detail
+        shown = checks["channels"]
+        assert shown.ok and shown.detail == "1 held by 2 live watcher(s), 0 waiting"
         await make_analyst(apps[leader], ann, "Ann")
         await add_rule(apps[leader], ann, "Белгород")
         apps[survivor].pipeline.audience_changed()

@@ -113,7 +113,7 @@ def check_database(path: Path) -> list[Check]:
     return checks
 
 
-async def check_postgres(url: str) -> list[Check]:
+async def check_postgres(url: str, settings: Settings | None = None) -> list[Check]:
     """The server answers, the schema version, and this role's rights on the archive."""
     from storage.db import SCHEMA_VERSION, StorageError
     from storage.pg import inspect, redact
@@ -165,7 +165,7 @@ async def check_postgres(url: str) -> list[Check]:
         )
     else:
         checks.append(Check("database permissions", True, f"role {found.role!r} may write"))
-    checks.append(await _delivery(url))
+    checks.extend(await _delivery(url, settings))
     if not found.icu:
         checks.append(
             Check(
@@ -178,28 +178,46 @@ async def check_postgres(url: str) -> list[Check]:
     return checks
 
 
-async def _delivery(url: str) -> Check:
-    """Which watcher delivers the alerts of a shared PostgreSQL archive."""
+async def _delivery(url: str, settings: Settings | None) -> list[Check]:
+    """Which watcher delivers the alerts of a shared PostgreSQL archive, and (with the
+    settings) whether every configured channel is held by a live watcher."""
+    from bot.cli.status import status
     from storage import leases
     from storage.db import DB_ERRORS, StorageError, open_database
 
     try:
         db = await open_database(url, readonly=True)
     except StorageError as exc:
-        return Check("delivery", False, f"cannot tell ({exc})", warning=True)
+        return [Check("delivery", False, f"cannot tell ({exc})", warning=True)]
     try:
         holders = await leases.holders(db)
+        shares = await status(db, settings) if settings is not None else None
     except DB_ERRORS as exc:
-        return Check("delivery", False, f"cannot tell ({exc})", warning=True)
+        return [Check("delivery", False, f"cannot tell ({exc})", warning=True)]
     finally:
         await db.close()
+    checks = []
     if not holders:
-        return Check(
+        checks.append(Check(
             "delivery", False, "no watcher delivers alerts now", "start `chanwatch run`",
             warning=True,
-        )  # fmt: skip
-    who = ", ".join(f"watcher {h.watcher!r} (connected since {h.since})" for h in holders)
-    return Check("delivery", True, f"alerts are delivered by {who}")
+        ))  # fmt: skip
+    else:
+        who = ", ".join(f"watcher {h.watcher!r} (connected since {h.since})" for h in holders)
+        checks.append(Check("delivery", True, f"alerts are delivered by {who}"))
+    if shares is not None:
+        alive = [w.name for w in shares.watchers if w.alive]
+        held = sum(1 for who, _ in shares.holders.values() if who in alive)
+        detail = f"{held} held by {len(alive)} live watcher(s), {len(shares.waiting)} waiting"
+        if shares.waiting:
+            checks.append(Check(
+                "channels", False, detail,
+                "start `chanwatch run` (`chanwatch status --channels` lists who holds what)",
+                warning=True,
+            ))  # fmt: skip
+        else:
+            checks.append(Check("channels", True, detail))
+    return checks
 
 
 def check_disk(path: Path) -> Check:
@@ -299,7 +317,7 @@ async def run_checks(
         checks.extend(check_database(settings.db_path))
         checks.append(check_disk(settings.db_path))
     else:  # the server's disk is the server's: doctor checks what this role can do there
-        checks.extend(await check_postgres(settings.db_path))
+        checks.extend(await check_postgres(settings.db_path, settings))
     host, port = (settings.server.host, settings.server.port) if settings.server else TELEGRAM_DC
     reachable = await check_reachable(host, port)
     checks.append(reachable)

@@ -46,6 +46,7 @@ class Sharing:
         self.renewed_at: float | None = None
         self.rounds = 0
         self._swept = False
+        self._failing = False  # the last renewal failed (warned once, then quiet)
         self._applied: dict[str, str] = {}  # the lease mode last acted on, per channel
         self._specs: dict[str, ChannelSpec] = {}
         self._adopting: dict[str, asyncio.Task[None]] = {}
@@ -77,7 +78,8 @@ class Sharing:
 
     async def run(self, stopping: asyncio.Event, started: asyncio.Event) -> None:
         """Renew and rebalance until `stopping` is set. Until `started` (the watcher
-        has started on its first share) the lease is only renewed."""
+        has started on its first share) it gives up what others now hold but takes
+        nothing new."""
         while not stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
@@ -110,7 +112,7 @@ class Sharing:
     async def leave(self) -> None:
         """Give the channels up at once when stopping (others need not wait the lease)."""
         await self._stop_adopting()
-        with contextlib.suppress(DatabaseError, OSError, TimeoutError):
+        with contextlib.suppress(*DatabaseError, OSError, TimeoutError):
             await shares.leave(self.db, self.name)
 
     async def _round(self) -> dict[str, str]:
@@ -140,6 +142,7 @@ class Sharing:
         )
         self.renewed_at = now
         self.rounds += 1
+        self._failing = False
         if self.expired.is_set():
             self.log.warning("renewed this watcher's lease again; taking a share of the channels")
             self.expired.clear()
@@ -200,11 +203,15 @@ class Sharing:
 
     async def _renew_failed(self, exc: BaseException) -> None:
         expired = self.renewed_at is None or self.clock() >= self.renewed_at + self.lease_seconds
-        self.log.warning(
+        if self.expired.is_set():
+            return  # said once; nothing held any more
+        self.log.log(
+            "WARNING" if expired or not self._failing else "DEBUG",
             "cannot renew this watcher's lease ({error}){more}",
             error=exc.__class__.__name__,
             more="; it has expired, so its channels go to the others" if expired else "",
         )
+        self._failing = True
         if expired:
             await self._stop_adopting()
             self._held = {}
