@@ -152,13 +152,20 @@ class App:
         assert isinstance(self.settings.db_path, str)
         lease = Lease(self.settings.db_path, DELIVER, self.settings.watcher)
         log = logger.bind(watcher=self.settings.watcher)
+        failing = False  # warned once per outage; the retries every 2 s are quiet
         try:
             while not self.stopping.is_set():
                 try:
                     held = await lease.try_acquire()
+                    failing = False
                 except (*DatabaseError, OSError, TimeoutError) as exc:
                     held = False
-                    log.warning("cannot reach the archive for the delivery lease: {e}", e=exc)
+                    log.log(
+                        "DEBUG" if failing else "WARNING",
+                        "cannot reach the archive for the delivery lease: {e}",
+                        e=exc,
+                    )
+                    failing = True
                 if held and self.bot is None:
                     log.info("delivering alerts: this watcher holds the delivery lease")
                     try:
