@@ -5,8 +5,9 @@ channels of one PostgreSQL archive, against one process alone.
 
 Both runs start from a fresh database on the same server (started here from Debian's
 package) with the same channels and posts on the simulator, and are timed from the
-processes' start until the archive holds every post. Baseline, in the same run: one
-watcher alone.
+processes' start until the archive holds every post; the detection workers are the
+machine's cores shared out among the watchers. Baseline, in the same run: one watcher
+alone.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -53,6 +55,8 @@ async def _catch_up(
                     lease_seconds=LEASE,
                     backfill=str(len(texts)),
                     log_level="WARNING",
+                    # the machine's cores shared out, as two watchers on one host would be
+                    detection_workers=str(max(1, (os.cpu_count() or 1) // watchers)),
                 )
                 for w in range(watchers)
             ]
