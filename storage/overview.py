@@ -100,7 +100,8 @@ async def channel_activity(db: Database) -> list[ChannelActivity]:
 async def channel_count(db: Database, channel_id: int) -> ChannelCount:
     row = await db.fetchone(
         """SELECT count(p.id) AS n, max(p.date) AS last, c.last_error AS error
-           FROM channels c LEFT JOIN posts p ON p.channel_id = c.id WHERE c.id = ?""",
+           FROM channels c LEFT JOIN posts p ON p.channel_id = c.id WHERE c.id = ?
+           GROUP BY c.id, c.last_error""",
         (channel_id,),
     )
     if row is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from bot.cli.doctor import check_postgres
 from bot.simulator import Simulator
 from storage import leases
-from tests.bot_helpers import add_rule, bot_settings, crash, make_analyst, received, service
+from tests.bot_helpers import add_rule, ask, bot_settings, crash, make_analyst, received, service
 from tests.pg_server import PgServer
 
 TIMEOUT = 15
@@ -68,3 +68,61 @@ async def test_one_delivers_and_the_other_takes_over(
         assert len(sim.messages_to(ann, from_=bot)) == 2
         planned = await apps[survivor].db.fetchall("SELECT count(*) FROM alerts")
         assert planned[0][0] == 2
+
+
+async def test_watch_and_unwatch_from_the_bot_reach_the_whole_team(
+    sim: Simulator, bot, admin, rdk, tmp_path: Path, pg_server: PgServer
+) -> None:
+    url = pg_server.create_database()
+    legion = sim.add_channel(username="legion", title="Легион")
+    sim.post(legion, "первый пост")
+    monitors = [sim.add_user(phone=f"+1555008{i}", first_name=f"Monitor {i}") for i in (1, 2)]
+    async with contextlib.AsyncExitStack() as stack:
+        apps = {}
+        for name, monitor in zip("ab", monitors, strict=True):
+            settings = bot_settings(
+                tmp_path / name,
+                bot,
+                [admin],
+                "rdk_channel",
+                db_path=url,
+                watcher=name,
+                lease_seconds=2,
+            )
+            apps[name] = await stack.enter_async_context(service(sim, monitor, bot, settings))
+        leader = apps[await _deliverer(apps["a"])]
+        answer = await ask(sim, admin, bot, "/watch @legion")
+        assert answer.text == "Watching Легион (@legion) (live)."
+        # one of the two takes it at its next round and catches it up
+        await _until(lambda: _held_by_one(apps, legion.id), "legion held by one watcher")
+        await _until(lambda: _posts_in(leader, legion.id, 1), "legion caught up")
+        listing = (await ask(sim, admin, bot, "/channels")).text
+        assert "2 watched channels" in listing  # the team's, not the deliverer's alone
+        assert "already watched" in (await ask(sim, admin, bot, "/watch @legion")).text
+        bye = await ask(sim, admin, bot, "/unwatch @legion")
+        assert bye.text == "Stopped watching Легион (@legion). Its archive is kept."
+        await _until(lambda: _held_by_none(apps, legion.id), "legion given up by its holder")
+        assert "is not watched" in (await ask(sim, admin, bot, "/unwatch @legion")).text
+        assert monitors[0].id not in legion.members and monitors[1].id not in legion.members
+
+
+async def _until(check, what: str) -> None:
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while not await check():  # noqa: ASYNC110 - rounds run on their own clock
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"not within {TIMEOUT} s: {what}") from None
+
+
+async def _held_by_one(apps, channel_id: int) -> bool:
+    return sum(channel_id in app.watcher.channels for app in apps.values()) == 1
+
+
+async def _held_by_none(apps, channel_id: int) -> bool:
+    return not any(channel_id in app.watcher.channels for app in apps.values())
+
+
+async def _posts_in(app, channel_id: int, n: int) -> bool:
+    row = await app.db.fetchone("SELECT count(*) FROM posts WHERE channel_id = ?", (channel_id,))
+    return row[0] >= n

@@ -20,8 +20,9 @@ from bot.floodgate import Slots
 from bot.watch.shares import Held, key_of, plan
 from bot.watch.watcher import Watcher
 from config.settings import ChannelSpec
-from storage import shares, watchlist
+from storage import archive, shares, watchlist
 from storage.db import Database, DatabaseError
+from storage.models import Channel
 
 
 class Sharing:
@@ -59,6 +60,8 @@ class Sharing:
         watcher.account = name
         watcher.on_watchlist_change = self._wake.set
         watcher.still_held = lambda key: key in self._held
+        watcher.team = lambda: list(self._team)
+        self._team: list[Channel] = []  # the configured channels every watcher reads
 
     @property
     def interval(self) -> float:
@@ -142,6 +145,11 @@ class Sharing:
         )
         self.renewed_at = now
         self.rounds += 1
+        self._team = [
+            c
+            for c in await archive.list_channels(self.db)
+            if key_of(c.username or c.id) in self._specs
+        ]
         self._failing = False
         if self.expired.is_set():
             self.log.warning("renewed this watcher's lease again; taking a share of the channels")

@@ -106,15 +106,15 @@ class Watcher:
         backfill: Backfill | None = None,
         page_wait: float | None = None,
         concurrency: int = CONCURRENCY,
-        account: str | None = None,
     ) -> None:
-        """`account`: this watcher's name when several share the archive; each account
-        then keeps its own access hash per channel (Telegram gives each its own)."""
         self.client = client
-        self.account = account
-        # set when several watchers share the channels: /watch then only records the
-        # channel, and the sharing hands it to a watcher (see bot/watch/sharing.py)
+        # Set by bot/watch/sharing.py when several watchers share the archive: this
+        # watcher's name (each account keeps its own access hash per channel, as
+        # Telegram gives each its own), and what /watch and /unwatch call instead of
+        # watching themselves (the sharing hands the channel to a watcher).
+        self.account: str | None = None
         self.on_watchlist_change: Callable[[], None] | None = None
+        self.team: Callable[[], list[Channel]] | None = None
         self.keys: dict[str, int] = {}  # a configured reference -> the channel id
         # whether a channel is still this watcher's when start() comes to it
         self.still_held: Callable[[str], bool] = lambda key: True
@@ -306,6 +306,9 @@ class Watcher:
             await self._leave(watched)
 
     def watched(self) -> list[Channel]:
+        """The channels watched: this watcher's, or the whole team's when shared."""
+        if self.team is not None:
+            return self.team()
         return [w.channel for w in self.channels.values()]
 
     def unavailable_channels(self) -> dict[str, str]:
