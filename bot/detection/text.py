@@ -8,9 +8,9 @@ changing a string's length cannot shift offsets.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from typing import Any
 
 from bot.detection import morphology
@@ -107,13 +107,21 @@ def _fix_lookalikes(word: str) -> str:
     return word
 
 
-@lru_cache(maxsize=200_000)
+# raw word -> normal form; a plain dict emptied when full (see morphology's memos)
+_NORMS: dict[str, str] = {}
+
+
 def normalize_word(raw: str) -> str:
     """Normalize one word: NFKC, look-alikes, casefold, ё→е, apostrophes, no stress marks."""
-    word = unicodedata.normalize("NFKC", raw)
-    word = _fix_lookalikes(word).casefold().translate(_FOLD)
-    if not word.isascii():
-        word = word.translate(_STRIP)
+    word = _NORMS.get(raw)
+    if word is None:
+        word = unicodedata.normalize("NFKC", raw)
+        word = _fix_lookalikes(word).casefold().translate(_FOLD)
+        if not word.isascii():
+            word = word.translate(_STRIP)
+        if len(_NORMS) >= _WORD_CACHE_LIMIT:
+            _NORMS.clear()
+        word = _NORMS[raw] = sys.intern(word)
     return word
 
 
@@ -205,18 +213,17 @@ _Word = tuple[str, tuple[str, ...], bool]
 def set_cache_limit(forms: int) -> None:
     """Room for `forms` word forms in each lemma key's word cache and in the
     normal-form cache (emptied when full)."""
-    global _WORD_CACHE_LIMIT, normalize_word
+    global _WORD_CACHE_LIMIT
     _WORD_CACHE_LIMIT = forms
-    for cache in _WORD_CACHE.values():
+    for cache in [*_WORD_CACHE.values(), _NORMS]:
         if len(cache) > forms:  # a smaller budget frees memory now, not at the next use
             cache.clear()
-    normalize_word = lru_cache(maxsize=forms)(normalize_word.__wrapped__)
 
 
 def clear_caches() -> None:
     """Forget every cached word (benchmarks of a cold start; memory)."""
     _WORD_CACHE.clear()
-    normalize_word.cache_clear()
+    _NORMS.clear()
     morphology.clear_caches()
 
 
