@@ -27,6 +27,7 @@ from bot.alerts import policy as alerts
 from bot.alerts.audience import Audience
 from bot.alerts.policy import Claim, Hit, Policy, Subject
 from bot.detection import Analysis, analyze
+from bot.detection import load as load_dictionaries
 from bot.detection.claims import ClaimResult, detect_claim
 from bot.detection.keywords import Matcher, Rule, compile_rules
 from bot.pool import DetectionPool
@@ -344,6 +345,11 @@ class Pipeline:
             and source in BULK_SOURCES
             and len(items) >= POOL_MIN_TEXTS
         ):
+            if not pool.running:
+                # the workers are forked from this process: loaded here first, the
+                # dictionaries are loaded once and shared instead of once per worker
+                # (this process needs them too, to group claims into incidents)
+                load_dictionaries()
             rules = self._pickled_rules.get(who.version)
             if rules is None:
                 self._pickled_rules = {who.version: (rules := pickled_rules(who.rules))}
