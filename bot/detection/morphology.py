@@ -56,10 +56,11 @@ def _english() -> Callable[[str], str]:
 
     # simplemma's low-memory dictionary reads its compressed word list in place
     # instead of building a dict of all 181,000 forms (~26 MiB); the same data, so
-    # the same lemmas. Indexed every 8th word rather than every 32nd (~5 MiB): a new
-    # word then costs ~20 µs instead of ~60 (a dict: ~10), once, since lemma_en and
-    # the word caches above it remember the answer, so the lemmatizer keeps no cache
-    # of its own. (If simplemma renames the constant, the index is coarser, no more.)
+    # the same lemmas. Indexed every 16th word rather than every 32nd (~2.5 MiB in
+    # all): a new word then costs ~30 µs instead of ~60 (a dict: ~10; every 8th word:
+    # ~20 µs for ~5 MiB), once, since lemma_en and the word caches above it remember
+    # the answer, so the lemmatizer keeps no cache of its own. (If simplemma renames
+    # the constant, the index is coarser, no more.)
     lemmatizer = Lemmatizer(
         cache_max_size=0,
         lemmatization_strategy=DefaultStrategy(dictionary_factory=StreamDictionaryFactory()),
@@ -72,7 +73,7 @@ def _english() -> Callable[[str], str]:
         return found
 
     block = getattr(stream, "_BLOCK_SIZE", None)
-    stream._BLOCK_SIZE = 8  # type: ignore[attr-defined]
+    stream._BLOCK_SIZE = 16  # type: ignore[attr-defined]
     try:
         lemma("soldiers")  # loads (and indexes) the dictionary now
     finally:
@@ -110,14 +111,13 @@ def _clean(lemma: str) -> str:
 # Per-word memos. Plain dicts, emptied when full (as text.py's word cache): they hold
 # tens of thousands of words, and an lru_cache entry costs ~150-250 bytes more than a
 # dict entry (its list link, and a key object for two arguments). Lemma strings are
-# interned and lemma tuples shared (most forms of a word have the same lemmas), so a
-# cached form costs its dict entries only.
+# interned: the forms of a word share one copy of its lemma. (Sharing equal lemma
+# tuples too costs more in the table that finds them than it saves.)
 _limit = 200_000
 _PARSES: dict[str, dict[str, tuple[str, ...]]] = {}  # lang -> word -> lemmas
 _LEMMAS: dict[str, dict[str, tuple[str, ...]]] = {}  # lemma key -> word -> lemmas
 _STEMS: dict[str, str] = {}
 _ENGLISH: dict[str, str] = {}
-_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 def _memo(memos: dict[str, dict[str, tuple[str, ...]]], name: str) -> dict[str, tuple[str, ...]]:
@@ -134,14 +134,6 @@ def _store(memo: dict[_K, _V], key: _K, value: _V) -> _V:
     return value
 
 
-def _shared(forms: tuple[str, ...]) -> tuple[str, ...]:
-    """One tuple object per distinct tuple of lemmas."""
-    found = _TUPLES.get(forms)
-    if found is None:
-        found = _store(_TUPLES, forms, forms)
-    return found
-
-
 def _pymorphy_lemmas(word: str, lang: str) -> tuple[str, ...]:
     memo = _memo(_PARSES, lang)
     found = memo.get(word)
@@ -149,7 +141,7 @@ def _pymorphy_lemmas(word: str, lang: str) -> tuple[str, ...]:
         out: dict[str, None] = {}
         for parse in morph(lang).parse(word):
             out.setdefault(sys.intern(_clean(parse.normal_form)), None)
-        found = _store(memo, word, _shared(tuple(out) or (word,)))
+        found = _store(memo, word, tuple(out) or (word,))
     return found
 
 
@@ -186,7 +178,7 @@ def lemmas(word: str, key: str) -> tuple[str, ...]:
 
 def _lemmas(word: str, key: str) -> tuple[str, ...]:
     if key == "en":
-        return _shared((lemma_en(word),))
+        return (lemma_en(word),)
     if key == RU or key == UK:
         # A Russian word quoted in a Ukrainian sentence (or the reverse) is
         # unknown to that dictionary; its guessed lemmas would be noise.
@@ -198,7 +190,7 @@ def _lemmas(word: str, key: str) -> tuple[str, ...]:
     first, second = key.split("+")
     merged = dict.fromkeys(_pymorphy_lemmas(word, first))
     merged.update(dict.fromkeys(_pymorphy_lemmas(word, second)))
-    return _shared(tuple(merged))
+    return tuple(merged)
 
 
 _CYRILLIC = re.compile("[\u0400-\u04ff]")
@@ -219,7 +211,7 @@ def clear_caches() -> None:
     for memos in (_PARSES, _LEMMAS):
         for memo in memos.values():
             memo.clear()
-    for flat in (_STEMS, _ENGLISH, _TUPLES):
+    for flat in (_STEMS, _ENGLISH):
         flat.clear()
     guess_cyrillic.cache_clear()
 
@@ -251,7 +243,7 @@ def set_cache_limit(entries: int) -> None:
     per-token word cache of text.py, so they can be smaller than it."""
     global _limit
     _limit = entries
-    memos = [*_PARSES.values(), *_LEMMAS.values(), _STEMS, _ENGLISH, _TUPLES]
+    memos = [*_PARSES.values(), *_LEMMAS.values(), _STEMS, _ENGLISH]
     for memo in memos:
         if len(memo) > entries:  # a smaller budget frees memory now, not at the next use
             memo.clear()

@@ -107,22 +107,16 @@ def _fix_lookalikes(word: str) -> str:
     return word
 
 
-# raw word -> normal form; a plain dict emptied when full (see morphology's memos)
-_NORMS: dict[str, str] = {}
-
-
 def normalize_word(raw: str) -> str:
-    """Normalize one word: NFKC, look-alikes, casefold, ё→е, apostrophes, no stress marks."""
-    word = _NORMS.get(raw)
-    if word is None:
-        word = unicodedata.normalize("NFKC", raw)
-        word = _fix_lookalikes(word).casefold().translate(_FOLD)
-        if not word.isascii():
-            word = word.translate(_STRIP)
-        if len(_NORMS) >= _WORD_CACHE_LIMIT:
-            _NORMS.clear()
-        word = _NORMS[raw] = sys.intern(word)
-    return word
+    """Normalize one word: NFKC, look-alikes, casefold, ё→е, apostrophes, no stress marks.
+
+    Not cached itself: `_WORD_CACHE` keeps each raw token's normal form (a cache here
+    would hold every word a second time for the few met under two lemma keys)."""
+    word = unicodedata.normalize("NFKC", raw)
+    word = _fix_lookalikes(word).casefold().translate(_FOLD)
+    if not word.isascii():
+        word = word.translate(_STRIP)
+    return sys.intern(word)  # one object for every cache that keeps it
 
 
 _MARKED_RE = re.compile("[іїєґІЇЄҐыэъёЫЭЪЁ]")
@@ -211,11 +205,10 @@ _Word = tuple[str, tuple[str, ...], bool]
 
 
 def set_cache_limit(forms: int) -> None:
-    """Room for `forms` word forms in each lemma key's word cache and in the
-    normal-form cache (emptied when full)."""
+    """Room for `forms` word forms in each lemma key's word cache (emptied when full)."""
     global _WORD_CACHE_LIMIT
     _WORD_CACHE_LIMIT = forms
-    for cache in [*_WORD_CACHE.values(), _NORMS]:
+    for cache in _WORD_CACHE.values():
         if len(cache) > forms:  # a smaller budget frees memory now, not at the next use
             cache.clear()
 
@@ -223,7 +216,6 @@ def set_cache_limit(forms: int) -> None:
 def clear_caches() -> None:
     """Forget every cached word (benchmarks of a cold start; memory)."""
     _WORD_CACHE.clear()
-    _NORMS.clear()
     morphology.clear_caches()
 
 
