@@ -29,7 +29,7 @@ from bot.alerts.policy import Claim, Hit, Policy, Subject
 from bot.detection import Analysis, analyze
 from bot.detection import load as load_dictionaries
 from bot.detection.claims import ClaimResult, detect_claim
-from bot.detection.keywords import Matcher, Rule, compile_rules
+from bot.detection.keywords import KeywordMatch, Matcher, Rule, compile_rules
 from bot.pool import DetectionPool
 from storage import archive, outbox
 from storage.archive import Archived
@@ -97,8 +97,18 @@ class Verdict(NamedTuple):
                 post_id)  # fmt: skip
 
 
-# A keyword match as (rule id, ((word, start, end), ...)): see Verdict.
-Match = tuple[str, tuple[tuple[str, int, int], ...]]
+# A keyword match as (rule id, its distinct words, (start, end) of each occurrence):
+# plain values, see Verdict; shaped as alerts use them, so that work is the workers'.
+Match = tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]]
+
+
+def match_of(match: KeywordMatch) -> Match:
+    words = match.words
+    return (
+        match.rule_id,
+        tuple(dict.fromkeys([w.text for w in words])),
+        tuple([(w.start, w.end) for w in words]),
+    )
 
 
 class Detected(NamedTuple):
@@ -127,10 +137,7 @@ def detect_text(
         return Detected(lemmas, analysis.lang, claim_error=traceback.format_exc())
     matches: tuple[Match, ...] = ()
     if matcher is not None:
-        matches = tuple(
-            (m.rule_id, tuple((w.text, w.start, w.end) for w in m.words))
-            for m in matcher.match(analysis, channel=channel)
-        )
+        matches = tuple([match_of(m) for m in matcher.match(analysis, channel=channel)])
     return Detected(lemmas, analysis.lang, verdict, matches)
 
 
