@@ -158,6 +158,13 @@ def detect_chunk(
     return [detect_text(text, matcher, channel) for text, channel in items]
 
 
+def _seed_worker_matcher(version: int, matcher: Matcher | None) -> None:
+    """The rule set `version`, already compiled here, for worker processes forked
+    after this call: they skip unpickling and compiling it (~0.15 s for 1,000 rules)."""
+    global _worker_matcher
+    _worker_matcher = (version, matcher)
+
+
 def pickled_rules(rules: tuple[Rule, ...]) -> bytes:
     return pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -355,8 +362,10 @@ class Pipeline:
             if not pool.running:
                 # the workers are forked from this process: loaded here first, the
                 # dictionaries are loaded once and shared instead of once per worker
-                # (this process needs them too, to group claims into incidents)
+                # (this process needs them too, to group claims into incidents), and
+                # the workers start with the current rules compiled
                 load_dictionaries()
+                _seed_worker_matcher(who.version, who.matcher)
             rules = self._pickled_rules.get(who.version)
             if rules is None:
                 self._pickled_rules = {who.version: (rules := pickled_rules(who.rules))}
