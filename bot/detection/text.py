@@ -93,7 +93,14 @@ def _is_latin(ch: str) -> bool:
     return ch.isascii() and ch.isalpha() or "\u00c0" <= ch <= "\u024f"
 
 
+_HAS_CYRILLIC = re.compile("[\u0400-\u04ff]")  # _is_cyrillic
+_HAS_LATIN = re.compile("[A-Za-z\u00c0-\u024f]")  # _is_latin
+
+
 def _fix_lookalikes(word: str) -> str:
+    # most words are in one script: two searches instead of a Python loop per letter
+    if _HAS_CYRILLIC.search(word) is None or _HAS_LATIN.search(word) is None:
+        return word
     cyr = [c for c in word if _is_cyrillic(c)]
     lat = [c for c in word if _is_latin(c)]
     if not cyr or not lat:
