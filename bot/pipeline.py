@@ -27,8 +27,9 @@ from bot.alerts import policy as alerts
 from bot.alerts.audience import Audience
 from bot.alerts.policy import Claim, Hit, Policy, Subject
 from bot.detection import Analysis, analyze
+from bot.detection import load as load_dictionaries
 from bot.detection.claims import ClaimResult, detect_claim
-from bot.detection.keywords import Matcher, Rule, compile_rules
+from bot.detection.keywords import KeywordMatch, Matcher, Rule, compile_rules
 from bot.pool import DetectionPool
 from storage import archive, outbox
 from storage.archive import Archived
@@ -96,8 +97,18 @@ class Verdict(NamedTuple):
                 post_id)  # fmt: skip
 
 
-# A keyword match as (rule id, ((word, start, end), ...)): see Verdict.
-Match = tuple[str, tuple[tuple[str, int, int], ...]]
+# A keyword match as (rule id, its distinct words, (start, end) of each occurrence):
+# plain values, see Verdict; shaped as alerts use them, so that work is the workers'.
+Match = tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]]
+
+
+def match_of(match: KeywordMatch) -> Match:
+    words = match.words
+    return (
+        match.rule_id,
+        tuple(dict.fromkeys([w.text for w in words])),
+        tuple([(w.start, w.end) for w in words]),
+    )
 
 
 class Detected(NamedTuple):
@@ -126,10 +137,7 @@ def detect_text(
         return Detected(lemmas, analysis.lang, claim_error=traceback.format_exc())
     matches: tuple[Match, ...] = ()
     if matcher is not None:
-        matches = tuple(
-            (m.rule_id, tuple((w.text, w.start, w.end) for w in m.words))
-            for m in matcher.match(analysis, channel=channel)
-        )
+        matches = tuple([match_of(m) for m in matcher.match(analysis, channel=channel)])
     return Detected(lemmas, analysis.lang, verdict, matches)
 
 
@@ -148,6 +156,13 @@ def detect_chunk(
         _worker_matcher = (version, compile_rules(compiled) if compiled else None)
     matcher = _worker_matcher[1]
     return [detect_text(text, matcher, channel) for text, channel in items]
+
+
+def _seed_worker_matcher(version: int, matcher: Matcher | None) -> None:
+    """The rule set `version`, already compiled here, for worker processes forked
+    after this call: they skip unpickling and compiling it (~0.15 s for 1,000 rules)."""
+    global _worker_matcher
+    _worker_matcher = (version, matcher)
 
 
 def pickled_rules(rules: tuple[Rule, ...]) -> bytes:
@@ -344,6 +359,13 @@ class Pipeline:
             and source in BULK_SOURCES
             and len(items) >= POOL_MIN_TEXTS
         ):
+            if not pool.running:
+                # the workers are forked from this process: loaded here first, the
+                # dictionaries are loaded once and shared instead of once per worker
+                # (this process needs them too, to group claims into incidents), and
+                # the workers start with the current rules compiled
+                load_dictionaries()
+                _seed_worker_matcher(who.version, who.matcher)
             rules = self._pickled_rules.get(who.version)
             if rules is None:
                 self._pickled_rules = {who.version: (rules := pickled_rules(who.rules))}

@@ -6,6 +6,7 @@ pipeline can archive a post and plan its alerts atomically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -146,8 +147,16 @@ def _entities_json(post: Post) -> str | None:
     return canonical_json(list(post.entities)) if post.entities else None
 
 
+def _raw(post: Post) -> tuple[str, str]:
+    """The raw record's canonical JSON and its SHA-256 (`Post.raw_sha256()`), the JSON
+    built once: it is most of a post's row-building time."""
+    raw = post.raw_json()
+    return raw, hashlib.sha256(raw.encode("utf-8")).hexdigest()
+
+
 def _post_row(post: Post, post_id: int, lemmas: str, now: str) -> tuple[object, ...]:
     fwd = post.fwd_from
+    raw, sha = _raw(post)
     return (
         post_id,
         post.channel_id,
@@ -166,8 +175,8 @@ def _post_row(post: Post, post_id: int, lemmas: str, now: str) -> tuple[object, 
         post.forwards,
         post.replies,
         canonical_json(post.reactions) if post.reactions else None,
-        post.raw_json(),
-        post.raw_sha256(),
+        raw,
+        sha,
         now,
         now,
     )
@@ -367,7 +376,7 @@ def _update_post(writes: _Updates, old: sqlite3.Row, post: Post, lemmas: str, no
     edit_date = iso(post.edit_date) if post.edit_date else None
     if changed and old["edit_date"] and (edit_date is None or edit_date < old["edit_date"]):
         return Archived(post_id, "stale", post)
-    sha = post.raw_sha256()
+    raw, sha = _raw(post)
     if not changed and sha == old["raw_sha256"]:
         return Archived(post_id, "unchanged", post)
     if changed:
@@ -385,7 +394,7 @@ def _update_post(writes: _Updates, old: sqlite3.Row, post: Post, lemmas: str, no
             post.forwards,
             post.replies,
             canonical_json(post.reactions) if post.reactions else None,
-            post.raw_json(),
+            raw,
             sha,
             now,
             post_id,

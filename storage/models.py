@@ -79,9 +79,7 @@ class Channel:
 
 def canonical_json(value: Any) -> str:
     """Stable JSON (sorted keys, no spaces) so equal records hash equally."""
-    return json.dumps(
-        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_json_default
-    )
+    return _canonical(value)
 
 
 def _json_default(value: Any) -> Any:
@@ -92,6 +90,13 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+# One encoder for every record (json.dumps with options builds one per call); the
+# same text as json.dumps(value, ensure_ascii=False, sort_keys=True, ...).
+_canonical = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_json_default
+).encode
 
 
 def iso(moment: datetime) -> str:

@@ -116,6 +116,11 @@ def _queued(row: sqlite3.Row) -> Queued:
 # --- planning (inside the archiving transaction) --------------------------------
 
 
+# json.dumps with these options builds an encoder per call; a planned batch can hold
+# thousands of rows (the same text as json.dumps(payload, ensure_ascii=False, ...)).
+_payload_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 async def add_in(conn: aiosqlite.Connection, alerts: Iterable[NewAlert]) -> int:
     """Insert planned rows, ignoring any already planned; returns how many are new."""
     now = iso(utcnow())
@@ -125,7 +130,7 @@ async def add_in(conn: aiosqlite.Connection, alerts: Iterable[NewAlert]) -> int:
             a.post_id,
             a.reason,
             a.story,
-            json.dumps(a.payload, ensure_ascii=False, separators=(",", ":")),
+            _payload_json(a.payload),
             iso(a.not_before) if a.not_before else None,
             now,
         )

@@ -86,3 +86,24 @@ def test_later_alerts_reply_to_the_first_unless_the_chat_wants_every_post() -> N
     copy = _row(100, 14, story="1/11")  # a forward of a post the chat was told about
     kept = thread_alerts([copy], {14: 7}, {(7, 100): 11}, set(), told={(100, "1/11")})
     assert kept == []
+
+
+def test_text_similarity_is_datasketchs_minhash_bit_for_bit() -> None:
+    import random
+
+    from datasketch import MinHash
+
+    from bot.incidents.grouping import NUM_PERM, _minhash, similarity
+
+    def reference(words: frozenset[str]) -> MinHash:
+        signature = MinHash(num_perm=NUM_PERM)
+        signature.update_batch([w.encode("utf-8") for w in sorted(words)])
+        return signature
+
+    rng = random.Random(7)
+    vocabulary = [f"слово{i}" for i in range(300)] + ["пленные", "курская", "ё", "a'b"]
+    for _ in range(40):
+        a = frozenset(rng.sample(vocabulary, rng.randint(1, 120)))
+        b = frozenset(rng.sample(vocabulary, rng.randint(1, 120)))
+        assert list(_minhash(a)) == [int(v) for v in reference(a).hashvalues]
+        assert similarity(a, b) == reference(a).jaccard(reference(b))

@@ -44,21 +44,24 @@ class Audience:
         if self.matcher is None:
             return {}
         return self.hits_of(
-            (m.rule_id, tuple((w.text, w.start, w.end) for w in m.words))
+            (
+                m.rule_id,
+                tuple(dict.fromkeys([w.text for w in m.words])),
+                tuple([(w.start, w.end) for w in m.words]),
+            )
             for m in self.matcher.match(analysis, channel=channel)
         )
 
     def hits_of(
-        self, matches: Iterable[tuple[str, Sequence[tuple[str, int, int]]]]
+        self,
+        matches: Iterable[tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]]],
     ) -> dict[int, list[Hit]]:
-        """Matches of the compiled rules as (rule id, ((word, start, end), ...)),
-        grouped by the chat that owns each rule."""
+        """Matches of the compiled rules as (rule id, distinct words, (start, end) of
+        each occurrence), grouped by the chat that owns each rule."""
         found: dict[int, list[Hit]] = {}
         owners = self.owners
-        for match_id, matched in matches:
+        for match_id, words, spans in matches:
             chat_id, rule_id, text = owners[match_id]
-            words = tuple(dict.fromkeys(w[0] for w in matched))
-            spans = tuple((w[1], w[2]) for w in matched)
             hit = Hit(rule_id, text, words, spans)
             chat = found.get(chat_id)
             if chat is None:

@@ -1,18 +1,20 @@
 """Lemmatizers and the language guess, loaded once and cached per word.
 
 pymorphy3 (ru, uk dictionaries) gives Russian and Ukrainian normal forms;
-simplemma (its English dictionary ships inside the package) gives English
-lemmas, so `captive` and `captivating` stay apart where a stemmer would join
-them. PyStemmer's Snowball stems remain for the claim detector's English
-lexicon only (`stem_en`). Language per sentence is decided by letters unique to one
-language when possible, because lingua costs ~100 µs per call.
+simplemma (its English dictionary ships inside the package, read in its
+compressed form: see `_english`) gives English lemmas, so `captive` and
+`captivating` stay apart where a stemmer would join them. PyStemmer's
+Snowball stems remain for the claim detector's English lexicon only
+(`stem_en`). Language per sentence is decided by letters unique to one language
+when possible, because lingua costs ~100 µs per call.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from functools import cache, lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     import pymorphy3
     import Stemmer
     from lingua import LanguageDetector
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 # Lemma "keys": which analyzers a Cyrillic word goes through, most likely first.
 RU = "ru"
@@ -44,15 +49,36 @@ def _stemmer() -> Stemmer.Stemmer:
 
 @cache
 def _english() -> Callable[[str], str]:
-    from simplemma import lemmatize
+    from simplemma import Lemmatizer
+    from simplemma.strategies import DefaultStrategy
+    from simplemma.strategies.dictionaries import StreamDictionaryFactory
+    from simplemma.strategies.dictionaries import stream_dictionary_factory as stream
+
+    # simplemma's low-memory dictionary reads its compressed word list in place
+    # instead of building a dict of all 181,000 forms (~26 MiB); the same data, so
+    # the same lemmas. Indexed every 16th word rather than every 32nd (~2.5 MiB in
+    # all): a new word then costs ~30 µs instead of ~60 (a dict: ~10; every 8th word:
+    # ~20 µs for ~5 MiB), once, since lemma_en and the word caches above it remember
+    # the answer, so the lemmatizer keeps no cache of its own. (If simplemma renames
+    # the constant, the index is coarser, no more.)
+    lemmatizer = Lemmatizer(
+        cache_max_size=0,
+        lemmatization_strategy=DefaultStrategy(dictionary_factory=StreamDictionaryFactory()),
+    )
 
     def lemma(word: str) -> str:
-        found = str(lemmatize(word, lang="en")).casefold()
+        found = lemmatizer.lemmatize(word, "en").casefold()
         if found == word:  # a proper noun is known capitalized only: russians -> russian
-            found = str(lemmatize(word.capitalize(), lang="en")).casefold()
+            found = lemmatizer.lemmatize(word.capitalize(), "en").casefold()
         return found
 
-    lemma("soldiers")  # loads the dictionary now
+    block = getattr(stream, "_BLOCK_SIZE", None)
+    stream._BLOCK_SIZE = 16  # type: ignore[attr-defined]
+    try:
+        lemma("soldiers")  # loads (and indexes) the dictionary now
+    finally:
+        if block is not None:
+            stream._BLOCK_SIZE = block  # type: ignore[attr-defined]
     return lemma
 
 
@@ -82,35 +108,75 @@ def _clean(lemma: str) -> str:
     return lemma.replace("ё", "е").replace("’", "'").replace("ʼ", "'")
 
 
-@lru_cache(maxsize=200_000)
+# Per-word memos. Plain dicts, emptied when full (as text.py's word cache): they hold
+# tens of thousands of words, and an lru_cache entry costs ~150-250 bytes more than a
+# dict entry (its list link, and a key object for two arguments). Lemma strings are
+# interned: the forms of a word share one copy of its lemma. (Sharing equal lemma
+# tuples too costs more in the table that finds them than it saves.)
+_limit = 200_000
+_PARSES: dict[str, dict[str, tuple[str, ...]]] = {}  # lang -> word -> lemmas
+_LEMMAS: dict[str, dict[str, tuple[str, ...]]] = {}  # lemma key -> word -> lemmas
+_STEMS: dict[str, str] = {}
+_ENGLISH: dict[str, str] = {}
+
+
+def _memo(memos: dict[str, dict[str, tuple[str, ...]]], name: str) -> dict[str, tuple[str, ...]]:
+    memo = memos.get(name)
+    if memo is None:
+        memo = memos[name] = {}
+    return memo
+
+
+def _store(memo: dict[_K, _V], key: _K, value: _V) -> _V:
+    if len(memo) >= _limit:
+        memo.clear()
+    memo[key] = value
+    return value
+
+
 def _pymorphy_lemmas(word: str, lang: str) -> tuple[str, ...]:
-    out: dict[str, None] = {}
-    for parse in morph(lang).parse(word):
-        out.setdefault(_clean(parse.normal_form), None)
-    return tuple(out) or (word,)
+    memo = _memo(_PARSES, lang)
+    found = memo.get(word)
+    if found is None:
+        out: dict[str, None] = {}
+        for parse in morph(lang).parse(word):
+            out.setdefault(sys.intern(_clean(parse.normal_form)), None)
+        found = _store(memo, word, tuple(out) or (word,))
+    return found
 
 
-@lru_cache(maxsize=200_000)
 def stem_en(word: str) -> str:
     """The Snowball stem: the claim detector's English lexicon is written in stems."""
-    return _stemmer().stemWord(word)
+    found = _STEMS.get(word)
+    if found is None:
+        found = _store(_STEMS, word, sys.intern(_stemmer().stemWord(word)))
+    return found
 
 
-@lru_cache(maxsize=200_000)
 def lemma_en(word: str) -> str:
     """The English lemma (soldiers -> soldier, took -> take); a possessive 's is
     dropped first (soldier's -> soldier)."""
-    base = word[:-2] if word.endswith("'s") and len(word) > 3 else word
-    return _english()(base)
+    found = _ENGLISH.get(word)
+    if found is None:
+        base = word[:-2] if word.endswith("'s") and len(word) > 3 else word
+        found = _store(_ENGLISH, word, sys.intern(_english()(base)))
+    return found
 
 
-@lru_cache(maxsize=300_000)
 def lemmas(word: str, key: str) -> tuple[str, ...]:
     """Normal forms of a normalized word.
 
     key: "ru", "uk", "ru+uk", "uk+ru" (both dictionaries, first one's forms
     first) for Cyrillic words; "en" for Latin words (one English lemma).
     """
+    memo = _memo(_LEMMAS, key)
+    found = memo.get(word)
+    if found is None:
+        found = _store(memo, word, _lemmas(word, key))
+    return found
+
+
+def _lemmas(word: str, key: str) -> tuple[str, ...]:
     if key == "en":
         return (lemma_en(word),)
     if key == RU or key == UK:
@@ -142,10 +208,11 @@ def word_lemmas(norm: str, key: str) -> tuple[str, ...]:
 
 
 def clear_caches() -> None:
-    lemmas.cache_clear()
-    _pymorphy_lemmas.cache_clear()
-    stem_en.cache_clear()
-    lemma_en.cache_clear()
+    for memos in (_PARSES, _LEMMAS):
+        for memo in memos.values():
+            memo.clear()
+    for flat in (_STEMS, _ENGLISH):
+        flat.clear()
     guess_cyrillic.cache_clear()
 
 
@@ -172,10 +239,11 @@ def guess_cyrillic(text: str) -> str:
 
 
 def set_cache_limit(entries: int) -> None:
-    """Re-create the lemma caches with room for `entries` words each (memory budget).
-    They back the per-token word cache of text.py, so they can be smaller than it."""
-    global lemmas, _pymorphy_lemmas, stem_en, lemma_en
-    lemmas = lru_cache(maxsize=entries)(lemmas.__wrapped__)
-    _pymorphy_lemmas = lru_cache(maxsize=entries)(_pymorphy_lemmas.__wrapped__)
-    stem_en = lru_cache(maxsize=entries)(stem_en.__wrapped__)
-    lemma_en = lru_cache(maxsize=entries)(lemma_en.__wrapped__)
+    """Room for `entries` words in each per-word memo (memory budget). They back the
+    per-token word cache of text.py, so they can be smaller than it."""
+    global _limit
+    _limit = entries
+    memos = [*_PARSES.values(), *_LEMMAS.values(), _STEMS, _ENGLISH]
+    for memo in memos:
+        if len(memo) > entries:  # a smaller budget frees memory now, not at the next use
+            memo.clear()

@@ -8,9 +8,9 @@ changing a string's length cannot shift offsets.
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, fields
-from functools import lru_cache
 from typing import Any
 
 from bot.detection import morphology
@@ -93,7 +93,14 @@ def _is_latin(ch: str) -> bool:
     return ch.isascii() and ch.isalpha() or "\u00c0" <= ch <= "\u024f"
 
 
+_HAS_CYRILLIC = re.compile("[\u0400-\u04ff]")  # _is_cyrillic
+_HAS_LATIN = re.compile("[A-Za-z\u00c0-\u024f]")  # _is_latin
+
+
 def _fix_lookalikes(word: str) -> str:
+    # most words are in one script: two searches instead of a Python loop per letter
+    if _HAS_CYRILLIC.search(word) is None or _HAS_LATIN.search(word) is None:
+        return word
     cyr = [c for c in word if _is_cyrillic(c)]
     lat = [c for c in word if _is_latin(c)]
     if not cyr or not lat:
@@ -107,14 +114,16 @@ def _fix_lookalikes(word: str) -> str:
     return word
 
 
-@lru_cache(maxsize=200_000)
 def normalize_word(raw: str) -> str:
-    """Normalize one word: NFKC, look-alikes, casefold, ё→е, apostrophes, no stress marks."""
+    """Normalize one word: NFKC, look-alikes, casefold, ё→е, apostrophes, no stress marks.
+
+    Not cached itself: `_WORD_CACHE` keeps each raw token's normal form (a cache here
+    would hold every word a second time for the few met under two lemma keys)."""
     word = unicodedata.normalize("NFKC", raw)
     word = _fix_lookalikes(word).casefold().translate(_FOLD)
     if not word.isascii():
         word = word.translate(_STRIP)
-    return word
+    return sys.intern(word)  # one object for every cache that keeps it
 
 
 _MARKED_RE = re.compile("[іїєґІЇЄҐыэъёЫЭЪЁ]")
@@ -203,20 +212,17 @@ _Word = tuple[str, tuple[str, ...], bool]
 
 
 def set_cache_limit(forms: int) -> None:
-    """Room for `forms` word forms in each lemma key's word cache and in the
-    normal-form cache (emptied when full)."""
-    global _WORD_CACHE_LIMIT, normalize_word
+    """Room for `forms` word forms in each lemma key's word cache (emptied when full)."""
+    global _WORD_CACHE_LIMIT
     _WORD_CACHE_LIMIT = forms
     for cache in _WORD_CACHE.values():
         if len(cache) > forms:  # a smaller budget frees memory now, not at the next use
             cache.clear()
-    normalize_word = lru_cache(maxsize=forms)(normalize_word.__wrapped__)
 
 
 def clear_caches() -> None:
     """Forget every cached word (benchmarks of a cold start; memory)."""
     _WORD_CACHE.clear()
-    normalize_word.cache_clear()
     morphology.clear_caches()
 
 
