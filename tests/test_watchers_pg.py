@@ -60,6 +60,8 @@ async def test_one_delivers_and_the_other_takes_over(
         assert len(watching) == 1  # the channel is one watcher's share
         rows = await apps["a"].db.fetchall("SELECT count(*) FROM posts WHERE msg_id = ?", (first,))
         assert rows[0][0] == 1
+        sent = "SELECT count(*) FROM alerts WHERE status = 'sent'"
+        await _until(lambda: _scalar_is(apps[survivor], sent, 1), "the first alert recorded sent")
         await crash(apps[leader])
         assert await _deliverer(apps[survivor]) == survivor
         second = sim.post(rdk, "Снова обстрел Белгорода")
@@ -126,3 +128,8 @@ async def _held_by_none(apps, channel_id: int) -> bool:
 async def _posts_in(app, channel_id: int, n: int) -> bool:
     row = await app.db.fetchone("SELECT count(*) FROM posts WHERE channel_id = ?", (channel_id,))
     return row[0] >= n
+
+
+async def _scalar_is(app, sql: str, expected: int) -> bool:
+    row = await app.db.fetchone(sql)
+    return row[0] == expected
