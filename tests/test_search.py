@@ -423,3 +423,81 @@ async def test_a_form_the_archive_did_not_hold_is_found_once_a_post_has_it(
     await Pipeline(db).ingest([_post(100, 9, 6, "Белгородец рассказал об обстреле.")], "catchup")
     assert "белгородец" in (await prepare(db, "Белгород")).fts
     assert await ids(db, "Белгород") == [(100, 9), (200, 2), (200, 1)]
+
+
+# A phrase found as typed is accepted without analysing the text; these are the
+# texts where a literal reading could go wrong, and real posts holding the phrases.
+LITERAL_EDGES = [
+    "В том числе дети.",
+    "в  том   числе",
+    "ранены, в том числе двое",
+    "(в том числе)",
+    "«в том числе»",
+    '"в том числе"',
+    "В ТОМ ЧИСЛЕ",
+    "в том\nчисле",  # a line break ends the sentence
+    "в том. Числе",  # so does a full stop
+    "в том.числе",
+    "в тoм числе",  # a Latin "o": a look-alike, folded by the analysis only
+    "в то́м числе",  # a stress mark
+    "в том чис\u00adле",  # a soft hyphen
+    "п'в том числе",
+    "по-в том числе",
+    "https://example.com/в том числе",
+    "https://example.com/“в том числе",
+    "в том числе.рф",
+    "в том числе's",
+    "в том числе2",
+    "в том ччисле",
+    "во том числе",
+    "в тем числе",
+    "в том числе…",
+    "в том числе!",
+    "взяли в плен",
+    "взяли их в плен",
+    "Взяли в плен. Взяли в плен",
+    "взяли в плену",
+    "visit www. in the www",
+    "in the www. now",
+    "Всё в том же духе",
+    "все в том же духе",
+]
+LITERAL_QUERIES = [
+    '"в том числе"',
+    '"взяли в плен"',
+    '"в том числе" "взяли в плен"',
+    '"in the www"',
+    '"всё в том"',
+    '"в том числе" дети',
+    '"в том числе" -дети',
+]
+
+
+def test_a_phrase_found_as_typed_matches_as_the_analysis_says() -> None:
+    from bot.detection import analyze
+    from bot.detection.query import QueryMatcher, parse_query
+    from tests.incident_helpers import unrelated_posts
+
+    real = [
+        row["text"]
+        for row in unrelated_posts(3000, stride=7)
+        if "в том числе" in row["text"].lower() or "в плен" in row["text"].lower()
+    ]
+    assert len(real) > 20
+    for query in LITERAL_QUERIES:
+        check = compile_query(query).check
+        assert check is not None
+        matcher = QueryMatcher(parse_query(query))
+        for text in [*LITERAL_EDGES, *real]:
+            assert check(text) == matcher.matches(analyze(text)), (query, text)
+
+
+def test_only_queries_of_plain_phrases_are_accepted_as_typed() -> None:
+    from bot.query import _literal, _parse
+
+    assert _literal(_parse('"в том числе"')) is not None
+    assert _literal(_parse('"в том числе" "взяли в плен"')) is not None
+    for query in ['"в том числе" дети', '"в том числе" -дети', '"в том числе" OR "в плен"']:
+        assert _literal(_parse(query)) is None, query
+    for query in ['"в 2024 году"', '"in the www"', '"тóм числе"']:
+        assert _literal(_parse(query)) is None, query
