@@ -410,9 +410,24 @@ async def search(
 
 _WEIGHTED = re.compile(r"':(\*?)[AB]+")
 _PHRASE_OP = re.compile(r"<(?:-|\d+)>")
-# Candidates of a checked query read per round on PostgreSQL, doubling each round
-# (a --channel filter can leave few of them), up to the last.
+# Candidates of a checked query read per round on PostgreSQL: the first round a
+# little more than the hits wanted (a phrase of common words is walked newest first
+# along the primary key, reading each post's tsvector until enough candidates are
+# found, so every candidate asked for costs), later rounds as many as the share of
+# candidates kept so far says are missing, with a margin (doubling while none was
+# kept: a --channel filter can leave few of them), up to the last.
+_CANDIDATES_MIN = 16
 _CANDIDATES_MAX = 12_800
+
+
+def _first_round(limit: int) -> int:
+    return limit + limit // 4 + 4
+
+
+def _next_round(page: int, seen: int, kept: int, missing: int) -> int:
+    """Candidates to ask for next, after `seen` of which `kept` were hits."""
+    wanted = page * 2 if kept == 0 else -(-missing * seen * 5 // (kept * 4)) + 4
+    return min(max(wanted, _CANDIDATES_MIN), _CANDIDATES_MAX)
 
 
 def _unweighted(ts: str) -> str | None:
@@ -446,7 +461,8 @@ async def _checked_pg(
     within = "".join(f" AND {b}" for b in bounds)
     hits: list[Hit] = []
     before: int | None = None
-    page = max(_CHECK_ROUND, limit)
+    page = _first_round(limit)
+    seen = 0
     while len(hits) < limit:
         older = "" if before is None else " AND id < ?"
         ids = [
@@ -476,7 +492,8 @@ async def _checked_pg(
         if len(ids) < page:
             break
         before = ids[-1]
-        page = min(page * 2, _CANDIDATES_MAX)
+        seen += len(ids)
+        page = _next_round(page, seen, len(hits), limit - len(hits))
     return hits
 
 

@@ -413,6 +413,48 @@ async def test_a_phrase_is_found_past_many_candidates_that_only_hold_its_words(
         await database.close()
 
 
+async def test_a_phrase_kept_by_some_candidates_is_read_in_rounds_sized_by_them(
+    archive_target: Path | str,
+) -> None:
+    """Every third candidate holds the phrase (as typed or inflected), the others only
+    its words: later rounds ask for what the first round's share says is missing, and
+    every hit is found, in order, on both backends."""
+    database = await open_database(archive_target)
+    await archive.save_channel(database, Channel(100, 1, "frontnews", "Front news"))
+    texts = {
+        0: "Вчера взяли в плен солдата номер {i}.",
+        1: "Плен далёк, в городе {i} взяли мост.",
+        2: "В городе {i} взяли мост. Плен далёк.",
+    }
+    posts = [
+        Post(
+            channel_id=100,
+            msg_id=i + 1,
+            date=T0 + timedelta(minutes=i),
+            text=("Солдата {i} взяли вчера в плен." if i % 6 == 3 else texts[i % 3]).format(i=i),
+            raw={"id": i + 1},
+        )
+        for i in range(120)
+    ]
+    await Pipeline(database).ingest(posts, "catchup")
+    expected = [(100, i + 1) for i in reversed(range(120)) if i % 3 == 0]
+    try:
+        for limit in (1, 5, 12, 39, 40, 50):
+            assert await ids(database, '"взяли в плен"', limit=limit) == expected[:limit]
+    finally:
+        await database.close()
+
+
+def test_rounds_of_candidates_follow_the_share_kept() -> None:
+    from storage.search import _CANDIDATES_MAX, _CANDIDATES_MIN, _first_round, _next_round
+
+    assert _first_round(50) == 66
+    assert _next_round(66, 66, 0, 50) == 132  # none kept yet: twice as many
+    assert _next_round(66, 66, 45, 5) == _CANDIDATES_MIN  # a few missing: a few more
+    assert _next_round(66, 66, 20, 30) == 128  # 30 more at 20 in 66, and a quarter
+    assert _next_round(6_400, 50_000, 1, 49) == _CANDIDATES_MAX
+
+
 async def test_a_form_the_archive_did_not_hold_is_found_once_a_post_has_it(
     db: Database,
 ) -> None:
