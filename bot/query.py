@@ -121,20 +121,20 @@ _AFTER = r'(?=[,;:!?.…)»"”]*(?:\s|$))'
 
 
 def _literal(node: Node) -> tuple[re.Pattern[str], ...] | None:
-    """For a query made only of phrases (one, or several under AND): a pattern per
-    phrase that finds it exactly as typed, any case, only spaces between its words. Such an
-    occurrence is the phrase by the rule too: each of its words has the typed word's
-    normal form, which is among the word's keys, the words are consecutive tokens, and
-    only spaces lie between them, so no sentence ends there. So a text where every
-    pattern is found matches without analysing it; any other text is analysed.
-    None for any other query."""
+    """For a query of phrases and words only (one, or several under AND), at least one
+    phrase: a pattern per term that finds it exactly as typed, any case, only spaces
+    between its words. Such an occurrence matches by the rule too: each of its words
+    has the typed word's normal form, which is among the word's keys, the words are
+    consecutive tokens, and only spaces lie between them, so no sentence ends there.
+    So a text where every pattern is found matches without analysing it; any other
+    text is analysed. None for any other query."""
     children = node.children if isinstance(node, And) else (node,)
     patterns: list[re.Pattern[str]] = []
     for child in children:
-        if not isinstance(child, Term) or child.kind != "phrase":
+        if not isinstance(child, Term) or child.kind == "prefix":
             return None
         words = [token.norm for token in analyze(child.text).tokens]
-        if len(words) < 2 or not all(word and set(word) <= _PLAIN_LETTERS for word in words):
+        if not words or not all(word and set(word) <= _PLAIN_LETTERS for word in words):
             return None
         if "www" in words:  # "www." is where a URL begins, and URLs hold no words
             return None
