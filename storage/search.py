@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -440,6 +441,95 @@ def _unweighted(ts: str) -> str | None:
     return _PHRASE_OP.sub("&", unweighted)
 
 
+# A word in more than this share of posts is left out of the candidates' query when
+# others remain: its GIN posting list is most of the index (`в` is in three posts of
+# four) and barely narrows the candidates, which the weighted query checks anyway.
+_COMMON_SHARE = 0.5
+# How long an open archive keeps the server's word statistics before asking again.
+_COMMON_TTL_S = 3600.0
+_TS_TOKEN = re.compile(r"'(?:[^']|'')*'(?::\*)?|[&|()]")
+
+_TsNode = tuple[str, Any]  # ("lex", text) | ("and", [nodes]) | ("or", [nodes])
+
+
+async def _common_lexemes(db: Database) -> frozenset[str]:
+    """Lexemes in more than _COMMON_SHARE of the posts, by the server's statistics
+    (none before the table was first analysed)."""
+    cached = db.common_lexemes
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < _COMMON_TTL_S:
+        return cached[1]
+    rows = await db.fetchall(
+        """SELECT e.lexeme FROM pg_stats s,
+                  unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs)
+                  AS e(lexeme, share)
+           WHERE s.schemaname = current_schema() AND s.tablename = 'posts_fts'
+             AND s.attname = 'tsv' AND e.share > ?""",
+        (_COMMON_SHARE,),
+    )
+    found = frozenset(row[0] for row in rows if row[0] is not None)
+    db.common_lexemes = (now, found)
+    return found
+
+
+def _ts_parse(tokens: list[str], at: int = 0) -> tuple[_TsNode, int]:
+    """An OR of ANDs of lexemes and parenthesized groups, from `at` to the closing
+    parenthesis or the end; (node, index after it)."""
+    alternatives: list[_TsNode] = []
+    factors: list[_TsNode] = []
+    while at < len(tokens):
+        token = tokens[at]
+        at += 1
+        if token == "(":
+            node, at = _ts_parse(tokens, at)
+            factors.append(node)
+        elif token == ")":
+            break
+        elif token == "|":
+            alternatives.append(_ts_all(factors))
+            factors = []
+        elif token != "&":
+            factors.append(("lex", token))
+    alternatives.append(_ts_all(factors))
+    return (alternatives[0] if len(alternatives) == 1 else ("or", alternatives)), at
+
+
+def _ts_all(factors: list[_TsNode]) -> _TsNode:
+    return factors[0] if len(factors) == 1 else ("and", factors)
+
+
+def _ts_common(node: _TsNode, common: frozenset[str]) -> bool:
+    kind, value = node
+    if kind == "lex":
+        return value.endswith("'") and value[1:-1].replace("''", "'") in common
+    return kind == "or" and all(_ts_common(child, common) for child in value)
+
+
+def _ts_pruned(node: _TsNode, common: frozenset[str]) -> str:
+    kind, value = node
+    if kind == "lex":
+        return value
+    children = [_ts_pruned(child, common) for child in value]
+    if kind == "and":
+        kept = [
+            c for c, child in zip(children, value, strict=True) if not _ts_common(child, common)
+        ]
+        children = kept or children
+        return children[0] if len(children) == 1 else "(" + " & ".join(children) + ")"
+    return "(" + " | ".join(children) + ")"
+
+
+def _without_common(loose: str, common: frozenset[str]) -> str:
+    """`loose` (lexemes, & | and parentheses only) without the words of an AND that are
+    only common lexemes, as long as something else stays: it matches at least what
+    `loose` matches."""
+    if not common:
+        return loose
+    tokens = _TS_TOKEN.findall(loose)
+    node, _ = _ts_parse(tokens)
+    return _ts_pruned(node, common)
+
+
 async def _checked_pg(
     db: Database,
     query: CompiledQuery,
@@ -457,6 +547,7 @@ async def _checked_pg(
     phrase of common words, thousands."""
     assert query.check is not None
     ts = _ts(query.fts)
+    loose = _without_common(loose, await _common_lexemes(db))
     bounds, bound_params = _id_bounds(filters, "id")
     within = "".join(f" AND {b}" for b in bounds)
     hits: list[Hit] = []
