@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from bot.detection import analyze
 from bot.detection.query import (
+    And,
     Node,
     Not,
     Or,
@@ -107,6 +108,41 @@ def _window(text: str, matcher: QueryMatcher, words: int = SNIPPET_WORDS) -> str
     return "".join(pieces)
 
 
+# Letters whose upper- and lower-case forms both normalize to the lower one (no
+# NFKC change, no look-alike or ё fold), so a word of only these letters, in any case,
+# has the query word's own normal form.
+_PLAIN_LETTERS = frozenset("абвгдежзийклмнопрстуфхцчшщъыьэюяієїґabcdefghijklmnopqrstuvwxyz")
+# Around a literal phrase: before it, the start of the text or a character that can
+# belong neither to its first word (letters, digits, apostrophes, stress marks,
+# invisible joiners) nor to a URL running into it; after it, punctuation that ends at
+# a space or the end of the text (so neither a word nor a domain name goes on).
+_BEFORE = r'(?<![^\s(«"])'
+_AFTER = r'(?=[,;:!?.…)»"”]*(?:\s|$))'
+
+
+def _literal(node: Node) -> tuple[re.Pattern[str], ...] | None:
+    """For a query of phrases and words only (one, or several under AND), at least one
+    phrase: a pattern per term that finds it exactly as typed, any case, only spaces
+    between its words. Such an occurrence matches by the rule too: each of its words
+    has the typed word's normal form, which is among the word's keys, the words are
+    consecutive tokens, and only spaces lie between them, so no sentence ends there.
+    So a text where every pattern is found matches without analysing it; any other
+    text is analysed. None for any other query."""
+    children = node.children if isinstance(node, And) else (node,)
+    patterns: list[re.Pattern[str]] = []
+    for child in children:
+        if not isinstance(child, Term) or child.kind == "prefix":
+            return None
+        words = [token.norm for token in analyze(child.text).tokens]
+        if not words or not all(word and set(word) <= _PLAIN_LETTERS for word in words):
+            return None
+        if "www" in words:  # "www." is where a URL begins, and URLs hold no words
+            return None
+        spelled = " +".join("".join(f"[{ch}{ch.upper()}]" for ch in word) for word in words)
+        patterns.append(re.compile(_BEFORE + spelled + _AFTER))
+    return tuple(patterns)
+
+
 def _parse(query: str) -> Node:
     try:
         return parse_query(query)
@@ -127,7 +163,11 @@ def compile_query(query: str, present: frozenset[str] | None = None) -> Compiled
     def mark(text: str) -> str:
         return _window(text, matcher)
 
+    literal = _literal(node) if checked else None
+
     def check(text: str) -> bool:
+        if literal is not None and all(pattern.search(text) for pattern in literal):
+            return True
         return matcher.matches(analyze(text))
 
     return CompiledQuery(query, fts, check if checked else None, mark)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -410,9 +411,24 @@ async def search(
 
 _WEIGHTED = re.compile(r"':(\*?)[AB]+")
 _PHRASE_OP = re.compile(r"<(?:-|\d+)>")
-# Candidates of a checked query read per round on PostgreSQL, doubling each round
-# (a --channel filter can leave few of them), up to the last.
+# Candidates of a checked query read per round on PostgreSQL: the first round a
+# little more than the hits wanted (a phrase of common words is walked newest first
+# along the primary key, reading each post's tsvector until enough candidates are
+# found, so every candidate asked for costs), later rounds as many as the share of
+# candidates kept so far says are missing, with a margin (doubling while none was
+# kept: a --channel filter can leave few of them), up to the last.
+_CANDIDATES_MIN = 16
 _CANDIDATES_MAX = 12_800
+
+
+def _first_round(limit: int) -> int:
+    return limit + limit // 4 + 4
+
+
+def _next_round(page: int, seen: int, kept: int, missing: int) -> int:
+    """Candidates to ask for next, after `seen` of which `kept` were hits."""
+    wanted = page * 2 if kept == 0 else -(-missing * seen * 5 // (kept * 4)) + 4
+    return min(max(wanted, _CANDIDATES_MIN), _CANDIDATES_MAX)
 
 
 def _unweighted(ts: str) -> str | None:
@@ -423,6 +439,95 @@ def _unweighted(ts: str) -> str | None:
         return None
     unweighted = _WEIGHTED.sub(lambda found: "':*" if found.group(1) else "'", ts)
     return _PHRASE_OP.sub("&", unweighted)
+
+
+# A word in more than this share of posts is left out of the candidates' query when
+# others remain: its GIN posting list is most of the index (`в` is in three posts of
+# four) and barely narrows the candidates, which the weighted query checks anyway.
+_COMMON_SHARE = 0.5
+# How long an open archive keeps the server's word statistics before asking again.
+_COMMON_TTL_S = 3600.0
+_TS_TOKEN = re.compile(r"'(?:[^']|'')*'(?::\*)?|[&|()]")
+
+_TsNode = tuple[str, Any]  # ("lex", text) | ("and", [nodes]) | ("or", [nodes])
+
+
+async def _common_lexemes(db: Database) -> frozenset[str]:
+    """Lexemes in more than _COMMON_SHARE of the posts, by the server's statistics
+    (none before the table was first analysed)."""
+    cached = db.common_lexemes
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < _COMMON_TTL_S:
+        return cached[1]
+    rows = await db.fetchall(
+        """SELECT e.lexeme FROM pg_stats s,
+                  unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs)
+                  AS e(lexeme, share)
+           WHERE s.schemaname = current_schema() AND s.tablename = 'posts_fts'
+             AND s.attname = 'tsv' AND e.share > ?""",
+        (_COMMON_SHARE,),
+    )
+    found = frozenset(row[0] for row in rows if row[0] is not None)
+    db.common_lexemes = (now, found)
+    return found
+
+
+def _ts_parse(tokens: list[str], at: int = 0) -> tuple[_TsNode, int]:
+    """An OR of ANDs of lexemes and parenthesized groups, from `at` to the closing
+    parenthesis or the end; (node, index after it)."""
+    alternatives: list[_TsNode] = []
+    factors: list[_TsNode] = []
+    while at < len(tokens):
+        token = tokens[at]
+        at += 1
+        if token == "(":
+            node, at = _ts_parse(tokens, at)
+            factors.append(node)
+        elif token == ")":
+            break
+        elif token == "|":
+            alternatives.append(_ts_all(factors))
+            factors = []
+        elif token != "&":
+            factors.append(("lex", token))
+    alternatives.append(_ts_all(factors))
+    return (alternatives[0] if len(alternatives) == 1 else ("or", alternatives)), at
+
+
+def _ts_all(factors: list[_TsNode]) -> _TsNode:
+    return factors[0] if len(factors) == 1 else ("and", factors)
+
+
+def _ts_common(node: _TsNode, common: frozenset[str]) -> bool:
+    kind, value = node
+    if kind == "lex":
+        return value.endswith("'") and value[1:-1].replace("''", "'") in common
+    return kind == "or" and all(_ts_common(child, common) for child in value)
+
+
+def _ts_pruned(node: _TsNode, common: frozenset[str]) -> str:
+    kind, value = node
+    if kind == "lex":
+        return value
+    children = [_ts_pruned(child, common) for child in value]
+    if kind == "and":
+        kept = [
+            c for c, child in zip(children, value, strict=True) if not _ts_common(child, common)
+        ]
+        children = kept or children
+        return children[0] if len(children) == 1 else "(" + " & ".join(children) + ")"
+    return "(" + " | ".join(children) + ")"
+
+
+def _without_common(loose: str, common: frozenset[str]) -> str:
+    """`loose` (lexemes, & | and parentheses only) without the words of an AND that are
+    only common lexemes, as long as something else stays: it matches at least what
+    `loose` matches."""
+    if not common:
+        return loose
+    tokens = _TS_TOKEN.findall(loose)
+    node, _ = _ts_parse(tokens)
+    return _ts_pruned(node, common)
 
 
 async def _checked_pg(
@@ -442,11 +547,13 @@ async def _checked_pg(
     phrase of common words, thousands."""
     assert query.check is not None
     ts = _ts(query.fts)
+    loose = _without_common(loose, await _common_lexemes(db))
     bounds, bound_params = _id_bounds(filters, "id")
     within = "".join(f" AND {b}" for b in bounds)
     hits: list[Hit] = []
     before: int | None = None
-    page = max(_CHECK_ROUND, limit)
+    page = _first_round(limit)
+    seen = 0
     while len(hits) < limit:
         older = "" if before is None else " AND id < ?"
         ids = [
@@ -476,7 +583,8 @@ async def _checked_pg(
         if len(ids) < page:
             break
         before = ids[-1]
-        page = min(page * 2, _CANDIDATES_MAX)
+        seen += len(ids)
+        page = _next_round(page, seen, len(hits), limit - len(hits))
     return hits
 
 

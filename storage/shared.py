@@ -28,6 +28,8 @@ class SharedConnection:
         # once held is not asked again, since posts are never removed, and one no post
         # holds any more (rewritten lemmas) only adds an alternative that finds nothing.
         self.held_lemmas: set[str] = set()
+        # Lexemes most posts hold, and when they were read (storage.search, PostgreSQL).
+        self.common_lexemes: tuple[float, frozenset[str]] | None = None
 
     @asynccontextmanager
     async def _access(self) -> AsyncIterator[None]:

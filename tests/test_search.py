@@ -413,6 +413,75 @@ async def test_a_phrase_is_found_past_many_candidates_that_only_hold_its_words(
         await database.close()
 
 
+async def test_a_phrase_kept_by_some_candidates_is_read_in_rounds_sized_by_them(
+    archive_target: Path | str,
+) -> None:
+    """Every third candidate holds the phrase (as typed or inflected), the others only
+    its words: later rounds ask for what the first round's share says is missing, and
+    every hit is found, in order, on both backends."""
+    database = await open_database(archive_target)
+    await archive.save_channel(database, Channel(100, 1, "frontnews", "Front news"))
+    texts = {
+        0: "Вчера взяли в плен солдата номер {i}.",
+        1: "Плен далёк, в городе {i} взяли мост.",
+        2: "В городе {i} взяли мост. Плен далёк.",
+    }
+    posts = [
+        Post(
+            channel_id=100,
+            msg_id=i + 1,
+            date=T0 + timedelta(minutes=i),
+            text=("Солдата {i} взяли вчера в плен." if i % 6 == 3 else texts[i % 3]).format(i=i),
+            raw={"id": i + 1},
+        )
+        for i in range(120)
+    ]
+    await Pipeline(database).ingest(posts, "catchup")
+    expected = [(100, i + 1) for i in reversed(range(120)) if i % 3 == 0]
+    try:
+        for limit in (1, 5, 12, 39, 40, 50):
+            assert await ids(database, '"взяли в плен"', limit=limit) == expected[:limit]
+        if database.dialect == "postgresql":
+            # Statistics say `в` and `взять` are in every post: the candidates are
+            # looked up without them, and the same posts are found.
+            await database.execute("ANALYZE posts_fts")
+            database.common_lexemes = None  # read before there were statistics
+            from storage.search import _common_lexemes
+
+            assert {"в", "взять"} <= await _common_lexemes(database)
+            for limit in (1, 5, 12, 39, 40, 50):
+                assert await ids(database, '"взяли в плен"', limit=limit) == expected[:limit]
+    finally:
+        await database.close()
+
+
+def test_candidates_are_looked_up_without_words_most_posts_hold() -> None:
+    from storage.search import _without_common
+
+    common = frozenset({"в", "и"})
+    assert (
+        _without_common("(('в' | 'в') & ('том' | 'том') & ('числе' | 'число'))", common)
+        == "(('том' | 'том') & ('числе' | 'число'))"
+    )
+    nested = "((('в' | 'в') & ('том' | 'том')) & ('москва' | ('москва' & 'и') | 'в'))"
+    assert _without_common(nested, common) == "(('том' | 'том') & ('москва' | 'москва' | 'в'))"
+    # never everything, never part of an alternative, never a prefix
+    assert _without_common("('в' & 'и')", common) == "('в' & 'и')"
+    assert _without_common("(('в' | 'x') & 'y')", common) == "(('в' | 'x') & 'y')"
+    assert _without_common("('в' & 'в':*)", common) == "'в':*"
+    assert _without_common("('в' & 'y')", frozenset()) == "('в' & 'y')"
+
+
+def test_rounds_of_candidates_follow_the_share_kept() -> None:
+    from storage.search import _CANDIDATES_MAX, _CANDIDATES_MIN, _first_round, _next_round
+
+    assert _first_round(50) == 66
+    assert _next_round(66, 66, 0, 50) == 132  # none kept yet: twice as many
+    assert _next_round(66, 66, 45, 5) == _CANDIDATES_MIN  # a few missing: a few more
+    assert _next_round(66, 66, 20, 30) == 128  # 30 more at 20 in 66, and a quarter
+    assert _next_round(6_400, 50_000, 1, 49) == _CANDIDATES_MAX
+
+
 async def test_a_form_the_archive_did_not_hold_is_found_once_a_post_has_it(
     db: Database,
 ) -> None:
@@ -423,3 +492,92 @@ async def test_a_form_the_archive_did_not_hold_is_found_once_a_post_has_it(
     await Pipeline(db).ingest([_post(100, 9, 6, "Белгородец рассказал об обстреле.")], "catchup")
     assert "белгородец" in (await prepare(db, "Белгород")).fts
     assert await ids(db, "Белгород") == [(100, 9), (200, 2), (200, 1)]
+
+
+# A phrase found as typed is accepted without analysing the text; these are the
+# texts where a literal reading could go wrong, and real posts holding the phrases.
+LITERAL_EDGES = [
+    "В том числе дети.",
+    "в  том   числе",
+    "ранены, в том числе двое",
+    "(в том числе)",
+    "«в том числе»",
+    '"в том числе"',
+    "В ТОМ ЧИСЛЕ",
+    "в том\nчисле",  # a line break ends the sentence
+    "в том. Числе",  # so does a full stop
+    "в том.числе",
+    "в тoм числе",  # a Latin "o": a look-alike, folded by the analysis only
+    "в то́м числе",  # a stress mark
+    "в том чис\u00adле",  # a soft hyphen
+    "п'в том числе",
+    "по-в том числе",
+    "https://example.com/в том числе",
+    "https://example.com/“в том числе",
+    "в том числе.рф",
+    "в том числе's",
+    "в том числе2",
+    "в том ччисле",
+    "во том числе",
+    "в тем числе",
+    "в том числе…",
+    "в том числе!",
+    "взяли в плен",
+    "взяли их в плен",
+    "Взяли в плен. Взяли в плен",
+    "взяли в плену",
+    "visit www. in the www",
+    "in the www. now",
+    "Всё в том же духе",
+    "все в том же духе",
+    "В том числе дети, взятые в плен в Белгороде",
+    "Дети в том числе. Взяли в плен у Работино",
+    "В районе Работино взяли в плен двух военнослужащих.",
+    "в том числе детей",
+    "в том числе дети-сироты",
+    "в том числе Белгород-Днестровский и Белгород, взяли в плен",
+    "Белгородская область: взяли в плен",
+]
+LITERAL_QUERIES = [
+    '"в том числе"',
+    '"взяли в плен"',
+    '"в том числе" "взяли в плен"',
+    '"in the www"',
+    '"всё в том"',
+    '"в том числе" дети',
+    '"в том числе" "дети"',
+    '"в том числе" -дети',
+    '"взяли в плен" Работино',
+    '"взяли в плен" Белгород',
+]
+
+
+def test_a_phrase_found_as_typed_matches_as_the_analysis_says() -> None:
+    from bot.detection import analyze
+    from bot.detection.query import QueryMatcher, parse_query
+    from tests.incident_helpers import unrelated_posts
+
+    real = [
+        row["text"]
+        for row in unrelated_posts(3000, stride=7)
+        if "в том числе" in row["text"].lower() or "в плен" in row["text"].lower()
+    ]
+    assert len(real) > 20
+    for query in LITERAL_QUERIES:
+        check = compile_query(query).check
+        assert check is not None
+        matcher = QueryMatcher(parse_query(query))
+        for text in [*LITERAL_EDGES, *real]:
+            assert check(text) == matcher.matches(analyze(text)), (query, text)
+
+
+def test_only_queries_of_plain_phrases_are_accepted_as_typed() -> None:
+    from bot.query import _literal, _parse
+
+    assert _literal(_parse('"в том числе"')) is not None
+    assert _literal(_parse('"в том числе" "взяли в плен"')) is not None
+    assert _literal(_parse('"в том числе" дети')) is not None
+    for query in ['"в том числе" -дети', '"в том числе" OR "в плен"', '"в том числе" пле*']:
+        assert _literal(_parse(query)) is None, query
+    for query in ['"в 2024 году"', '"in the www"', '"тóм числе"']:
+        assert _literal(_parse(query)) is None, query
