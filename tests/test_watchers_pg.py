@@ -25,24 +25,24 @@ async def _deliverer(app) -> str:
             await asyncio.sleep(0.05)  # polling the server's lock table, bounded above
 
 
+async def _team(stack, sim: Simulator, monitors, bot, admin, tmp_path: Path, url: str) -> dict:
+    """Watchers a and b (one account each) on `url`, watching rdk_channel, 2 s leases."""
+    apps = {}
+    for name, monitor in zip("ab", monitors, strict=True):
+        settings = bot_settings(
+            tmp_path / name, bot, [admin], "rdk_channel", db_path=url, watcher=name, lease_seconds=2
+        )
+        apps[name] = await stack.enter_async_context(service(sim, monitor, bot, settings))
+    return apps
+
+
 async def test_one_delivers_and_the_other_takes_over(
     sim: Simulator, bot, admin, ann, rdk, tmp_path: Path, pg_server: PgServer
 ) -> None:
     url = pg_server.create_database()
     monitors = [sim.add_user(phone=f"+1555009{i}", first_name=f"Monitor {i}") for i in (1, 2)]
     async with contextlib.AsyncExitStack() as stack:
-        apps = {}
-        for name, monitor in zip("ab", monitors, strict=True):
-            settings = bot_settings(
-                tmp_path / name,
-                bot,
-                [admin],
-                "rdk_channel",
-                db_path=url,
-                watcher=name,
-                lease_seconds=2,
-            )
-            apps[name] = await stack.enter_async_context(service(sim, monitor, bot, settings))
+        apps = await _team(stack, sim, monitors, bot, admin, tmp_path, url)
         leader = await _deliverer(apps["a"])
         survivor = "b" if leader == "a" else "a"
         assert (apps[leader].bot is None, apps[survivor].bot is None) == (False, True)
@@ -80,18 +80,7 @@ async def test_watch_and_unwatch_from_the_bot_reach_the_whole_team(
     sim.post(legion, "первый пост")
     monitors = [sim.add_user(phone=f"+1555008{i}", first_name=f"Monitor {i}") for i in (1, 2)]
     async with contextlib.AsyncExitStack() as stack:
-        apps = {}
-        for name, monitor in zip("ab", monitors, strict=True):
-            settings = bot_settings(
-                tmp_path / name,
-                bot,
-                [admin],
-                "rdk_channel",
-                db_path=url,
-                watcher=name,
-                lease_seconds=2,
-            )
-            apps[name] = await stack.enter_async_context(service(sim, monitor, bot, settings))
+        apps = await _team(stack, sim, monitors, bot, admin, tmp_path, url)
         leader = apps[await _deliverer(apps["a"])]
         answer = await ask(sim, admin, bot, "/watch @legion")
         assert answer.text == "Watching Легион (@legion) (live)."
