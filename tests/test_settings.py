@@ -162,3 +162,27 @@ def test_catch_up_concurrency_default_and_value() -> None:
         load_settings({"CHANWATCH_CATCHUP_CONCURRENCY": "16"}, env_file=None).catchup_concurrency
         == 16
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "problem"),
+    [
+        ("LEASE_SECONDS", "1", "CHANWATCH_LEASE_SECONDS must be a whole number from 2 to 3600"),
+        ("LEASE_SECONDS", "1m", "CHANWATCH_LEASE_SECONDS must be a whole number from 2 to 3600"),
+        ("JOIN_LIMIT", "1001", "CHANWATCH_JOIN_LIMIT must be a whole number from 0 to 1000"),
+        ("JOIN_LIMIT", "-5", "CHANWATCH_JOIN_LIMIT must be a whole number from 0 to 1000"),
+    ],
+)
+def test_lease_and_join_limit_must_be_sane_numbers(name: str, text: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings({f"CHANWATCH_{name}": text}, env_file=None)
+    assert caught.value.problems == [problem]
+
+
+def test_lease_and_join_limit_defaults_and_values() -> None:
+    default = load_settings({}, env_file=None)
+    assert (default.lease_seconds, default.join_limit) == (60, 500)
+    given = load_settings(
+        {"CHANWATCH_LEASE_SECONDS": "10", "CHANWATCH_JOIN_LIMIT": "0"}, env_file=None
+    )
+    assert (given.lease_seconds, given.join_limit) == (10, 0)
