@@ -165,7 +165,7 @@ async def check_postgres(url: str, settings: Settings | None = None) -> list[Che
         )
     else:
         checks.append(Check("database permissions", True, f"role {found.role!r} may write"))
-    checks.extend(await _delivery(url, settings))
+    checks.extend(await _shared_work(url, settings))
     if not found.icu:
         checks.append(
             Check(
@@ -178,7 +178,7 @@ async def check_postgres(url: str, settings: Settings | None = None) -> list[Che
     return checks
 
 
-async def _delivery(url: str, settings: Settings | None) -> list[Check]:
+async def _shared_work(url: str, settings: Settings | None) -> list[Check]:
     """Which watcher delivers the alerts of a shared PostgreSQL archive, and (with the
     settings) whether every configured channel is held by a live watcher."""
     from bot.cli.status import status

@@ -74,7 +74,7 @@ class App:
         self._heartbeat: asyncio.Task[None] | None = None
         self._leading: asyncio.Task[None] | None = None
         self.sharing: Sharing | None = None
-        self._sharing: asyncio.Task[None] | None = None
+        self._sharing_task: asyncio.Task[None] | None = None
 
     def on_alert(self, listener: DeliveredListener) -> None:
         """Call `listener` with every alert message delivered (demo, benchmarks, tests)."""
@@ -115,7 +115,7 @@ class App:
                     lease_seconds=self.settings.lease_seconds,
                 )
                 self.watcher.specs = await self.sharing.first_share()
-                self._sharing = asyncio.create_task(
+                self._sharing_task = asyncio.create_task(
                     self.sharing.run(self.stopping, self.ready), name="channel-leases"
                 )
             self.client.reconnect_callbacks.append(self._after_reconnect)
@@ -342,10 +342,10 @@ class App:
             self._leading.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._leading
-        if self._sharing is not None:
-            self._sharing.cancel()
+        if self._sharing_task is not None:
+            self._sharing_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sharing
+                await self._sharing_task
         if self.sharing is not None and self.stopping.is_set():
             await self.sharing.leave()  # a crash leaves them to expire instead
         if self.watcher is not None:

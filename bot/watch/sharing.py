@@ -45,7 +45,6 @@ class Sharing:
         self.lease_seconds = lease_seconds
         self.clock = clock
         self.renewed_at: float | None = None
-        self.rounds = 0
         self._swept = False
         self._failing = False  # the last renewal failed (warned once, then quiet)
         self._applied: dict[str, str] = {}  # the lease mode last acted on, per channel
@@ -144,7 +143,6 @@ class Sharing:
             decide=decide,
         )
         self.renewed_at = now
-        self.rounds += 1
         self._team = [
             c
             for c in await archive.list_channels(self.db)

@@ -202,18 +202,17 @@ class Watcher:
 
     # --- channels handed over between watchers sharing the archive ------------
 
-    async def adopt(self, spec: ChannelSpec) -> bool:
+    async def adopt(self, spec: ChannelSpec) -> None:
         """Start watching a configured channel this watcher now holds: resolve it,
-        join it if live, catch it up. False if it cannot be watched."""
+        join it if live, catch it up (one that cannot be watched is reported once)."""
         watched = await self._resolve_configured(spec)
         if watched is None:
-            return False
+            return
         if watched.channel.mode == "live":
             await self._join(watched)
         run = _Pass(RECONCILE_DEPTH)
         await self._catch_up_in(run, watched)
         self._end(run)
-        return True
 
     async def drop(self, key: str) -> None:
         """Stop watching a channel another watcher takes over (it stays in the
@@ -221,7 +220,7 @@ class Watcher:
         channel_id = self.keys.pop(key, None)
         watched = self.channels.pop(channel_id, None) if channel_id is not None else None
         if watched is not None and watched.channel.mode == "live":
-            await self._leave(watched)
+            await self._leave(watched.entity)
 
     async def remode(self, key: str, mode: str) -> None:
         """Join a polled channel, or leave a joined one and poll it (the join limit)."""
@@ -232,12 +231,9 @@ class Watcher:
         if mode == "live":
             await self._join(watched)
         else:
-            await self._leave(watched)
+            await self._leave(watched.entity)
 
-    async def _leave(self, watched: Watched) -> None:
-        await self._leave_entity(watched.entity)
-
-    async def _leave_entity(self, entity: types.InputPeerChannel) -> None:
+    async def _leave(self, entity: types.InputPeerChannel) -> None:
         try:
             await self.client(functions.channels.LeaveChannelRequest(entity))
         except errors.RPCError as exc:
@@ -260,7 +256,7 @@ class Watcher:
             if channel_id not in self.channels
         ]
         for channel_id, access_hash in stale:
-            await self._leave_entity(types.InputPeerChannel(channel_id, access_hash))
+            await self._leave(types.InputPeerChannel(channel_id, access_hash))
         return len(stale)
 
     # --- channels added and removed at run time (admins, from the bot) ---------
@@ -303,7 +299,7 @@ class Watcher:
         self.keys = {k: v for k, v in self.keys.items() if v != channel_id}
         self.specs = [s for s in self.specs if s.ref not in (watched.id, watched.channel.username)]
         if watched.channel.mode == "live":
-            await self._leave(watched)
+            await self._leave(watched.entity)
 
     def watched(self) -> list[Channel]:
         """The channels watched: this watcher's, or the whole team's when shared."""
