@@ -84,6 +84,8 @@ class Team:
                 watcher=name,
                 lease_seconds=str(LEASE),
                 backfill="1000",
+                # the fallback for what Telegram does not push (every 15 min by default)
+                reconcile_interval="1m",
             )
             for name, monitor in self.monitors.items()
         }
@@ -163,6 +165,13 @@ class Team:
 
     def received(self) -> dict[tuple[str, int], int]:
         return alerts_in(self.sim.messages_to(self.analyst, from_=self.bot))
+
+    async def deletions_recorded(self) -> bool:
+        assert self.db is not None
+        rows = await self.db.fetchall(
+            "SELECT channel_id, msg_id FROM posts WHERE deleted_at IS NOT NULL"
+        )
+        return {(r[0], r[1]) for r in rows} == self.deleted
 
     async def archived(self) -> dict[tuple[int, int], str]:
         assert self.db is not None
@@ -259,6 +268,7 @@ async def test_two_watchers_share_channels_survive_kills_and_lose_nothing(
         await _until(
             lambda: _true(set(team.received()) >= expected), "every matching post is alerted"
         )
+        await _until(team.deletions_recorded, "every deletion recorded")
         pending = "SELECT count(*) FROM alerts WHERE status = 'pending'"
         await _until(lambda: _scalar_is(team.db, pending, 0), "nothing left to deliver")
         # each account is a member of just the channels it holds (a killed one left
