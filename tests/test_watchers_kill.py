@@ -268,7 +268,7 @@ async def test_two_watchers_share_channels_survive_kills_and_lose_nothing(
         await _until(
             lambda: _true(set(team.received()) >= expected), "every matching post is alerted"
         )
-        await _until(team.deletions_recorded, "every deletion recorded")
+        deletions_after = await _until(team.deletions_recorded, "every deletion recorded")
         pending = "SELECT count(*) FROM alerts WHERE status = 'pending'"
         await _until(lambda: _scalar_is(team.db, pending, 0), "nothing left to deliver")
         # each account is a member of just the channels it holds (a killed one left
@@ -303,7 +303,8 @@ async def test_two_watchers_share_channels_survive_kills_and_lose_nothing(
     assert await team.held() == {}
     await team.db.close()
     print(f"\ntakeovers after SIGKILL: {', '.join(f'{t:.1f} s' for t in takeovers)}"
-          f" (lease {LEASE} s); {posted} posts under load")  # fmt: skip
+          f" (lease {LEASE} s); {posted} posts under load; deletions all recorded"
+          f" {deletions_after:.1f} s after the archive held every post")  # fmt: skip
 
 
 async def _equal(value: Awaitable[object], expected: object) -> bool:
