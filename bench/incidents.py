@@ -28,7 +28,7 @@ from loguru import logger  # noqa: E402
 
 from bench.common import corpus, figure  # noqa: E402
 from bot import incident_join  # noqa: E402
-from bot.incidents import grouping  # noqa: E402
+from bot.incidents import minhash  # noqa: E402
 from bot.pipeline import Pipeline  # noqa: E402
 from storage import archive, incidents  # noqa: E402
 from storage.db import open_database  # noqa: E402
@@ -76,7 +76,7 @@ async def measure(limit: int | None, sample: int, workdir: Path) -> dict[str, An
         without = await ingest(workdir / "plain.db", posts, channels)
     finally:
         incident_join.join_in = original  # type: ignore[assignment]
-    grouping._minhash.cache_clear()  # texts are new to a service; words are not
+    minhash.signature_of.cache_clear()  # texts are new to a service; words are not
     spent = [0.0]
 
     async def timed(conn: Any, items: Any) -> dict[int, int]:

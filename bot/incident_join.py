@@ -16,8 +16,15 @@ from typing import Protocol
 
 from loguru import logger
 
-from bot.detection import Analysis
-from bot.incidents import CLAIMISH, ChannelInfo, Features, decide, features_of, title_of
+from bot.incidents import (
+    CLAIMISH,
+    ChannelInfo,
+    Features,
+    TextFeatures,
+    decide,
+    features_of,
+    title_of,
+)
 from bot.incidents.grouping import WINDOW, Candidate
 from storage import incidents as store
 from storage.db import Connection, savepoint
@@ -31,9 +38,10 @@ class Verdict(Protocol):
     count: int | None
 
 
-# What the pipeline hands over per analysed post: (post id, post, its analysis on demand,
-# verdict). Most posts are never compared, so their text is not analysed again.
-Item = tuple[int, Post, Callable[[], Analysis], Verdict]
+# What the pipeline hands over per analysed post: (post id, post, what grouping takes
+# from its text, on demand, verdict). Most posts are never compared, so unless a
+# detection worker already did it, their text is not analysed again.
+Item = tuple[int, Post, Callable[[], TextFeatures], Verdict]
 
 
 def _entity_urls(post: Post) -> list[str]:
@@ -41,7 +49,7 @@ def _entity_urls(post: Post) -> list[str]:
 
 
 def features_for(
-    post_id: int, post: Post, analysis: Callable[[], Analysis], verdict: Verdict
+    post_id: int, post: Post, found: Callable[[], TextFeatures], verdict: Verdict
 ) -> Features:
     return features_of(
         post_id=post_id,
@@ -49,7 +57,7 @@ def features_for(
         msg_id=post.msg_id,
         date=post.date,
         text=post.text,
-        analysis=analysis(),
+        found=found(),
         label=verdict.label,
         count=verdict.count,
         fwd_key=post.fwd_from.key if post.fwd_from is not None else None,

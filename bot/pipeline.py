@@ -30,6 +30,7 @@ from bot.detection import Analysis, analyze
 from bot.detection import load as load_dictionaries
 from bot.detection.claims import ClaimResult, detect_claim
 from bot.detection.keywords import KeywordMatch, Matcher, Rule, compile_rules
+from bot.incidents import TextFeatures, text_features
 from bot.pool import DetectionPool
 from storage import archive, outbox
 from storage.archive import Archived
@@ -121,11 +122,18 @@ class Detected(NamedTuple):
     matches: tuple[Match, ...] = ()
     analysis_error: str | None = None  # traceback: archived without lemmas or detection
     claim_error: str | None = None  # traceback: archived without a verdict or alerts
+    features: TextFeatures | None = None  # for incident grouping, from a worker
 
 
 def detect_text(
-    text: str, matcher: Matcher | None = None, channel: Sequence[str | int] = ()
+    text: str,
+    matcher: Matcher | None = None,
+    channel: Sequence[str | int] = (),
+    *,
+    grouped: bool = False,
 ) -> Detected:
+    """Detection of one text; `grouped`: with what incident grouping takes from it
+    (a worker does that work beside the rest; in-process it is done only if needed)."""
     try:
         analysis = analyze(text)
     except Exception:
@@ -138,7 +146,20 @@ def detect_text(
     matches: tuple[Match, ...] = ()
     if matcher is not None:
         matches = tuple([match_of(m) for m in matcher.match(analysis, channel=channel)])
-    return Detected(lemmas, analysis.lang, verdict, matches)
+    features = None
+    if grouped:
+        # on failure grouping computes them again in its own error boundary, which logs
+        with contextlib.suppress(Exception):
+            features = text_features(analysis, signed=True)
+    return Detected(lemmas, analysis.lang, verdict, matches, features=features)
+
+
+def _features_given(found: TextFeatures) -> TextFeatures:
+    return found
+
+
+def _features_of_text(text: str) -> TextFeatures:
+    return text_features(analyze(text))
 
 
 # In a worker process: the last rule set it was sent, compiled once.
@@ -155,7 +176,7 @@ def detect_chunk(
         compiled: tuple[Rule, ...] = pickle.loads(rules) if rules else ()
         _worker_matcher = (version, compile_rules(compiled) if compiled else None)
     matcher = _worker_matcher[1]
-    return [detect_text(text, matcher, channel) for text, channel in items]
+    return [detect_text(text, matcher, channel, grouped=True) for text, channel in items]
 
 
 def _seed_worker_matcher(version: int, matcher: Matcher | None) -> None:
@@ -414,7 +435,13 @@ class Pipeline:
             if item.status == "edited":  # a new post's row was written with them
                 rows.append(verdict.row(detected.lang, stamp, item.post_id))
             # analysed again only if grouping needs it (a claim, or a post near an incident)
-            grouping.append((item.post_id, item.post, partial(analyze, item.post.text), verdict))
+            # and no worker did it
+            features = (
+                partial(_features_given, detected.features)
+                if detected.features is not None
+                else partial(_features_of_text, item.post.text)
+            )
+            grouping.append((item.post_id, item.post, features, verdict))
             if not planning:
                 continue
             chat_hits = hits.get(key)

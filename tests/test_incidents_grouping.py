@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.detection import analyze, detect_claim
 from bot.incident_join import thread_alerts
-from bot.incidents import ChannelInfo, Features, decide, features_of
+from bot.incidents import ChannelInfo, Features, decide, features_of, text_features
 from bot.incidents.grouping import Candidate, assess
 from bot.incidents.places import places_in
 from storage.outbox import NewAlert
@@ -27,7 +27,7 @@ def feat(post_id: int, channel: ChannelInfo, text: str, minutes: int = 0, **kw) 
         msg_id=post_id,
         date=T0 + timedelta(minutes=minutes),
         text=text,
-        analysis=analysis,
+        found=text_features(analysis),
         label=verdict.label,
         count=verdict.count,
         **kw,
@@ -93,7 +93,7 @@ def test_text_similarity_is_datasketchs_minhash_bit_for_bit() -> None:
 
     from datasketch import MinHash
 
-    from bot.incidents.grouping import NUM_PERM, _minhash, similarity
+    from bot.incidents.minhash import NUM_PERM, _minhash, similarity
 
     def reference(words: frozenset[str]) -> MinHash:
         signature = MinHash(num_perm=NUM_PERM)
@@ -107,3 +107,26 @@ def test_text_similarity_is_datasketchs_minhash_bit_for_bit() -> None:
         b = frozenset(rng.sample(vocabulary, rng.randint(1, 120)))
         assert list(_minhash(a)) == [int(v) for v in reference(a).hashvalues]
         assert similarity(a, b) == reference(a).jaccard(reference(b))
+
+
+def test_equal_lanes_counts_equal_32_bit_values_whatever_their_bits() -> None:
+    import random
+
+    from bot.incidents.minhash import NUM_PERM, _equal_lanes
+
+    def packed(values: list[int]) -> int:
+        return sum(v << (32 * k) for k, v in enumerate(values))
+
+    rng = random.Random(11)
+    edges = [0, 1, 0x7FFFFFFF, 0x80000000, 0x80000001, 0xFFFFFFFF, 0xFFFFFFFE]
+    for _ in range(200):
+        a = [
+            rng.choice(edges) if rng.random() < 0.5 else rng.getrandbits(32)
+            for _ in range(NUM_PERM)
+        ]
+        b = [
+            x if rng.random() < 0.4 else rng.choice([rng.choice(edges), x ^ 1, x ^ 0x80000000])
+            for x in a
+        ]
+        expected = sum(x == y for x, y in zip(a, b, strict=True))
+        assert _equal_lanes(packed(a), packed(b)) == expected

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from loguru import logger
 
 from bot.alerts.policy import Policy
 from bot.pipeline import POOL_MIN_TEXTS, Pipeline
@@ -54,7 +55,7 @@ async def archive_with(path: Path, pool: DetectionPool | None, batch: list[Post]
     return db
 
 
-async def stored(db: Database) -> tuple[list[tuple], list[tuple]]:
+async def stored(db: Database) -> tuple[list[tuple], list[tuple], list[tuple]]:
     rows = await db.fetchall(
         "SELECT channel_id, msg_id, lemmas, lang, claim_label, claim_score, claim_evidence "
         "FROM posts ORDER BY channel_id, msg_id"
@@ -63,7 +64,16 @@ async def stored(db: Database) -> tuple[list[tuple], list[tuple]]:
         "SELECT a.chat_id, p.channel_id, p.msg_id, a.payload FROM alerts a "
         "JOIN posts p ON p.id = a.post_id ORDER BY a.chat_id, p.channel_id, p.msg_id"
     )
-    return [tuple(r) for r in rows], [(*r[:3], json.loads(r[3])) for r in alerts]
+    grouped = await db.fetchall(
+        "SELECT p.channel_id, p.msg_id, i.title, ip.features, ip.score, ip.ties "
+        "FROM incident_posts ip JOIN posts p ON p.id = ip.post_id "
+        "LEFT JOIN incidents i ON i.id = ip.incident_id ORDER BY p.channel_id, p.msg_id"
+    )
+    return (
+        [tuple(r) for r in rows],
+        [(*r[:3], json.loads(r[3])) for r in alerts],
+        [tuple(r) for r in grouped],
+    )
 
 
 async def test_bulk_batches_in_workers_store_what_in_process_detection_does(
@@ -73,17 +83,24 @@ async def test_bulk_batches_in_workers_store_what_in_process_detection_does(
     pool = DetectionPool(2)
     if not pool.enabled:
         pytest.skip("no fork on this platform")
+    warned: list[str] = []
+    sink = logger.add(lambda m: warned.append(str(m)), level="WARNING")
     try:
         in_workers = await archive_with(tmp_path / "workers.db", pool, batch)
         assert pool.running  # the batches really went to the workers
+        in_process = await archive_with(tmp_path / "inline.db", None, batch)
     finally:
         pool.close()
-    in_process = await archive_with(tmp_path / "inline.db", None, batch)
+        logger.remove(sink)
+    assert warned == []  # every batch whole: none fell back to one post at a time
     try:
         got, want = await stored(in_workers), await stored(in_process)
         assert got == want
-        rows, alerts = got
+        rows, alerts, grouped = got
         assert len(rows) == len(batch) and all(r[2] for r in rows)  # all archived, lemmatised
+        # the workers' incident features (and MinHash signatures) group posts alike
+        assert len({title for *_, title, _, _, _ in grouped}) >= 2
+        assert any(t["kind"] == "text" for *_, ties in grouped for t in json.loads(ties))
         assert {r[4] for r in rows} == {"claim", "none"}
         # the channel-limited rule fired only in its channel, the exclusion held
         assert {(chat, channel) for chat, channel, _, why in alerts if "rules" in why} == {

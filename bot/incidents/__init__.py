@@ -1,13 +1,21 @@
 """Incidents: one story told by several channels, grouped from archived posts.
 
-Pure like `bot.detection`: no I/O, no clock. `features_of()` takes what grouping
-compares from a post, `decide()` says which incident it joins (with the ties and
-their scores that explain why), or that it opens one, or stays alone.
+Pure like `bot.detection`: no I/O, no clock. `text_features()` takes what grouping
+compares from a post's text, `features_of()` adds what it compares from the rest of
+the post, `decide()` says which incident it joins (with the ties and their scores
+that explain why), or that it opens one, or stays alone.
 """
 
 from __future__ import annotations
 
-from bot.incidents.features import CLAIMISH, ChannelInfo, Features, features_of
+from bot.incidents.features import (
+    CLAIMISH,
+    ChannelInfo,
+    Features,
+    TextFeatures,
+    features_of,
+    text_features,
+)
 from bot.incidents.grouping import JOIN_AT, WINDOW, Candidate, Decision, Tie, assess, decide
 
 __all__ = [
@@ -18,10 +26,12 @@ __all__ = [
     "ChannelInfo",
     "Decision",
     "Features",
+    "TextFeatures",
     "Tie",
     "assess",
     "decide",
     "features_of",
+    "text_features",
     "title_of",
 ]
 

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from bot.detection import morphology
 from bot.detection.text import Analysis, analyze
+from bot.incidents.minhash import signature
 from bot.incidents.places import Place, adjective_stems, broad_names, people_in, places_in
 
 CLAIMISH = frozenset({"claim", "denial", "exchange"})
@@ -92,6 +93,8 @@ class Features:
     reply_to: int | None = None
     grouped_id: int | None = None
     media: Mapping[str, int] = field(default_factory=dict)  # kind -> how many
+    # MinHash of `words` when already computed (by a detection worker); not stored
+    signature: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def claimish(self) -> bool:
@@ -205,6 +208,30 @@ def mentions(text: str, entity_urls: Iterable[str] = ()) -> tuple[frozenset[str]
     return frozenset(handles), frozenset(links)
 
 
+class TextFeatures(NamedTuple):
+    """What grouping takes from a post's text alone: on bulk paths a detection worker
+    computes it beside the post's other detection results."""
+
+    places: tuple[Place, ...]
+    adjectives: frozenset[str]
+    people: frozenset[str]
+    words: frozenset[str]
+    names: frozenset[str]
+    signature: int | None = None  # MinHash of `words`
+
+
+def text_features(analysis: Analysis, *, signed: bool = False) -> TextFeatures:
+    words = content_words(analysis)
+    return TextFeatures(
+        places=places_in(analysis),
+        adjectives=adjective_stems(analysis),
+        people=people_in(analysis),
+        words=words,
+        names=proper_words(analysis),
+        signature=signature(words) if signed else None,
+    )
+
+
 def features_of(
     *,
     post_id: int,
@@ -212,7 +239,7 @@ def features_of(
     msg_id: int,
     date: datetime,
     text: str,
-    analysis: Analysis,
+    found: TextFeatures,
     label: str | None,
     count: int | None,
     fwd_key: str | None = None,
@@ -229,15 +256,16 @@ def features_of(
         date=date,
         label=label or "none",
         count=count,
-        places=places_in(analysis),
-        adjectives=adjective_stems(analysis),
-        people=people_in(analysis),
+        places=found.places,
+        adjectives=found.adjectives,
+        people=found.people,
         handles=handles,
         links=links,
-        words=content_words(analysis),
-        names=proper_words(analysis),
+        words=found.words,
+        names=found.names,
         fwd_key=fwd_key,
         reply_to=reply_to,
         grouped_id=grouped_id,
         media=dict(Counter(media_kinds)),
+        signature=found.signature,
     )
