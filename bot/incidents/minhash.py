@@ -13,6 +13,7 @@ two signatures are compared with a few big-integer operations.
 from __future__ import annotations
 
 import hashlib
+import sys
 from array import array
 from functools import lru_cache
 
@@ -78,27 +79,44 @@ def _word_hash(word: str) -> int:
     return h ^ (h >> 16)
 
 
-# All permutations at once: a_k * h + b_k < 2**65 fits a 96-bit lane of one big integer,
-# so one multiplication gives every permuted value, and each lane's low 32 bits are the
-# value mod 2**32 (every third uint32 of the little-endian bytes).
-_LANE = 96
+# All permutations at once: a_k, b_k and h are below 2**32, so a_k * h + b_k < 2**64
+# fits a 64-bit lane of one big integer. One multiplication gives every permuted
+# value, whose low 32 bits are the value mod 2**32; a 33rd bit per lane lets the
+# least values be kept lane by lane with a few big-integer operations per word.
+_LANE = 64
+assert max(_PERM_A) <= _MASK and max(_PERM_B) <= _MASK
 _ALL_A = sum(a << (_LANE * k) for k, (a, _) in enumerate(_PERMS))
 _ALL_B = sum(b << (_LANE * k) for k, (_, b) in enumerate(_PERMS))
-_ALL_BYTES = _LANE // 8 * NUM_PERM
+_LOW32 = sum(_MASK << (_LANE * k) for k in range(NUM_PERM))
+_GUARD = sum(1 << (_LANE * k + 32) for k in range(NUM_PERM))
 
 
-def _permuted(word: str) -> memoryview:
-    """(a_k * h + b_k) mod 2**32 for every permutation k, h the word's hash."""
-    lanes = (_ALL_A * _word_hash(word) + _ALL_B).to_bytes(_ALL_BYTES, "little")
-    return memoryview(lanes).cast("I")[:: _LANE // 32]
+def _least(words: frozenset[str]) -> int:
+    """Per permutation (lane), the least permuted hash of the words."""
+    least = 0
+    for i, word in enumerate(words):
+        permuted = (_ALL_A * _word_hash(word) + _ALL_B) & _LOW32
+        if i == 0:
+            least = permuted
+            continue
+        # a lane of (least + 2**32 - permuted) keeps its guard bit iff least >= permuted
+        smaller = ((((least | _GUARD) - permuted) & _GUARD) >> 32) * _MASK
+        least ^= (least ^ permuted) & smaller
+    return least
 
 
 def _minhash(words: frozenset[str]) -> array[int]:
     """The words' MinHash signature: per permutation, the least permuted hash."""
-    rows = [_permuted(w) for w in words]
-    if len(rows) == 1:
-        return array("I", rows[0])
-    return array("I", map(min, *rows))
+    signature = array("I", signature_bytes(words))
+    if sys.byteorder == "big":
+        signature.byteswap()
+    return signature
+
+
+def signature_bytes(words: frozenset[str]) -> bytes:
+    """The signature's 32-bit values, little-endian."""
+    lanes = _least(words).to_bytes(_LANE // 8 * NUM_PERM, "little")
+    return memoryview(lanes).cast("I")[:: _LANE // 32].tobytes()  # each lane's low 4 bytes
 
 
 _LOW31 = sum(0x7FFFFFFF << (32 * k) for k in range(NUM_PERM))
@@ -109,7 +127,7 @@ def signature(words: frozenset[str]) -> int:
     """The words' signature as one integer (0 for no words)."""
     if not words:
         return 0
-    return int.from_bytes(_minhash(words).tobytes(), "little")
+    return int.from_bytes(signature_bytes(words), "little")
 
 
 # Incident members are compared with every new post near them: their signatures are
