@@ -17,7 +17,15 @@ from typing import Any, NamedTuple
 from bot.detection import morphology
 from bot.detection.text import Analysis, analyze
 from bot.incidents.minhash import signature
-from bot.incidents.places import Place, adjective_stems, broad_names, people_in, places_in
+from bot.incidents.places import (
+    Place,
+    adjective_stems,
+    broad_names,
+    cyrillic,
+    people_in,
+    places_in,
+    ru_tags,
+)
 
 CLAIMISH = frozenset({"claim", "denial", "exchange"})
 
@@ -157,10 +165,9 @@ def _is_name_word(lemma: str) -> bool:
     )
 
 
-@lru_cache(maxsize=100_000)
 def _is_content(norm: str) -> bool:
-    parse = morphology.morph("ru").parse(norm)
-    return bool(parse) and parse[0].tag.POS in _CONTENT
+    tags = ru_tags(norm)
+    return bool(tags) and not tags[0].isdisjoint(_CONTENT)  # its part of speech
 
 
 def content_words(analysis: Analysis) -> frozenset[str]:
@@ -171,7 +178,7 @@ def content_words(analysis: Analysis) -> frozenset[str]:
         lemma = token.lemmas[0] if token.lemmas else token.norm
         if lemma in _STOP:
             continue
-        if any("\u0400" <= ch <= "\u04ff" for ch in token.norm) and not _is_content(token.norm):
+        if cyrillic(token.norm) and not _is_content(token.norm):
             continue
         out.add(lemma)
     return frozenset(out)

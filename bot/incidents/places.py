@@ -10,6 +10,7 @@ that is not a person's name — villages are mostly missing from the dictionary
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -66,7 +67,9 @@ def broad_stems() -> frozenset[str]:
 
 
 @lru_cache(maxsize=100_000)
-def _tags(norm: str) -> tuple[frozenset[str], ...]:
+def ru_tags(norm: str) -> tuple[frozenset[str], ...]:
+    """Grammemes of the word's four likeliest Russian parses (places, people and content
+    words all ask: one parse per word serves them)."""
     return tuple(frozenset(p.tag.grammemes) for p in morphology.morph("ru").parse(norm)[:4])
 
 
@@ -75,24 +78,27 @@ def _is_capitalized(token: Token) -> bool:
     return text[:1].isupper() and not (len(text) > 1 and text.isupper()) and not token.is_number
 
 
-def _cyrillic(norm: str) -> bool:
-    return any("\u0400" <= ch <= "\u04ff" for ch in norm)
+_CYRILLIC = re.compile("[\u0400-\u04ff]")
+
+
+def cyrillic(norm: str) -> bool:
+    return _CYRILLIC.search(norm) is not None
 
 
 def is_person(token: Token) -> bool:
-    if not _is_capitalized(token) or not _cyrillic(token.norm):
+    if not _is_capitalized(token) or not cyrillic(token.norm):
         return False
-    tags = _tags(token.norm)
+    tags = ru_tags(token.norm)
     return bool(tags) and "Surn" in tags[0]
 
 
 def _is_place(tokens: tuple[Token, ...], i: int, text: str) -> bool:
     token = tokens[i]
-    if not _is_capitalized(token) or not _cyrillic(token.norm) or len(token.norm) < 3:
+    if not _is_capitalized(token) or not cyrillic(token.norm) or len(token.norm) < 3:
         return False
     if token.norm in NOT_PLACES or (token.lemmas and token.lemmas[0] in NOT_PLACES):
         return False
-    tags = _tags(token.norm)
+    tags = ru_tags(token.norm)
     if any("Geox" in t and "NOUN" in t for t in tags):
         return True
     if tags and ("ADJF" in tags[0] or tags[0] & {"Surn", "Patr"}):
@@ -107,7 +113,7 @@ def _is_place(tokens: tuple[Token, ...], i: int, text: str) -> bool:
     ):
         return False  # "у Марии Захаровой"; but "у Козинки" (a village and a first name)
     j = i - 1
-    if j >= 0 and _is_capitalized(tokens[j]) and "ADJF" in (_tags(tokens[j].norm) or ({""},))[0]:
+    if j >= 0 and _is_capitalized(tokens[j]) and "ADJF" in (ru_tags(tokens[j].norm) or ({""},))[0]:
         j -= 1  # "у Новой Таволжанки"
     return (
         j >= 0
@@ -139,7 +145,7 @@ def _display(tokens: tuple[Token, ...], i: int) -> str:
         before is not None
         and _is_capitalized(before)
         and before.sentence == token.sentence
-        and not any("Geox" in t for t in _tags(before.norm))
+        and not any("Geox" in t for t in ru_tags(before.norm))
     ):
         adjective = _nominative_adjective(before.norm, lemma)
         if adjective:
@@ -189,7 +195,7 @@ def adjective_stems(analysis: Analysis) -> frozenset[str]:
     stems: set[str] = set()
     for token in analysis.tokens:
         lemma = token.lemmas[0] if token.lemmas else token.norm
-        if lemma.endswith(_DERIVED_TAILS) and _cyrillic(lemma):
+        if lemma.endswith(_DERIVED_TAILS) and cyrillic(lemma):
             stems.update(derived_stems(lemma))
     return frozenset(stems)
 
