@@ -167,7 +167,10 @@ _worker_matcher: tuple[int, Matcher | None] = (0, None)
 
 
 def detect_chunk(
-    items: Sequence[tuple[str, tuple[str | int, ...]]], version: int, rules: bytes
+    items: Sequence[tuple[str, tuple[str | int, ...]]],
+    version: int,
+    rules: bytes,
+    grouped: bool = False,
 ) -> list[Detected]:
     """detect_text over (text, channel) pairs, run in a worker process. `rules` is the
     pickled rule set `version`: unpickled and compiled only when the version changes."""
@@ -176,7 +179,7 @@ def detect_chunk(
         compiled: tuple[Rule, ...] = pickle.loads(rules) if rules else ()
         _worker_matcher = (version, compile_rules(compiled) if compiled else None)
     matcher = _worker_matcher[1]
-    return [detect_text(text, matcher, channel, grouped=True) for text, channel in items]
+    return [detect_text(text, matcher, channel, grouped=grouped) for text, channel in items]
 
 
 def _seed_worker_matcher(version: int, matcher: Matcher | None) -> None:
@@ -390,7 +393,7 @@ class Pipeline:
             rules = self._pickled_rules.get(who.version)
             if rules is None:
                 self._pickled_rules = {who.version: (rules := pickled_rules(who.rules))}
-            results = await pool.map(detect_chunk, pool.chunks(items), who.version, rules)
+            results = await pool.map(detect_chunk, pool.chunks(items), who.version, rules, True)
         else:
             results = [detect_text(text, who.matcher, channel) for text, channel in items]
         return dict(zip(todo, results, strict=True))
