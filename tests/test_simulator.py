@@ -592,3 +592,53 @@ async def test_private_history_pages_like_channels(sim: Simulator) -> None:
             ]
     assert newest == [f"alert {i}" for i in range(129, -1, -1)]
     assert oldest == newest[::-1]
+
+
+def test_history_pages_match_a_plain_filter_as_posts_come_and_go() -> None:
+    """getHistory's arguments (offsets, bounds, limit) give what a plain filter of the
+    live messages gives, also right after posts are added or deleted."""
+    import datetime as dt
+    import random
+
+    from bot.simulator.world import World
+
+    def plain(messages: list[Any], **kw: Any) -> list[int]:
+        live = sorted((m for m in messages if not m.deleted), key=lambda m: -m.id)
+        min_id, max_id = kw["min_id"], kw["max_id"]
+        found = [m for m in live if m.id > min_id and (max_id <= 0 or m.id < max_id)]
+        start = 0
+        if kw["offset_id"]:
+            start = next((i for i, m in enumerate(found) if m.id < kw["offset_id"]), len(found))
+        elif kw["offset_date"] is not None:
+            start = next((i for i, m in enumerate(found) if m.date < kw["offset_date"]), len(found))
+        start += kw["add_offset"]
+        end = start + max(0, min(kw["limit"], 100))
+        return [m.id for m in found[max(start, 0) : max(end, 0)]]
+
+    rng = random.Random(7)
+    world = World(lambda *_: None, seed=1)
+    channel = world.add_channel("c", "C")
+    base = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    for i in range(1, 301):
+        world.post(
+            channel, f"p{i}", push=False, date=base + dt.timedelta(minutes=rng.randint(0, 500))
+        )
+        if rng.random() < 0.2:
+            world.delete(channel, [rng.randint(1, i)], push=False)
+        if i % 10:
+            continue
+        for _ in range(20):
+            kw: dict[str, Any] = {
+                "offset_id": rng.choice([0, rng.randint(-5, 320)]),
+                "offset_date": None,
+                "add_offset": rng.randint(-120, 50),
+                "limit": rng.randint(-3, 130),
+                "max_id": rng.choice([0, rng.randint(-5, 320)]),
+                "min_id": rng.choice([0, rng.randint(-5, 320)]),
+            }
+            if rng.random() < 0.3:
+                kw["offset_id"] = 0
+                kw["offset_date"] = base + dt.timedelta(minutes=rng.randint(1, 600))
+            page, total = world.history(channel, **kw)
+            assert [m.id for m in page] == plain(list(channel.messages.values()), **kw), kw
+            assert total == sum(1 for m in channel.messages.values() if not m.deleted)

@@ -264,3 +264,32 @@ async def test_an_edit_pushed_while_the_service_starts_is_not_dropped(sim, user,
         app.stop()
         async with asyncio.timeout(15):
             await task
+
+
+async def test_a_catch_up_stopped_by_the_pipeline_stops_reading_history(sim, user, tmp_path: Path):
+    """History is read ahead of the pipeline; when the pipeline gives up on a catch-up
+    the read stops too: a bounded number of pages was asked for and nothing keeps
+    reading in the background."""
+    ch = sim.add_channel(username="rdk_channel", title="РДК")
+    for i in range(1000):
+        sim.post(ch, f"история {i}", push=False)
+    async with running(sim, user, settings_for(tmp_path, "rdk_channel")) as app:
+        watcher = app.watcher
+        assert watcher is not None and app.pipeline is not None
+        watched = watcher.channels[ch.id]
+        taken: list[int] = []
+
+        async def fails_after_one(batches, source, **kw):
+            async for posts in batches:
+                taken.append(len(posts))
+                raise RuntimeError("disk on fire")
+            return 0
+
+        app.pipeline.ingest_stream = fails_after_one  # type: ignore[method-assign]
+        before = sim.requests_seen("GetHistoryRequest")
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            await watcher._fetch_above(watched, 0, "catchup")
+        asked = sim.requests_seen("GetHistoryRequest") - before
+        assert taken == [100]
+        assert 1 <= asked <= 3  # the page taken, the one waiting, the one being read
+        assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("history of")]

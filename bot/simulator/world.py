@@ -7,6 +7,7 @@ which the server turns into encrypted messages on that user's connections.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 import random
@@ -186,14 +187,28 @@ class SimChannel:
     messages: dict[int, SimMessage] = field(default_factory=dict)
     events: list[BoxEvent] = field(default_factory=list)
     members: set[int] = field(default_factory=set)
+    _live: list[SimMessage] = field(default_factory=list, repr=False)
+    _live_key: tuple[int, int] = field(default=(-1, -1), repr=False)
 
     def __repr__(self) -> str:
         return f"SimChannel({self.id} @{self.username})"
 
     def live_messages_desc(self) -> list[SimMessage]:
-        return sorted(
-            (m for m in self.messages.values() if not m.deleted), key=lambda m: m.id, reverse=True
-        )
+        return list(self.live_desc())
+
+    def live_desc(self) -> Sequence[SimMessage]:
+        """The live messages newest first, shared until the history changes (a post adds a
+        message, a deletion moves pts): getHistory pages through thousands of messages
+        and must not sort them all again for every page. Not to be modified."""
+        key = (len(self.messages), self.pts)
+        if self._live_key != key:
+            self._live = sorted(
+                (m for m in self.messages.values() if not m.deleted),
+                key=lambda m: m.id,
+                reverse=True,
+            )
+            self._live_key = key
+        return self._live
 
 
 # ----------------------------------------------------------------------------- rate limits
@@ -741,26 +756,35 @@ class World:
     ) -> tuple[list[SimMessage], int]:
         """Telegram's getHistory paging over a channel (or a private chat's messages);
         returns (page newest-first, total count)."""
+        everything: Sequence[SimMessage]
         if isinstance(source, SimChannel):
-            everything = source.live_messages_desc()
+            everything = source.live_desc()
         else:
             everything = sorted(
                 (m for m in source if not m.deleted), key=lambda m: m.id, reverse=True
             )
-        candidates = [m for m in everything if m.id > min_id and (max_id <= 0 or m.id < max_id)]
+
+        # newest first, so the ids in (min_id, max_id) are one run found by bisection
+        # instead of a pass over the whole history for every page
+        def newer(m: SimMessage) -> int:
+            return -m.id
+
+        first = bisect.bisect_right(everything, -max_id, key=newer) if max_id > 0 else 0
+        stop = max(first, bisect.bisect_left(everything, -min_id, key=newer))
         if offset_id:
-            start = next((i for i, m in enumerate(candidates) if m.id < offset_id), len(candidates))
+            start = min(max(bisect.bisect_right(everything, -offset_id, key=newer), first), stop)
+            start -= first
         elif offset_date is not None and offset_date.timestamp() > 0:
-            start = next(
-                (i for i, m in enumerate(candidates) if m.date < offset_date), len(candidates)
-            )
+            start = next((i for i in range(first, stop) if everything[i].date < offset_date), stop)
+            start -= first
         else:
             start = 0
         start += add_offset
         limit = max(0, min(limit, 100))
-        end = start + limit
+        end = min(max(start + limit, 0), stop - first)
         start = max(start, 0)
-        return candidates[start : max(end, 0)], len(everything)
+        page = list(everything[first + start : first + end]) if start < end else []
+        return page, len(everything)
 
     def channel_difference(
         self, channel: SimChannel, pts: int, limit: int

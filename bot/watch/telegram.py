@@ -19,8 +19,13 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+_PLAIN = frozenset({str, int, bool, float, type(None)})
+
+
 def _raw(obj: Any) -> Any:
     """Telethon's to_dict() made JSON-friendly (bytes as hex, dates as ISO)."""
+    if type(obj) in _PLAIN:  # most values of a message: returned before the checks below
+        return obj
     if isinstance(obj, dict):
         return {k: _raw(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):

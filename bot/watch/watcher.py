@@ -32,6 +32,7 @@ from storage.models import Channel, Post, utcnow
 
 BATCH = 100
 PAGE_WAIT = 0.0  # seconds between history pages (Telegram answers too fast with FLOOD_WAIT)
+READ_AHEAD = 1  # history pages waiting for the pipeline during a catch-up
 RECONCILE_DEPTH = 100
 EARLY_EVENTS_MAX = 10_000
 T = TypeVar("T")
@@ -499,26 +500,47 @@ class Watcher:
     async def _fetch_above(
         self, watched: Watched, min_id: int, source: Source, below: int = 0
     ) -> int:
-        async def batches() -> AsyncIterator[list[Post]]:
+        async def read(into: asyncio.Queue[list[Post] | Exception | None]) -> None:
             batch: list[Post] = []
-            async for message in self.client.iter_messages(
-                watched.entity,
-                min_id=min_id,
-                max_id=below,
-                reverse=True,
-                # Telethon's default sleeps 1 s before every page after the first, and an
-                # ascending read always asks for a second page: 1 s per channel, 8 minutes
-                # for 500 channels after each reconnect. FloodWaits are handled instead.
-                wait_time=self.page_wait if self.page_wait is not None else PAGE_WAIT,
-            ):
-                post = self._convert(message, watched.id)
-                if post is not None:
-                    batch.append(post)
-                if len(batch) >= BATCH:
-                    yield batch
-                    batch = []
+            try:
+                async for message in self.client.iter_messages(
+                    watched.entity,
+                    min_id=min_id,
+                    max_id=below,
+                    reverse=True,
+                    # Telethon's default sleeps 1 s before every page after the first, and
+                    # an ascending read always asks for a second page: 1 s per channel, 8
+                    # minutes for 500 channels after each reconnect. FloodWaits are handled
+                    # instead.
+                    wait_time=self.page_wait if self.page_wait is not None else PAGE_WAIT,
+                ):
+                    post = self._convert(message, watched.id)
+                    if post is not None:
+                        batch.append(post)
+                    if len(batch) >= BATCH:
+                        await into.put(batch)
+                        batch = []
+            except Exception as exc:  # raised by the pipeline's side, after the pages before
+                await into.put(exc)
+                return
             if batch:
-                yield batch
+                await into.put(batch)
+            await into.put(None)
+
+        async def batches() -> AsyncIterator[list[Post]]:
+            # History is read ahead of the pipeline (READ_AHEAD pages waiting, one more
+            # being read), so the round trips for the next pages overlap detecting and
+            # writing this one instead of following it.
+            pages: asyncio.Queue[list[Post] | Exception | None] = asyncio.Queue(READ_AHEAD)
+            reader = asyncio.create_task(read(pages), name=f"history of {watched.id}")
+            try:
+                while (item := await pages.get()) is not None:
+                    if isinstance(item, Exception):
+                        raise item
+                    yield item
+            finally:
+                reader.cancel()  # the pipeline stopped early; its own cancellation still passes
+                await asyncio.wait([reader])
 
         # the next page is fetched and detected while the previous one is written
         async with contextlib.aclosing(batches()) as pages:
