@@ -130,7 +130,7 @@ class Settings:
     # Processes for detection on bulk paths (catch-up, import, redetect); None: one per core.
     detection_workers: int | None = None
     # Memory for the word caches of detection, in MiB.
-    cache_mb: int = 64
+    cache_mb: int = 16
 
     @property
     def backup_dir(self) -> Path:

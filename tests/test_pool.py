@@ -141,16 +141,20 @@ async def test_idle_workers_stop_and_start_again_when_needed() -> None:
 
 
 def test_the_cache_budget_bounds_the_word_cache_and_changes_no_result() -> None:
-    from bot.detection import analyze, set_cache_budget, text
+    from bot.detection import analyze, cache_forms, morphology, set_cache_budget, text
+    from config.settings import Settings
 
     text_ = "Бойцы РДК взяли в плен двоих военнослужащих у Козинки, Белгородская область."
     before = analyze(text_)
+    forms = cache_forms(8)  # the smallest budget
     try:
-        set_cache_budget(8)  # the smallest: 4,096 forms per lemma key
-        assert text._WORD_CACHE_LIMIT == 4096
-        for i in range(5000):  # the bound is checked at each sentence
-            analyze(f"Слово{i} осталось.")
-        assert all(len(cache) <= 4096 + 2 for cache in text._WORD_CACHE.values())
+        set_cache_budget(8)
+        assert text._WORD_CACHE_LIMIT == forms == 8 * 1024**2 // 640
+        for i in range(forms + 500):  # the bound is checked at each sentence
+            analyze(f"Слово{i} осталось. Word{i} stays.")
+            # every lemma key's cache counts towards the one bound
+            assert sum(map(len, text._WORD_CACHE.values())) <= forms + 4
+            assert morphology._stored <= 2 * forms
         assert analyze(text_) == before
     finally:
-        set_cache_budget(64)
+        set_cache_budget(Settings.__dataclass_fields__["cache_mb"].default)

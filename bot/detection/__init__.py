@@ -41,6 +41,7 @@ __all__ = [
     "Sentence",
     "Token",
     "analyze",
+    "cache_forms",
     "compile_rules",
     "detect",
     "detect_claim",
@@ -52,18 +53,30 @@ __all__ = [
     "set_cache_budget",
 ]
 
-# What one cached word form is budgeted at across the caches (word cache, lemmas,
-# the matcher's memo): 1 KiB. Measured on the corpus it now costs about 0.5 KiB
-# (0.8 before the caches were plain dicts), so the budget is an upper bound: a full
-# set of caches takes about half of it.
-FORM_KIB = 1
+# What one cached word form costs, measured with tracemalloc over the corpus
+# (`python bench/cache_cost.py`; --quick for caches the size of a budget): its entry in
+# the word cache of text.py with its normal form (~180 B), the lemma memos of
+# morphology.py behind it (about two entries a form, lemmas by key and parses by
+# dictionary, ~100-140 B each) and its entry in a matcher's memo (~145-165 B): ~600 B in
+# all (~510 B over the whole corpus, where the tables are fuller). Rounded up, so full
+# caches take at most the budget.
+WORD_BYTES = 200
+MEMO_BYTES = 140
+MEMOS_PER_FORM = 2
+MATCH_BYTES = 160
+FORM_BYTES = WORD_BYTES + MEMOS_PER_FORM * MEMO_BYTES + MATCH_BYTES
+
+
+def cache_forms(mib: int) -> int:
+    """How many word forms `mib` MiB of caches hold (at least 1,000)."""
+    return max(1_000, mib * 1024**2 // FORM_BYTES)
 
 
 def set_cache_budget(mib: int) -> None:
-    """Bound detection's word caches to about `mib` MiB in all (each emptied when full)."""
-    forms = max(1_000, mib * 1024 // FORM_KIB) // 2  # most words meet one or two lemma keys
+    """Bound detection's word caches to `mib` MiB in all (each emptied when full)."""
+    forms = cache_forms(mib)
     text.set_cache_limit(forms)
-    morphology.set_cache_limit(forms)
+    morphology.set_cache_limit(MEMOS_PER_FORM * forms)
     keywords.set_memo_limit(forms)
 
 

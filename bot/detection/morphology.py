@@ -112,8 +112,10 @@ def _clean(lemma: str) -> str:
 # tens of thousands of words, and an lru_cache entry costs ~150-250 bytes more than a
 # dict entry (its list link, and a key object for two arguments). Lemma strings are
 # interned: the forms of a word share one copy of its lemma. (Sharing equal lemma
-# tuples too costs more in the table that finds them than it saves.)
-_limit = 200_000
+# tuples too costs more in the table that finds them than it saves.) The limit counts the
+# entries of every memo together (memory budget): when they reach it, all are emptied.
+_limit = 400_000  # about two entries a form: room for text.py's 200,000 forms
+_stored = 0  # entries stored in the memos since they were last emptied
 _PARSES: dict[str, dict[str, tuple[str, ...]]] = {}  # lang -> word -> lemmas
 _LEMMAS: dict[str, dict[str, tuple[str, ...]]] = {}  # lemma key -> word -> lemmas
 _STEMS: dict[str, str] = {}
@@ -128,8 +130,10 @@ def _memo(memos: dict[str, dict[str, tuple[str, ...]]], name: str) -> dict[str, 
 
 
 def _store(memo: dict[_K, _V], key: _K, value: _V) -> _V:
-    if len(memo) >= _limit:
-        memo.clear()
+    global _stored
+    if _stored >= _limit:
+        _clear_memos()
+    _stored += 1
     memo[key] = value
     return value
 
@@ -207,12 +211,18 @@ def word_lemmas(norm: str, key: str) -> tuple[str, ...]:
     return (norm,)
 
 
-def clear_caches() -> None:
+def _clear_memos() -> None:
+    global _stored
     for memos in (_PARSES, _LEMMAS):
         for memo in memos.values():
             memo.clear()
     for flat in (_STEMS, _ENGLISH):
         flat.clear()
+    _stored = 0
+
+
+def clear_caches() -> None:
+    _clear_memos()
     guess_cyrillic.cache_clear()
 
 
@@ -239,11 +249,9 @@ def guess_cyrillic(text: str) -> str:
 
 
 def set_cache_limit(entries: int) -> None:
-    """Room for `entries` words in each per-word memo (memory budget). They back the
-    per-token word cache of text.py, so they can be smaller than it."""
+    """Room for `entries` words in the per-word memos together (memory budget). They back
+    the per-token word cache of text.py."""
     global _limit
     _limit = entries
-    memos = [*_PARSES.values(), *_LEMMAS.values(), _STEMS, _ENGLISH]
-    for memo in memos:
-        if len(memo) > entries:  # a smaller budget frees memory now, not at the next use
-            memo.clear()
+    if _stored > entries:  # a smaller budget frees memory now, not at the next use
+        _clear_memos()

@@ -132,9 +132,11 @@ _CYR_RE = re.compile("[\u0400-\u04ff]+")
 _LAT_RE = re.compile("[A-Za-z\u00c0-\u024f]+")
 
 # Per lemma key: raw word -> (norm, lemmas, is_number). Plain dicts: this lookup runs
-# once per token and lru_cache's tuple keys cost measurably more.
+# once per token and lru_cache's tuple keys cost measurably more. The limit counts the
+# forms of every lemma key together (memory budget): when they reach it, all are emptied.
 _WORD_CACHE: dict[str, dict[str, tuple[str, tuple[str, ...], bool]]] = {}
 _WORD_CACHE_LIMIT = 200_000
+_word_count = 0  # forms stored in _WORD_CACHE since it was last emptied
 
 
 def normalize(text: str) -> str:
@@ -212,38 +214,57 @@ _Word = tuple[str, tuple[str, ...], bool]
 
 
 def set_cache_limit(forms: int) -> None:
-    """Room for `forms` word forms in each lemma key's word cache (emptied when full)."""
+    """Room for `forms` word forms in the word caches of all lemma keys together
+    (emptied when full)."""
     global _WORD_CACHE_LIMIT
     _WORD_CACHE_LIMIT = forms
+    if _word_count > forms:  # a smaller budget frees memory now, not at the next use
+        _empty()
+
+
+def _empty() -> None:
+    global _word_count
     for cache in _WORD_CACHE.values():
-        if len(cache) > forms:  # a smaller budget frees memory now, not at the next use
-            cache.clear()
+        cache.clear()
+    _word_count = 0
 
 
 def clear_caches() -> None:
     """Forget every cached word (benchmarks of a cold start; memory)."""
+    global _word_count
     _WORD_CACHE.clear()
+    _word_count = 0
     morphology.clear_caches()
 
 
 def _cache(key: str) -> dict[str, _Word]:
+    """The key's word cache; every key's is emptied once they hold the limit together
+    (checked per sentence, so a sentence's words may go over it)."""
+    if _word_count >= _WORD_CACHE_LIMIT:
+        _empty()
     cache = _WORD_CACHE.get(key)
     if cache is None:
         cache = _WORD_CACHE[key] = {}
-    elif len(cache) >= _WORD_CACHE_LIMIT:
-        cache.clear()
     return cache
 
 
 def _word(raw: str, key: str, cache: dict[str, _Word]) -> _Word:
     """(norm, lemmas, is_number) of a raw token, stored in the key's cache."""
+    global _word_count
+    _word_count += 1
     if raw[0].isdigit():
         digits = "".join(ch for ch in raw if ch.isdigit())
         digits = digits if digits.isascii() else str(int(digits))
         hit = cache[raw] = (digits, (digits,), True)
     else:
         norm = normalize_word(raw)
-        hit = cache[raw] = (norm, morphology.word_lemmas(norm, key), False)
+        # a word already in lower case keys the cache with its interned normal form: one
+        # string for both instead of two equal copies (most words of a post)
+        hit = cache[norm if norm == raw else raw] = (
+            norm,
+            morphology.word_lemmas(norm, key),
+            False,
+        )
     return hit
 
 
