@@ -159,7 +159,8 @@ def _features_given(found: TextFeatures) -> TextFeatures:
 
 
 def _features_of_text(text: str) -> TextFeatures:
-    return text_features(analyze(text))
+    # signed here, once, rather than per incident the post is compared with
+    return text_features(analyze(text), signed=True)
 
 
 # In a worker process: the last rule set it was sent, compiled once.

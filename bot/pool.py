@@ -66,7 +66,7 @@ def _close_sockets() -> None:
                 os.close(fd)
 
 
-def _worker_start(parent: int) -> None:
+def _worker_start(parent: int, setup: Callable[[], None] | None) -> None:
     _die_with(parent)
     # The fork copied the service's signal set-up: a signal sent to the process group
     # must not reach the service's event loop a second time through the copied
@@ -76,13 +76,23 @@ def _worker_start(parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with contextlib.suppress(OSError):
         _close_sockets()
+    if setup is not None:
+        setup()
 
 
 class DetectionPool:
     """A lazily started process pool; `workers` 0 or 1 means in-process."""
 
-    def __init__(self, workers: int | None = None, *, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        idle_seconds: float = IDLE_SECONDS,
+        setup: Callable[[], None] | None = None,
+    ) -> None:
+        """`setup`: called in each worker once it is forked."""
         self.workers = default_workers() if workers is None else workers
+        self.setup = setup
         if "fork" not in multiprocessing.get_all_start_methods():
             self.workers = 0
         self.idle_seconds = idle_seconds
@@ -113,7 +123,7 @@ class DetectionPool:
                     self.workers,
                     mp_context=multiprocessing.get_context("fork"),
                     initializer=_worker_start,
-                    initargs=(os.getpid(),),
+                    initargs=(os.getpid(), self.setup),
                 )
                 # forks every worker now, inside the warnings filter
                 executor.submit(os.getpid).result()

@@ -158,3 +158,32 @@ def test_the_cache_budget_bounds_the_word_cache_and_changes_no_result() -> None:
         assert analyze(text_) == before
     finally:
         set_cache_budget(Settings.__dataclass_fields__["cache_mb"].default)
+
+
+def word_cache_limit(chunk: list[int]) -> list[int]:
+    from bot.detection import text
+
+    return [text._WORD_CACHE_LIMIT for _ in chunk]
+
+
+async def test_workers_take_a_wider_word_cache_budget_than_the_service() -> None:
+    from bot.detection import (
+        WORKER_BUDGET_FACTOR,
+        cache_forms,
+        set_cache_budget,
+        text,
+        widen_cache_budget_for_worker,
+    )
+    from config.settings import Settings
+
+    pool = DetectionPool(2, setup=widen_cache_budget_for_worker)
+    if not pool.enabled:
+        pytest.skip("no fork on this platform")
+    try:
+        set_cache_budget(8)
+        limits = await asyncio.wait_for(pool.map(word_cache_limit, pool.chunks([1, 2])), 60)
+        assert limits == [cache_forms(8 * WORKER_BUDGET_FACTOR)] * 2
+        assert text._WORD_CACHE_LIMIT == cache_forms(8)  # the service keeps its own
+    finally:
+        pool.close()
+        set_cache_budget(Settings.__dataclass_fields__["cache_mb"].default)

@@ -51,6 +51,7 @@ __all__ = [
     "parse_rule",
     "parse_rules",
     "set_cache_budget",
+    "widen_cache_budget_for_worker",
 ]
 
 # What one cached word form costs, measured with tracemalloc over the corpus
@@ -72,12 +73,28 @@ def cache_forms(mib: int) -> int:
     return max(1_000, mib * 1024**2 // FORM_BYTES)
 
 
+# A detection worker runs only while bulk work lasts (see bot.pool), and a catch-up
+# meets new words faster than a cache of the service's budget holds them: caches
+# emptied every few thousand posts would make it analyse cold again and again.
+WORKER_BUDGET_FACTOR = 4
+_budget_mib: int | None = None  # None: unbounded defaults (tests, benchmarks)
+
+
 def set_cache_budget(mib: int) -> None:
     """Bound detection's word caches to `mib` MiB in all (each emptied when full)."""
+    global _budget_mib
+    _budget_mib = mib
     forms = cache_forms(mib)
     text.set_cache_limit(forms)
     morphology.set_cache_limit(MEMOS_PER_FORM * forms)
     keywords.set_memo_limit(forms)
+
+
+def widen_cache_budget_for_worker() -> None:
+    """In a freshly forked detection worker: WORKER_BUDGET_FACTOR times the service's
+    budget (the worker's memory is freed when it stops)."""
+    if _budget_mib is not None:
+        set_cache_budget(WORKER_BUDGET_FACTOR * _budget_mib)
 
 
 @dataclass(frozen=True, slots=True)

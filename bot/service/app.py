@@ -15,7 +15,7 @@ from bot.alerts.bot_client import BotLoginError
 from bot.alerts.notifier import DeliveredListener
 from bot.alerts.policy import Policy
 from bot.clients import MonitorClient, SessionStore, user_client
-from bot.detection import set_cache_budget
+from bot.detection import set_cache_budget, widen_cache_budget_for_worker
 from bot.pipeline import Pipeline
 from bot.pool import DetectionPool
 from bot.service.jobs import WatchJobs
@@ -89,7 +89,9 @@ class App:
         try:
             policy = Policy(max_age=self.settings.alert_max_age)
             set_cache_budget(self.settings.cache_mb)
-            self.pool = DetectionPool(self.settings.detection_workers)
+            self.pool = DetectionPool(
+                self.settings.detection_workers, setup=widen_cache_budget_for_worker
+            )
             self.pipeline = Pipeline(
                 self.db, policy=policy, clock=self._bot_options.clock, pool=self.pool
             )
