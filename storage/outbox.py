@@ -17,7 +17,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from storage import incidents
-from storage.db import Database, insert_rows, rows_for_ids
+from storage.db import Database, rows_for_ids
 from storage.incidents import Incident
 from storage.models import iso, utcnow
 
@@ -144,10 +144,9 @@ async def add_in(conn: aiosqlite.Connection, alerts: Iterable[NewAlert]) -> int:
         async with conn.execute(_ADD_ALL, columns) as cursor:
             return max(cursor.rowcount, 0)
     before = conn.total_changes
-    await insert_rows(
-        conn,
+    await conn.executemany(
         """INSERT OR IGNORE INTO alerts (chat_id, post_id, reason, story, payload, not_before,
-                                         created_at)""",
+                                         created_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
         rows,
     )
     return conn.total_changes - before
