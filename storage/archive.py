@@ -16,7 +16,7 @@ from typing import Literal
 
 import aiosqlite
 
-from storage.db import Database, lock_in
+from storage.db import Database, insert_rows, lock_in
 from storage.models import Channel, Media, Post, canonical_json, iso, utcnow
 
 Status = Literal["new", "edited", "unchanged", "stale"]
@@ -196,8 +196,7 @@ def _forward_dict(post: Post) -> dict[str, object]:
 
 _INSERT_POST = """INSERT INTO posts (id, channel_id, msg_id, date, edit_date, text, lemmas,
     entities, grouped_id, fwd_from, fwd_key, reply_to, post_author, views, forwards, replies,
-    reactions, raw, raw_sha256, captured_at, updated_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+    reactions, raw, raw_sha256, captured_at, updated_at)"""
 
 _INSERT_MEDIA = """INSERT INTO media (post_id, idx, kind, mime, size, width, height, duration,
     file_name, tg_id, access_hash, dc_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -272,8 +271,7 @@ _NO_DETECTION = (None,) * 7
 _INSERT_DETECTED_POST = """INSERT INTO posts (id, channel_id, msg_id, date, edit_date, text,
     lemmas, entities, grouped_id, fwd_from, fwd_key, reply_to, post_author, views, forwards,
     replies, reactions, raw, raw_sha256, captured_at, updated_at, lang, claim_label, claim_score,
-    claim_count, claim_unverified, claim_evidence, detected_at)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+    claim_count, claim_unverified, claim_evidence, detected_at)"""
 
 
 async def archive_posts_in(
@@ -328,13 +326,13 @@ async def archive_posts_in(
             rows = [
                 _post_row(p, k, lemmas, now) for (p, lemmas), k in zip(pending, keys, strict=True)
             ]
-            await conn.executemany(_INSERT_POST, rows)
+            await insert_rows(conn, _INSERT_POST, rows)
         else:
             rows = [
                 (*_post_row(p, k, lemmas, now), *(found[ident] or _NO_DETECTION))
                 for ident, (p, lemmas), k in zip(fresh, pending, keys, strict=True)
             ]
-            await conn.executemany(_INSERT_DETECTED_POST, rows)
+            await insert_rows(conn, _INSERT_DETECTED_POST, rows)
         media = [
             row for (p, _), k in zip(pending, keys, strict=True) for row in _media_rows(k, p.media)
         ]

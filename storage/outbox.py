@@ -124,18 +124,17 @@ _payload_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).enco
 async def add_in(conn: aiosqlite.Connection, alerts: Iterable[NewAlert]) -> int:
     """Insert planned rows, ignoring any already planned; returns how many are new."""
     now = iso(utcnow())
-    rows = [
-        (
-            a.chat_id,
-            a.post_id,
-            a.reason,
-            a.story,
-            _payload_json(a.payload),
-            iso(a.not_before) if a.not_before else None,
-            now,
-        )
-        for a in alerts
-    ]
+    # rows often share one payload (every chat a post's claim alone alerts): encoded
+    # once per object, kept here with its text so that no id is reused meanwhile
+    encoded: dict[int, tuple[dict[str, Any], str]] = {}
+    rows = []
+    for a in alerts:
+        seen = encoded.get(id(a.payload))
+        if seen is None:
+            seen = encoded[id(a.payload)] = (a.payload, _payload_json(a.payload))
+        text = seen[1]
+        not_before = iso(a.not_before) if a.not_before else None
+        rows.append((a.chat_id, a.post_id, a.reason, a.story, text, not_before, now))
     if not rows:
         return 0
     if getattr(conn, "dialect", "sqlite") == "postgresql":

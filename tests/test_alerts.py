@@ -69,6 +69,25 @@ def test_claims_respect_each_chats_switch_and_minimum_score() -> None:
     assert plan(subject(claim=denial), {1: ANN}, Policy(), NOW) == []
 
 
+def test_chats_alerted_for_the_claim_alone_get_the_same_payload() -> None:
+    cat = Subscriber(chat_id=3, role="analyst", name="Cat")
+    rows = plan(
+        subject(hits={3: [hit()]}, claim=CLAIM, source="catchup"), {1: ANN, 3: cat}, Policy(), NOW
+    )
+    assert rows[0].payload == {
+        "claim": {"label": "claim", "score": 0.8, "count": 2, "unverified": True},
+        "spans": [[10, 22]],
+        "rev": 0,
+        "source": "catchup",
+        "delayed": True,
+    }
+    assert [r["rule"] for r in rows[1].payload["rules"]] == ["плен"]
+    assert rows[1].payload["spans"] == [[10, 22], [18, 22]]
+    dan = Subscriber(chat_id=4, role="analyst", name="Dan")
+    rows = plan(subject(claim=CLAIM), {1: ANN, 4: dan}, Policy(), NOW)
+    assert [r.chat_id for r in rows] == [1, 4] and rows[0].payload == rows[1].payload
+
+
 def test_forwarded_copies_share_the_origins_story() -> None:
     copy = post(channel_id=11, msg_id=9, fwd_from=Forward(channel_id=10, msg_id=5))
     assert story_of(copy) == story_of(post()) == "10/5"

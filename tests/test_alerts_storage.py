@@ -165,6 +165,20 @@ async def test_a_planned_batch_keeps_its_order_and_counts_only_new_rows(db) -> N
     ]
 
 
+async def test_rows_planned_one_at_a_time_keep_their_own_payloads(db) -> None:
+    await subscribers.upsert(db, 50, "analyst")
+    ids = await _archive(db, *(post(10, msg) for msg in range(1, 41)))
+    shared = {"claim": 1}
+    async with db.transaction() as conn:
+        # a generator: each row (and its payload) is gone before the next one is made
+        made = (NewAlert(50, pid, "alert", f"10/{n}", {"n": n}) for n, pid in enumerate(ids))
+        assert await outbox.add_in(conn, made) == 40
+        both = [NewAlert(50, pid, "edited:1", "10/1", shared) for pid in ids[:2]]
+        assert await outbox.add_in(conn, both) == 2
+    rows = await db.fetchall("SELECT payload FROM alerts ORDER BY id")
+    assert [r["payload"] for r in rows] == [f'{{"n":{n}}}' for n in range(40)] + ['{"claim":1}'] * 2
+
+
 async def test_album_media_is_summarised_from_every_part(db) -> None:
     ids = await _archive(
         db,

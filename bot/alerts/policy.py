@@ -122,10 +122,14 @@ def _why(
         why["rules"] = [{"id": h.rule_id, "rule": h.rule, "words": list(h.words)} for h in hits]
     if claim is not None:
         why["claim"] = dict(claim_why or _claim_why(claim))
-    spans = {span for h in hits for span in h.spans}
-    if claim is not None:
-        spans.update(claim.spans)
-    why["spans"] = sorted([list(s) for s in spans])
+    if len(hits) == 1 and claim is None:
+        spans = set(hits[0].spans)
+    else:
+        spans = {span for h in hits for span in h.spans}
+        if claim is not None:
+            spans.update(claim.spans)
+    # sorted as tuples (cheaper than as lists; the same order)
+    why["spans"] = [list(s) for s in sorted(spans)]
     # The spans point into the text as it is now; the archive keeps every earlier text,
     # so the alert names the revision instead of carrying a copy of the text per chat.
     why["rev"] = revision
@@ -140,7 +144,8 @@ def plan(
 ) -> list[NewAlert]:
     """The outbox rows one archived post calls for. The work per chat is only for
     chats the post concerns (a rule fired, the claim passes its threshold, or it was
-    alerted before an edit); what all of them share is computed once."""
+    alerted before an edit); what all of them share is computed once: chats alerted
+    for the claim alone share one payload (rows must not change their payload in place)."""
     if subject.source in SILENT_SOURCES and not subject.forced:
         return []
     if subject.status not in ("new", "edited"):
@@ -153,30 +158,43 @@ def plan(
     edited = subject.status == "edited"
     alerted = subject.alerted if edited else {}
     all_hits = subject.hits
-    delayed = is_delayed(subject)
+    post_id = subject.post_id
+    revision = subject.revision
+    tail: dict[str, Any] = {"source": subject.source}
+    if is_delayed(subject):
+        tail["delayed"] = True
+    if edited:
+        tail["edited"] = True
+    claim_only: dict[str, Any] | None = None
     rows: list[NewAlert] = []
     for chat_id, sub in subscribers.items():
         hits = all_hits.get(chat_id, ())
         claims = claim is not None and sub.claims and claim.score >= sub.claims_min
-        if not (hits or claims or chat_id in alerted) or not sub.active:
+        told = chat_id in alerted
+        if not (hits or claims or told) or not sub.active:
             continue
-        why = _why(hits, claim if claims else None, claim_why, subject.revision)
-        if chat_id in alerted:
+        if told:
+            why = _why(hits, claim if claims else None, claim_why, revision)
             if alerted[chat_id] in ("pending", "sent"):
                 payload = {"text": subject.post.text, "matches": why is not None}
                 if why is not None:
                     payload["spans"] = why["spans"]
-                reason = f"edited:{subject.revision}"
-                rows.append(NewAlert(chat_id, subject.post_id, reason, story, payload))
+                reason = f"edited:{revision}"
+                rows.append(NewAlert(chat_id, post_id, reason, story, payload))
             continue
-        if why is None or old:
+        if old:
             continue
-        why["source"] = subject.source
-        if delayed:
-            why["delayed"] = True
-        if edited:
-            why["edited"] = True
-        rows.append(NewAlert(chat_id, subject.post_id, "alert", story, why, not_before))
+        if hits:
+            why = _why(hits, claim if claims else None, claim_why, revision)
+            assert why is not None
+            why.update(tail)
+        else:  # the claim alone: the same payload for every such chat
+            if claim_only is None:
+                claim_only = _why((), claim, claim_why, revision)
+                assert claim_only is not None
+                claim_only.update(tail)
+            why = claim_only
+        rows.append(NewAlert(chat_id, post_id, "alert", story, why, not_before))
     return rows
 
 
