@@ -66,7 +66,7 @@ def broad_stems() -> frozenset[str]:
     return frozenset(stems)
 
 
-@lru_cache(maxsize=100_000)
+@lru_cache(maxsize=30_000)  # ~160 B an entry; about as many words as detection's caches
 def ru_tags(norm: str) -> tuple[frozenset[str], ...]:
     """Grammemes of the word's four likeliest Russian parses (places, people and content
     words all ask: one parse per word serves them)."""
