@@ -119,10 +119,6 @@ def signature_bytes(words: frozenset[str]) -> bytes:
     return memoryview(lanes).cast("I")[:: _LANE // 32].tobytes()  # each lane's low 4 bytes
 
 
-_LOW31 = sum(0x7FFFFFFF << (32 * k) for k in range(NUM_PERM))
-_HIGH = sum(1 << (32 * k + 31) for k in range(NUM_PERM))
-
-
 def signature(words: frozenset[str]) -> int:
     """The words' signature as one integer (0 for no words)."""
     if not words:
@@ -133,6 +129,10 @@ def signature(words: frozenset[str]) -> int:
 # Incident members are compared with every new post near them: their signatures are
 # kept (one is ~0.6 KiB; members within a grouping window number in the hundreds).
 signature_of = lru_cache(maxsize=10_000)(signature)
+
+
+_LOW31 = sum(0x7FFFFFFF << (32 * k) for k in range(NUM_PERM))
+_HIGH = sum(1 << (32 * k + 31) for k in range(NUM_PERM))
 
 
 def _equal_lanes(a: int, b: int) -> int:
