@@ -93,7 +93,7 @@ def test_text_similarity_is_datasketchs_minhash_bit_for_bit() -> None:
 
     from datasketch import MinHash
 
-    from bot.incidents.minhash import NUM_PERM, _minhash, similarity
+    from bot.incidents.minhash import NUM_PERM, resemblance, signature, signature_bytes
 
     def reference(words: frozenset[str]) -> MinHash:
         signature = MinHash(num_perm=NUM_PERM)
@@ -105,8 +105,12 @@ def test_text_similarity_is_datasketchs_minhash_bit_for_bit() -> None:
     for _ in range(40):
         a = frozenset(rng.sample(vocabulary, rng.randint(1, 120)))
         b = frozenset(rng.sample(vocabulary, rng.randint(1, 120)))
-        assert list(_minhash(a)) == [int(v) for v in reference(a).hashvalues]
-        assert similarity(a, b) == reference(a).jaccard(reference(b))
+        values = [
+            int.from_bytes(signature_bytes(a)[i : i + 4], "little")
+            for i in range(0, 4 * NUM_PERM, 4)
+        ]
+        assert values == [int(v) for v in reference(a).hashvalues]
+        assert resemblance(signature(a), signature(b)) == reference(a).jaccard(reference(b))
 
 
 def test_equal_lanes_counts_equal_32_bit_values_whatever_their_bits() -> None:

@@ -13,8 +13,6 @@ two signatures are compared with a few big-integer operations.
 from __future__ import annotations
 
 import hashlib
-import sys
-from array import array
 from functools import lru_cache
 
 NUM_PERM = 128
@@ -105,14 +103,6 @@ def _least(words: frozenset[str]) -> int:
     return least
 
 
-def _minhash(words: frozenset[str]) -> array[int]:
-    """The words' MinHash signature: per permutation, the least permuted hash."""
-    signature = array("I", signature_bytes(words))
-    if sys.byteorder == "big":
-        signature.byteswap()
-    return signature
-
-
 def signature_bytes(words: frozenset[str]) -> bytes:
     """The signature's 32-bit values, little-endian."""
     lanes = _least(words).to_bytes(_LANE // 8 * NUM_PERM, "little")
@@ -149,8 +139,3 @@ def resemblance(a: int, b: int) -> float:
     if not a or not b:
         return 0.0
     return _equal_lanes(a, b) / NUM_PERM
-
-
-def similarity(a: frozenset[str], b: frozenset[str]) -> float:
-    """Estimated Jaccard similarity of two sets of lemmas (0 when either is empty)."""
-    return resemblance(signature_of(a), signature_of(b))
