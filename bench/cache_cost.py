@@ -32,7 +32,8 @@ from bot.detection import analyze, compile_rules, keywords, load, morphology, te
 
 def _memo_entries() -> int:
     memos = [*morphology._PARSES.values(), *morphology._LEMMAS.values()]
-    return sum(map(len, memos)) + len(morphology._STEMS) + len(morphology._ENGLISH)
+    flat = (morphology._STEMS, morphology._ENGLISH, morphology._RU_TAGS)
+    return sum(map(len, memos)) + sum(map(len, flat))
 
 
 def _traced() -> int:

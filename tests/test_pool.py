@@ -149,7 +149,7 @@ def test_the_cache_budget_bounds_the_word_cache_and_changes_no_result() -> None:
     forms = cache_forms(8)  # the smallest budget
     try:
         set_cache_budget(8)
-        assert text._WORD_CACHE_LIMIT == forms == 8 * 1024**2 // 640
+        assert text._WORD_CACHE_LIMIT == forms == 8 * 1024**2 // 660
         for i in range(forms + 500):  # the bound is checked at each sentence
             analyze(f"Слово{i} осталось. Word{i} stays.")
             # every lemma key's cache counts towards the one bound

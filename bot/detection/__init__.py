@@ -56,14 +56,14 @@ __all__ = [
 
 # What one cached word form costs, measured with tracemalloc over the corpus
 # (`python bench/cache_cost.py`; --quick for caches the size of a budget): its entry in
-# the word cache of text.py with its normal form (~180 B), the lemma memos of
-# morphology.py behind it (about two entries a form, lemmas by key and parses by
-# dictionary, ~100-140 B each) and its entry in a matcher's memo (~145-165 B): ~600 B in
-# all (~510 B over the whole corpus, where the tables are fuller). Rounded up, so full
-# caches take at most the budget.
+# the word cache of text.py with its normal form (~180-280 B), the memos of
+# morphology.py behind it (lemmas by key, parses by dictionary and a Russian word's
+# grammemes: about 2.4 entries a form, ~90-100 B each) and its entry in a matcher's memo
+# (~145-165 B): ~660 B in all (~570 B over the whole corpus, where the tables are
+# fuller). Rounded up, so full caches take at most the budget.
 WORD_BYTES = 200
-MEMO_BYTES = 140
-MEMOS_PER_FORM = 2
+MEMO_BYTES = 100
+MEMOS_PER_FORM = 3
 MATCH_BYTES = 160
 FORM_BYTES = WORD_BYTES + MEMOS_PER_FORM * MEMO_BYTES + MATCH_BYTES
 

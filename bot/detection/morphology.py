@@ -117,6 +117,8 @@ def _clean(lemma: str) -> str:
 _limit = 400_000  # about two entries a form: room for text.py's 200,000 forms
 _stored = 0  # entries stored in the memos since they were last emptied
 _PARSES: dict[str, dict[str, tuple[str, ...]]] = {}  # lang -> word -> lemmas
+_RU_TAGS: dict[str, tuple[frozenset[str], ...]] = {}  # word -> grammemes of its parses
+TAG_PARSES = 4
 _LEMMAS: dict[str, dict[str, tuple[str, ...]]] = {}  # lemma key -> word -> lemmas
 _STEMS: dict[str, str] = {}
 _ENGLISH: dict[str, str] = {}
@@ -142,10 +144,28 @@ def _pymorphy_lemmas(word: str, lang: str) -> tuple[str, ...]:
     memo = _memo(_PARSES, lang)
     found = memo.get(word)
     if found is None:
+        parses = morph(lang).parse(word)
         out: dict[str, None] = {}
-        for parse in morph(lang).parse(word):
+        for parse in parses:
             out.setdefault(sys.intern(_clean(parse.normal_form)), None)
         found = _store(memo, word, tuple(out) or (word,))
+        if lang == RU and word not in _RU_TAGS:
+            _store_tags(word, parses)
+    return found
+
+
+def _store_tags(word: str, parses: list[pymorphy3.analyzer.Parse]) -> tuple[frozenset[str], ...]:
+    # pymorphy3 shares one tag object, and its grammemes, among all words with that tag
+    return _store(_RU_TAGS, word, tuple(p.tag.grammemes for p in parses[:TAG_PARSES]))
+
+
+def ru_tags(word: str) -> tuple[frozenset[str], ...]:
+    """Grammemes of a normalized word's likeliest Russian parses (at most TAG_PARSES).
+    The parse that gave the word's Russian lemmas gives them, so they cost no second
+    parse."""
+    found = _RU_TAGS.get(word)
+    if found is None:
+        found = _store_tags(word, morph(RU).parse(word))
     return found
 
 
@@ -216,7 +236,7 @@ def _clear_memos() -> None:
     for memos in (_PARSES, _LEMMAS):
         for memo in memos.values():
             memo.clear()
-    for flat in (_STEMS, _ENGLISH):
+    for flat in (_STEMS, _ENGLISH, _RU_TAGS):
         flat.clear()
     _stored = 0
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bot.detection import morphology
 from bot.detection.keywords import _aliases, _name_stems, derived_stems
+from bot.detection.morphology import ru_tags
 from bot.detection.text import Analysis, Token
 
 BROAD_FILE = Path(__file__).with_name("broad_places.txt")
@@ -64,13 +65,6 @@ def broad_stems() -> frozenset[str]:
         stems.update(_name_stems(name))
         stems.update(derived_stems(name))
     return frozenset(stems)
-
-
-@lru_cache(maxsize=30_000)  # ~160 B an entry; about as many words as detection's caches
-def ru_tags(norm: str) -> tuple[frozenset[str], ...]:
-    """Grammemes of the word's four likeliest Russian parses (places, people and content
-    words all ask: one parse per word serves them)."""
-    return tuple(frozenset(p.tag.grammemes) for p in morphology.morph("ru").parse(norm)[:4])
 
 
 def _is_capitalized(token: Token) -> bool:
