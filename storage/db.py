@@ -20,7 +20,7 @@ import aiosqlite
 from loguru import logger
 
 from storage import private
-from storage.shared import DatabaseUnavailable, SharedConnection, StorageError
+from storage.shared import DatabaseUnavailable, ServerRefused, SharedConnection, StorageError
 
 __all__ = ["DatabaseUnavailable", "StorageError"]  # re-exported: callers import them here
 
@@ -30,15 +30,9 @@ BUSY_TIMEOUT_MS = 5_000
 Connection = aiosqlite.Connection  # what a transaction hands to `*_in` functions
 
 
-def _driver_errors() -> tuple[type[BaseException], ...]:
-    import asyncpg
-
-    return (sqlite3.Error, asyncpg.PostgresError, DatabaseUnavailable)
-
-
 # Everything a statement on either backend can raise about the database (not the data's
 # meaning): what the service catches around archive writes.
-DB_ERRORS: tuple[type[BaseException], ...] = _driver_errors()
+DB_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, ServerRefused, DatabaseUnavailable)
 DatabaseError = DB_ERRORS  # what a failed statement raises, whatever the cause or backend
 
 ArchiveTarget = Path | str  # a SQLite file, or a postgresql:// URL

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from storage.db import Database
-from storage.pg import connect, lock_key
+from storage.pg import connect, lock_key, talking
 
 DELIVER = "chanwatch:deliver"
 APP_PREFIX = "chanwatch:"
@@ -44,9 +44,10 @@ class Lease:
         if await self.held():
             return True
         await self.release()
-        self._conn = await connect(self.url, application=f"{APP_PREFIX}{self.watcher}")
-        if await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(self.name)):
-            return True
+        with talking(self.url, self._forget):
+            self._conn = await connect(self.url, application=f"{APP_PREFIX}{self.watcher}")
+            if await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(self.name)):
+                return True
         await self.release()
         return False
 
@@ -59,6 +60,11 @@ class Lease:
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
             return False
         return True
+
+    def _forget(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
 
     async def release(self) -> None:
         conn, self._conn = self._conn, None

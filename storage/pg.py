@@ -16,8 +16,8 @@ import asyncio
 import contextlib
 import re
 import zlib
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -27,7 +27,7 @@ import asyncpg
 from loguru import logger
 
 from config.database_url import URL_SCHEMES, check_url, redact
-from storage.shared import DatabaseUnavailable, SharedConnection, StorageError
+from storage.shared import DatabaseUnavailable, ServerRefused, SharedConnection, StorageError
 from storage.sqlpg import returns_rows, translate
 
 CONNECT_TIMEOUT_S = 10
@@ -47,6 +47,21 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
 )
+
+
+@contextmanager
+def talking(url: str, lost: Callable[[], None] | None = None) -> Iterator[None]:
+    """What the server or the connection to it raises, as the storage modules catch it:
+    `DatabaseUnavailable` when it cannot be reached (after `lost`), `ServerRefused`
+    when it refused a statement."""
+    try:
+        yield
+    except _CONNECTION_ERRORS as exc:
+        if lost is not None:
+            lost()
+        raise DatabaseUnavailable(_reach_error(url, exc)) from exc
+    except asyncpg.PostgresError as exc:
+        raise ServerRefused(str(exc), exc.sqlstate) from exc
 
 
 def is_url(target: object) -> bool:
@@ -137,10 +152,8 @@ class PgConnection:
     async def raw(self) -> asyncpg.Connection:
         if self._raw is None or self._raw.is_closed():
             self._raw = None
-            try:
+            with talking(self.url):
                 self._raw = await connect(self.url, readonly=self.readonly)
-            except _CONNECTION_ERRORS as exc:
-                raise DatabaseUnavailable(_reach_error(self.url, exc)) from exc
         return self._raw
 
     def lost(self) -> None:
@@ -155,7 +168,7 @@ class PgConnection:
     async def _run(self, sql: str, params: Sequence[Any]) -> PgCursor:
         text = translate(sql)
         raw = await self.raw()
-        try:
+        with talking(self.url, self.lost):
             if returns_rows(text):
                 rows = await raw.fetch(text, *params)
                 count = len(rows) if not text.lstrip().upper().startswith("SELECT") else -1
@@ -163,9 +176,6 @@ class PgConnection:
                     self.total_changes += count
                 return PgCursor(rows, count)
             status = await raw.execute(text, *params)
-        except _CONNECTION_ERRORS as exc:
-            self.lost()
-            raise DatabaseUnavailable(_reach_error(self.url, exc)) from exc
         changed = _count(status)
         if changed > 0:
             self.total_changes += changed
@@ -179,7 +189,7 @@ class PgConnection:
             return PgCursor([], 0)
         text = translate(sql)
         raw = await self.raw()
-        try:
+        with talking(self.url, self.lost):
             if _INSERT.match(text) and not _ON_CONFLICT.search(text):
                 await raw.executemany(text, batch)  # every row is inserted, or it fails
                 total = len(batch)
@@ -195,9 +205,6 @@ class PgConnection:
                 for row in batch:
                     await statement.fetch(*row)
                     total += max(_count(statement.get_statusmsg()), 0)
-        except _CONNECTION_ERRORS as exc:
-            self.lost()
-            raise DatabaseUnavailable(_reach_error(self.url, exc)) from exc
         self.total_changes += total
         return PgCursor([], total)
 
@@ -235,20 +242,14 @@ class PgDatabase(SharedConnection):
             token = self._owner.set(True)
             try:
                 raw = await conn.raw()
-                try:
+                with talking(conn.url, conn.lost):
                     tx = raw.transaction()
                     await tx.start()
-                except _CONNECTION_ERRORS as exc:
-                    conn.lost()
-                    raise DatabaseUnavailable(_reach_error(conn.url, exc)) from exc
                 conn.in_transaction = True
                 try:
                     yield conn
-                    try:
+                    with talking(conn.url, conn.lost):
                         await tx.commit()
-                    except _CONNECTION_ERRORS as exc:
-                        conn.lost()
-                        raise DatabaseUnavailable(_reach_error(conn.url, exc)) from exc
                 except BaseException:
                     if not raw.is_closed():
                         with contextlib.suppress(*_CONNECTION_ERRORS, asyncpg.PostgresError):

@@ -17,6 +17,16 @@ class DatabaseUnavailable(Exception):
     """The database server cannot be reached now (PostgreSQL): retry later, like a full disk."""
 
 
+class ServerRefused(Exception):
+    """A statement the PostgreSQL server refused, with its SQLSTATE: storage/pg.py
+    re-raises asyncpg's errors as this, so that what catches database errors need not
+    import asyncpg (a process on SQLite never loads it)."""
+
+    def __init__(self, message: str, sqlstate: str | None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+
 class SharedConnection:
     """A lock that a transaction holds from BEGIN to COMMIT and a single statement
     waits for; the task that holds a transaction passes freely."""

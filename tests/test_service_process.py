@@ -119,6 +119,9 @@ async def test_login_then_run_then_sigterm(sim: Simulator, tmp_path: Path) -> No
         for i in range(20):
             sim.post(channel, f"живой пост {i}")
         await _until(db, "SELECT count(*) FROM posts", 21, run)
+        # on SQLite the PostgreSQL driver (~4 MiB) is never loaded
+        maps = await asyncio.to_thread(Path(f"/proc/{run.pid}/maps").read_text)
+        assert "asyncpg" not in maps
     finally:
         if run.returncode is None:
             run.send_signal(signal.SIGTERM)

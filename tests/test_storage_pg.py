@@ -16,8 +16,16 @@ from bot.cli import parser as cli
 from bot.cli.doctor import check_postgres
 from bot.query import search
 from storage import archive, pg
-from storage.db import SCHEMA_VERSION, StorageError, migrations, open_database, unavailable
+from storage.db import (
+    DB_ERRORS,
+    SCHEMA_VERSION,
+    StorageError,
+    migrations,
+    open_database,
+    unavailable,
+)
 from storage.models import Channel, Post
+from storage.shared import ServerRefused
 from storage.sqlpg import translate
 from tests.pg_server import PgServer, find_bin_dir
 
@@ -168,6 +176,27 @@ async def test_a_role_without_rights_gets_the_fix(pg_server: PgServer, capsys) -
     owner = {c.name: c for c in await check_postgres(url)}
     assert all(c.ok for name, c in owner.items() if name != "delivery"), owner
     assert owner["delivery"].warning and "no watcher delivers" in owner["delivery"].detail
+
+
+async def test_what_the_server_refuses_is_a_database_error_with_its_sqlstate(
+    pg_server: PgServer,
+) -> None:
+    """asyncpg's errors come out of the archive as ServerRefused (what the service
+    catches never names asyncpg), keeping the SQLSTATE that tells a full disk or a
+    read-only server (retry) from a bad statement; the transaction is rolled back."""
+    db = await open_database(pg_server.create_database())
+    await archive.save_channel(db, Channel(100, 1, "frontnews", "Front news"))
+    with pytest.raises(DB_ERRORS) as bad:
+        await db.execute("SELECT no_such_column FROM posts")
+    assert isinstance(bad.value, ServerRefused) and bad.value.sqlstate == "42703"
+    assert "no_such_column" in str(bad.value) and not unavailable(bad.value)
+    with pytest.raises(ServerRefused) as readonly:
+        async with db.transaction() as conn:
+            await conn.execute("SET TRANSACTION READ ONLY")
+            await conn.execute("UPDATE channels SET title = 'changed' WHERE id = 100")
+    assert readonly.value.sqlstate == "25006" and unavailable(readonly.value)
+    assert await db.fetchone("SELECT title FROM channels WHERE id = 100") == ("Front news",)
+    await db.close()
 
 
 def test_browse_refuses_postgres_with_the_alternative(pg_server: PgServer, capsys) -> None:

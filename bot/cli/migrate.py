@@ -8,9 +8,9 @@ import sys
 from typing import TextIO
 
 from bot.cli.progress import progress_bar
+from config.database_url import redact
 from storage.db import ArchiveTarget, StorageError, archive_target, open_database
 from storage.move import compare, copy_archive, total_rows
-from storage.pg import redact
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

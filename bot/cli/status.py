@@ -13,7 +13,7 @@ from typing import Any, TextIO
 from bot.cli.search import open_archive, require_archive
 from bot.watch.shares import key_of
 from config.settings import Settings
-from storage import leases, shares, watchlist
+from storage import shares, watchlist
 from storage.db import Database, archive_target
 
 
@@ -53,6 +53,8 @@ async def status(db: Database, settings: Settings, now: float | None = None) -> 
     configured = [key_of(s.ref) for s in await watchlist.effective_specs(db, settings.channels)]
     if db.dialect != "postgresql":
         return Status(False, [], {}, [])
+    from storage import leases  # asyncpg: loaded by PostgreSQL archives only
+
     rows = await shares.current(db)
     delivering = {h.watcher for h in await leases.holders(db) if h.lock == leases.DELIVER}
     alive = {w.name for w in rows.watchers if w.expires_at >= now}

@@ -26,7 +26,6 @@ from bot.watch.watcher import Watcher
 from config.settings import Settings
 from storage import outbox, overview, watchlist
 from storage.db import Database, DatabaseError, describe_unavailable, open_database, unavailable
-from storage.leases import DELIVER, Lease
 
 BACKOFF_MAX = 300.0
 STATUS_INTERVAL = 30.0
@@ -151,6 +150,8 @@ class App:
     async def _lead(self) -> None:
         """Deliver alerts while this process holds the delivery lease; try to take it
         every few seconds while another watcher holds it (or the server is away)."""
+        from storage.leases import DELIVER, Lease  # PostgreSQL only: SQLite needs no asyncpg
+
         assert isinstance(self.settings.db_path, str)
         lease = Lease(self.settings.db_path, DELIVER, self.settings.watcher)
         log = logger.bind(watcher=self.settings.watcher)
