@@ -14,7 +14,7 @@ morphology module's cached analyzers.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -965,7 +965,7 @@ def _is_latin(norm: str) -> bool:
 def _stemmed(tok: Token) -> Token:
     """A Latin word keyed by its Snowball stem, which the English lexicon is written
     in (the analysis itself carries English lemmas)."""
-    return replace(tok, lemmas=(morphology.stem_en(tok.norm),))
+    return tok._replace(lemmas=(morphology.stem_en(tok.norm),))
 
 
 def detect_claim(analysis: Analysis) -> ClaimResult:
