@@ -22,6 +22,7 @@ from bot.incidents.places import (
     adjective_stems,
     broad_names,
     cyrillic,
+    named_words,
     people_in,
     places_in,
     ru_tags,
@@ -229,10 +230,11 @@ class TextFeatures(NamedTuple):
 
 def text_features(analysis: Analysis, *, signed: bool = False) -> TextFeatures:
     words = content_words(analysis)
+    named = named_words(analysis.tokens)
     return TextFeatures(
-        places=places_in(analysis),
+        places=places_in(analysis, named),
         adjectives=adjective_stems(analysis),
-        people=people_in(analysis),
+        people=people_in(analysis, named),
         words=words,
         names=proper_words(analysis),
         signature=signature(words) if signed else None,

@@ -11,6 +11,7 @@ that is not a person's name — villages are mostly missing from the dictionary
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -79,9 +80,17 @@ def cyrillic(norm: str) -> bool:
     return _CYRILLIC.search(norm) is not None
 
 
-def is_person(token: Token) -> bool:
-    if not _is_capitalized(token) or not cyrillic(token.norm):
-        return False
+def named_words(tokens: tuple[Token, ...]) -> list[int]:
+    """Indices of the capitalized Cyrillic words: the only ones that may name a place or
+    a person (most words are neither, and are passed over here once)."""
+    return [
+        i
+        for i, token in enumerate(tokens)
+        if token.text[:1].isupper() and _is_capitalized(token) and cyrillic(token.norm)
+    ]
+
+
+def _is_surname(token: Token) -> bool:
     tags = ru_tags(token.norm)
     return bool(tags) and "Surn" in tags[0]
 
@@ -171,11 +180,12 @@ def _place(lemma: str, name: str) -> Place:
     return Place(key, frozenset(stems), name, broad)
 
 
-def places_in(analysis: Analysis) -> tuple[Place, ...]:
-    """Every place named in the post, once each, in order of first mention."""
+def places_in(analysis: Analysis, named: Sequence[int] | None = None) -> tuple[Place, ...]:
+    """Every place named in the post, once each, in order of first mention. `named`: the
+    post's `named_words`, when the caller has them."""
     tokens = analysis.tokens
     found: dict[str, Place] = {}
-    for i in range(len(tokens)):
+    for i in named_words(tokens) if named is None else named:
         if _is_place(tokens, i, analysis.text):
             lemma = _lemma(tokens[i])
             place = _place(lemma, _display(tokens, i))
@@ -194,6 +204,8 @@ def adjective_stems(analysis: Analysis) -> frozenset[str]:
     return frozenset(stems)
 
 
-def people_in(analysis: Analysis) -> frozenset[str]:
+def people_in(analysis: Analysis, named: Sequence[int] | None = None) -> frozenset[str]:
     """Surnames named in the post, as lemmas (`Гладкову` -> `гладков`)."""
-    return frozenset((t.lemmas[0] if t.lemmas else t.norm) for t in analysis.tokens if is_person(t))
+    tokens = analysis.tokens
+    people = (tokens[i] for i in (named_words(tokens) if named is None else named))
+    return frozenset((t.lemmas[0] if t.lemmas else t.norm) for t in people if _is_surname(t))
