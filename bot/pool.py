@@ -45,13 +45,14 @@ def default_workers() -> int:
     return cores if cores > 1 else 0
 
 
-def _die_with(parent: int) -> None:
-    """Ask Linux to kill this worker when the service dies (a SIGKILL leaves no one
-    to stop the pool, and a worker waiting for work would otherwise live on)."""
+def die_with(parent: int, signum: int = signal.SIGKILL) -> None:
+    """In a child process (a detection worker; `chanwatch browse`'s Datasette): have
+    Linux send it `signum` when `parent` dies. A SIGKILL leaves the parent no chance
+    to stop its children, which would live on (kept across exec)."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the service died before the request took effect
+        libc.prctl(PR_SET_PDEATHSIG, signum)
+    if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
 
 
@@ -67,7 +68,7 @@ def _close_sockets() -> None:
 
 
 def _worker_start(parent: int, setup: Callable[[], None] | None) -> None:
-    _die_with(parent)
+    die_with(parent)
     # The fork copied the service's signal set-up: a signal sent to the process group
     # must not reach the service's event loop a second time through the copied
     # wakeup fd, and Ctrl-C is for the service to handle.

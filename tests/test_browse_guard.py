@@ -233,3 +233,34 @@ def test_the_browser_shows_what_an_analyst_reads_and_no_private_table(
         response = page.goto(f"{base}/chanwatch?sql=select+code+from+invites")
         assert response is not None and response.status == 403
         assert code not in page.content()
+
+
+def _exited(pid: int) -> bool:
+    """Whether process `pid` is gone (or a zombie that only its reaper still lists)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_a_killed_browse_leaves_no_server_listening(
+    archive_file: tuple[Path, str], tmp_path: Path
+) -> None:
+    """chanwatch browse killed with SIGKILL cannot stop Datasette itself: Linux stops it
+    (the server would otherwise go on serving the archive with nobody to stop it)."""
+    db, _ = archive_file
+    with running_browse(db, tmp_path) as (base, proc):
+        servers = [
+            int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        ]
+        assert len(servers) == 1
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + STARTUP
+        while not _exited(servers[0]):
+            assert time.monotonic() < deadline, "Datasette outlived chanwatch browse"
+            time.sleep(0.1)  # polling another process's state
+        port = int(base.rsplit(":", 1)[1])
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()

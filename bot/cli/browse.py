@@ -15,16 +15,19 @@ import copy
 import importlib.util
 import ipaddress
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from bot.pool import die_with
 from config.database_url import redact
 from storage.db import ArchiveTarget, DatabaseError, archive_target, table_columns, table_names
 
@@ -224,7 +227,8 @@ def run(args: argparse.Namespace, db_path: ArchiveTarget, err: TextIO | None = N
 def _serve(cmd: list[str]) -> int:
     """Run Datasette until it ends or we are told to stop (SIGTERM, SIGINT): then
     stop it too, so no server is left listening after chanwatch browse is gone."""
-    child = subprocess.Popen(cmd)
+    # a SIGKILLed chanwatch browse cannot stop it: Linux does
+    child = subprocess.Popen(cmd, preexec_fn=partial(die_with, os.getpid(), signal.SIGTERM))
     stopping: list[int] = []
 
     def stop(signum: int, frame: FrameType | None) -> None:
