@@ -22,6 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = (
     "detect",
+    "worker_cost",
     "claims_quality",
     "ingest",
     "catchup",
