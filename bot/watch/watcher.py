@@ -428,8 +428,14 @@ class Watcher:
             slots = Slots(self.concurrency)
 
             async def one(watched: Watched) -> None:
-                async with slots.taken():
-                    await self._catch_up_in(run, watched)
+                while True:
+                    async with slots.taken():
+                        if self.gate.remaining(HISTORY) <= 0:
+                            await self._catch_up_in(run, watched)
+                            return
+                    # every channel given a slot while history reads wait would wait
+                    # too: it waits without its slot and without starting its catch-up
+                    await self.gate.wait(HISTORY)
 
             await _all([one(w) for w in list(self.channels.values())])
             self._end(run)
