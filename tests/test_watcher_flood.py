@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from loguru import logger
@@ -178,3 +179,43 @@ async def test_waits_on_resolving_and_history_at_start_overlap_and_hold_no_one_e
         await eventually(app, lambda: all_archived(app, later))
     assert errors_logged == []
     print(f"READY {ready_after:.1f} s after start with eight 3 s FloodWaits")
+
+
+async def test_a_flood_wait_on_history_in_a_catch_up_sets_up_no_more_reads_than_slots(
+    sim, monitor, tmp_path: Path, errors_logged
+):
+    """A FloodWait on history reads holds back every channel's catch-up. The channels
+    given the slots of those waiting must wait for it before setting up their reads:
+    otherwise each would set one up, hit the wait and pass its slot on, so that every
+    channel's read is held at once (the service's memory then steps up after each such
+    reconnect, and the allocator keeps the step)."""
+    channels = [sim.add_channel(username=f"chan_{i}", title=f"Канал {i}") for i in range(16)]
+    for channel in channels:
+        sim.post(channel, "первый")
+    slots = 2
+    settings = settings_for(tmp_path, *[c.username for c in channels], catchup_concurrency=slots)
+    async with running(sim, monitor, settings) as app:
+        assert app.watcher is not None
+        reading = most = 0
+        fetch = app.watcher._fetch_above
+
+        async def counted(*args: Any, **kwargs: Any) -> int:
+            nonlocal reading, most
+            reading += 1
+            most = max(most, reading)
+            try:
+                return await fetch(*args, **kwargs)
+            finally:
+                reading -= 1
+
+        app.watcher._fetch_above = counted  # type: ignore[method-assign]
+        missed = {c: [sim.post(c, "пропущено", push=False)] for c in channels}
+        sim.fail(request="GetHistoryRequest", error="FLOOD_WAIT_2", times=1)
+        await sim.drop_connections()
+        await eventually(app, lambda: all_archived(app, missed))
+        assert len(flood_waits_issued(sim, "messages.GetHistoryRequest")) == 1
+        assert sent_during_waits(sim, app.client.flood_gate) == []
+    # the reads the wait caught, and as many begun by channels given their slots once
+    # it is over, before the caught ones have theirs back
+    assert 0 < most <= 2 * slots
+    assert errors_logged == []

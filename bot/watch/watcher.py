@@ -34,6 +34,7 @@ BATCH = 100
 PAGE_WAIT = 0.0  # seconds between history pages (Telegram answers too fast with FLOOD_WAIT)
 READ_AHEAD = 1  # history pages waiting for the pipeline during a catch-up
 RECONCILE_DEPTH = 100
+HISTORY = "messages.GetHistoryRequest"  # the request a catch-up begins with (request_kind)
 EARLY_EVENTS_MAX = 10_000
 T = TypeVar("T")
 # Channels resolved and caught up at once (CHANWATCH_CATCHUP_CONCURRENCY); a channel
@@ -427,8 +428,14 @@ class Watcher:
             slots = Slots(self.concurrency)
 
             async def one(watched: Watched) -> None:
-                async with slots.taken():
-                    await self._catch_up_in(run, watched)
+                while True:
+                    async with slots.taken():
+                        if self.gate.remaining(HISTORY) <= 0:
+                            await self._catch_up_in(run, watched)
+                            return
+                    # every channel given a slot while history reads wait would wait
+                    # too: it waits without its slot and without starting its catch-up
+                    await self.gate.wait(HISTORY)
 
             await _all([one(w) for w in list(self.channels.values())])
             self._end(run)
@@ -468,6 +475,13 @@ class Watcher:
         log = logger.bind(channel=watched.id)
         head = await self._head(watched)
         while True:
+            # A FloodWait on history reads holds back every channel's catch-up. Waited for
+            # here, before this channel's read is set up, it holds the channel at the cost
+            # of a few coroutines; met inside the read, each channel given the slot of one
+            # waiting would set up its read (task, pages, pipeline stream), meet the wait
+            # and pass the slot on, until every channel's read is held at once: a burst of
+            # memory after a reconnect that the allocator keeps.
+            await self.gate.wait(HISTORY)
             try:
                 with self._patient(str(watched.id), watched):
                     if head == 0:
