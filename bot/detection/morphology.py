@@ -114,7 +114,7 @@ def _clean(lemma: str) -> str:
 # interned: the forms of a word share one copy of its lemma. (Sharing equal lemma
 # tuples too costs more in the table that finds them than it saves.) The limit counts the
 # entries of every memo together (memory budget): when they reach it, all are emptied.
-_limit = 400_000  # about two entries a form: room for text.py's 200,000 forms
+_limit = 600_000  # about three entries a form: room for text.py's 200,000 forms
 _stored = 0  # entries stored in the memos since they were last emptied
 _PARSES: dict[str, dict[str, tuple[str, ...]]] = {}  # lang -> word -> lemmas
 _RU_TAGS: dict[str, tuple[frozenset[str], ...]] = {}  # word -> grammemes of its parses
