@@ -58,7 +58,7 @@ TAGS = ("пеленгатор", "глушилка")  # the analyst's rules; 2% o
 TAG_EVERY = 50
 SETTLE = 180.0  # seconds the service gets to catch up after the load stops
 # Distinct texts. The service caches the morphology of every word form it meets (bounded
-# caches, ~0.5 KiB a form: +70 MB over the 144k forms of the whole corpus), so RSS grows
+# caches, ~0.56 KiB a form: +78 MiB over the 144k forms of the whole corpus), so RSS grows
 # with vocabulary until CHANWATCH_CACHE_MB's bound. The warm-up posts the whole pool once, so
 # the growth measured after it is what the service keeps per post, not cold caches.
 POOL = 1500
