@@ -132,7 +132,9 @@ def _scalar(db: Path, sql: str) -> int:
 
 
 # A combined message after an outage carries follow-ups too: an entry whose line after
-# the post's link says it was edited or deleted is a follow-up, not a second alert.
+# the post's link says it was edited or deleted is a follow-up, not a second alert. So
+# is a follow-up that names its post on its one line: it could not reply to the alert,
+# whose message id the service never learnt (its resend was refused as a duplicate).
 _FOLLOWUP = ("✏️ edited", "🗑 deleted")
 
 
@@ -145,8 +147,9 @@ def _alert_links(text: str, entities: list[Any]) -> set[tuple[str, int]]:
             found.append((len(del_surrogate(wide[: entity.offset])), match))
     links = set()
     for start, match in found:
-        after = text[text.find("\n", start) + 1 :] if "\n" in text[start:] else ""
-        if not after.startswith(_FOLLOWUP):
+        end = text.find("\n", start)
+        line, after = (text[start:], "") if end < 0 else (text[start:end], text[end + 1 :])
+        if not after.startswith(_FOLLOWUP) and not any(f in line for f in _FOLLOWUP):
             links.add((match.group(1), int(match.group(2))))
     return links
 
@@ -381,11 +384,13 @@ async def soak(plan: Plan, *, seed: int = 1, keep: Path | None = None) -> dict[s
             alerted = world.alerted()
             expected = world.expected_alerts()
             integrity = _query(world.db, "PRAGMA integrity_check")
+            lines = log.read_text(errors="replace").splitlines()
             errors = [
                 line
-                for line in log.read_text(errors="replace").splitlines()
+                for line in lines
                 if " ERROR " in line or " CRITICAL " in line or "Traceback" in line
             ]
+            refused = sum(1 for line in lines if "was already delivered" in line)
     load = world.load
     warm = [mib for at, mib in load.rss if at >= plan.warmup]
     baseline = warm[0] if warm else load.rss[0][1]
@@ -409,6 +414,7 @@ async def soak(plan: Plan, *, seed: int = 1, keep: Path | None = None) -> dict[s
         "connection_drops": load.drops,
         "floodwaits_injected": load.floods,
         "bot_floodwaits": sim.flood_waits_issued,
+        "resends_refused_as_duplicate": refused,
         "rss_mb_after_warmup": round(baseline, 1),
         "rss_mb_max_during_load": round(during, 1),
         "rss_mb_end": round(rss_end, 1),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.soak import alerts_in
 from bot.alerts.notifier import AlreadySent
 from bot.simulator import Simulator
 from storage.db import open_database
@@ -133,6 +134,26 @@ async def test_crash_between_send_and_mark_delivered_shows_the_alert_once(
         await settled(app, lambda: _all_sent(app, ann))
         assert resent == freeze.random_ids  # the same message, under the same random id
     assert len(sim.messages_to(ann, from_=bot)) == 1
+
+
+async def test_an_edit_after_a_resend_refused_as_duplicate_names_its_post_and_is_no_new_alert(
+    sim, monitor, bot, admin, ann, rdk, settings
+):
+    # The resend after the crash is refused (RANDOM_ID_DUPLICATE), so the service never
+    # learns the alert's message id: the edit's follow-up cannot reply to it and names
+    # the post instead. It is still a follow-up, not a second alert on the post.
+    server = TelegramDedup()
+    await _crash_once(sim, monitor, bot, ann, rdk, settings, Freeze("after"), wrap=server.wrap)
+    (first,) = sim.messages_to(ann, from_=bot)
+    async with service(sim, monitor, bot, settings, wrap_sender=server.wrap) as app:
+        await settled(app, lambda: _all_sent(app, ann))
+        (post,) = rdk.live_messages_desc()
+        sim.edit(rdk, post.id, "Обстрел Шебекино, двое раненых")
+        _, followup = await received(sim, ann, bot, 2)
+    assert followup.reply_to is None
+    assert "✏️ edited" in followup.text and "двое раненых" in followup.text
+    assert alerts_in(sim.messages_to(ann, from_=bot)) == alerts_in([first])
+    assert sum(alerts_in([first]).values()) == 1
 
 
 async def test_without_telegrams_dedup_a_crash_after_send_costs_at_most_one_duplicate(

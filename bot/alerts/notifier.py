@@ -450,7 +450,7 @@ class Notifier:
                 self.limiter.pause(exc.seconds, sub.chat_id)
                 continue
             except AlreadySent:
-                log.info("message {key} was already delivered before a restart", key=key)
+                log.info("message {key} was already delivered: the resend was refused", key=key)
                 return None
             except Blocked:
                 log.warning("the analyst blocked the bot; marking them inactive")
