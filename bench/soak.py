@@ -34,7 +34,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,15 +154,20 @@ def _alert_links(text: str, entities: list[Any]) -> set[tuple[str, int]]:
     return links
 
 
-def alerts_in(messages: Iterable[SimMessage]) -> dict[tuple[str, int], int]:
+def alerts_in(
+    messages: Iterable[SimMessage], channels: Collection[str] | None = None
+) -> dict[tuple[str, int], int]:
     """How many times each (channel username, post id) was alerted in the bot's messages
-    (follow-up replies and follow-up entries of combined messages excluded)."""
+    (follow-up replies and follow-up entries of combined messages excluded). `channels`:
+    only posts of these count; a post's text may link to other channels' posts, and
+    the same text posted twice would show such a link twice."""
     seen: dict[tuple[str, int], int] = {}
     for message in messages:
         if message.reply_to is not None:
             continue
         for key in _alert_links(message.text or "", message.entities or []):
-            seen[key] = seen.get(key, 0) + 1
+            if channels is None or key[0] in channels:
+                seen[key] = seen.get(key, 0) + 1
     return seen
 
 
@@ -301,7 +306,8 @@ class Soak:
     # --- checking -----------------------------------------------------------------------
 
     def alerted(self) -> dict[tuple[str, int], int]:
-        return alerts_in(self.sim.messages_to(self.analyst, from_=self.bot))
+        messages = self.sim.messages_to(self.analyst, from_=self.bot)
+        return alerts_in(messages, {channel.username or "" for channel in self.channels})
 
     def expected_alerts(self) -> set[tuple[str, int]]:
         claims = _query(
@@ -310,6 +316,28 @@ class Soak:
                WHERE p.claim_label = 'claim' AND p.claim_score >= 0.5""",
         )
         return self.load.tagged | {(name, msg_id) for name, msg_id in claims}
+
+    def explain(self, keys: list[tuple[str, int]]) -> list[str]:
+        """For posts alerted twice or unexpectedly: what the analyst got, and the outbox."""
+        out = []
+        messages = self.sim.messages_to(self.analyst, from_=self.bot)
+        for name, msg_id in keys:
+            got = [
+                f"msg {m.id} reply_to={m.reply_to}: {(m.text or '')[:160]!r}"
+                for m in messages
+                if (name, msg_id) in _alert_links(m.text or "", m.entities or [])
+            ]
+            rows = _query(
+                self.db,
+                """SELECT a.id, a.reason, a.status, a.batch, a.attempts, a.tg_msg_id,
+                          p.claim_label, p.claim_score, p.edit_date
+                   FROM alerts a JOIN posts p ON p.id = a.post_id
+                   JOIN channels c ON c.id = p.channel_id
+                   WHERE c.username = ? AND p.msg_id = ?""",
+                (name, msg_id),
+            )
+            out.append(f"{name}/{msg_id}: {got} outbox {[tuple(r) for r in rows]}")
+        return out
 
     def state_now(self) -> dict[str, int]:
         return {
@@ -391,6 +419,8 @@ async def soak(plan: Plan, *, seed: int = 1, keep: Path | None = None) -> dict[s
                 if " ERROR " in line or " CRITICAL " in line or "Traceback" in line
             ]
             refused = sum(1 for line in lines if "was already delivered" in line)
+            doubtful = [k for k, n in alerted.items() if n > 1 or k not in expected]
+            explained = world.explain(doubtful[:5])
     load = world.load
     warm = [mib for at, mib in load.rss if at >= plan.warmup]
     baseline = warm[0] if warm else load.rss[0][1]
@@ -432,6 +462,7 @@ async def soak(plan: Plan, *, seed: int = 1, keep: Path | None = None) -> dict[s
         and result["deletions_recorded"] == result["deletions_made"]
         and result["alerts_missing"] == 0
         and result["alerts_duplicated"] == 0
+        and result["alerts_unexpected"] == 0
         and result["outbox_pending"] == 0
         and result["service_exit"] == 0
         and result["integrity"] == "ok"
@@ -439,6 +470,8 @@ async def soak(plan: Plan, *, seed: int = 1, keep: Path | None = None) -> dict[s
     )
     if errors:
         result["first_errors"] = errors[:5]
+    if explained:
+        result["first_doubtful_alerts"] = explained
     return result
 
 

@@ -9,9 +9,28 @@ guarantees).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
-from bench.soak import CHANNELS, Plan, soak
+from bench.soak import CHANNELS, Plan, alerts_in, soak
+from bot.simulator.world import SimMessage
+
+
+def test_the_soak_counts_alerts_on_its_own_channels_posts_only() -> None:
+    # The corpus's texts link to other channels' posts; posted in two channels and
+    # alerted twice, such a text shows its link twice: neither an alert nor a duplicate.
+    text = (
+        "🔔 Soak 155\nhttps://t.me/soak_155/7 · 11:04 UTC\n\n"
+        "Не так давно мы [спрашивали вас](https://t.me/goproglib/3760) про пет-проекты"
+    )
+    again = text.replace("soak_155/7", "soak_027/38")
+    edited = "https://t.me/soak_155/7 Soak 155 ✏️ edited: про пет-проекты"  # no reply possible
+    now = datetime.now(UTC)
+    messages = [SimMessage(i, now, t) for i, t in enumerate((text, again, edited), 1)]
+    counted = alerts_in(messages, {"soak_155", "soak_027"})
+    assert counted == {("soak_155", 7): 1, ("soak_027", 38): 1}
+    assert alerts_in(messages)[("goproglib", 3760)] == 2  # what it counted before
 
 
 @pytest.mark.slow
