@@ -27,9 +27,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from bot.cli.options import add_db_option
 from bot.pool import die_with
 from config.database_url import redact
-from storage.db import ArchiveTarget, DatabaseError, archive_target, table_columns, table_names
+from storage.db import ArchiveTarget, DatabaseError, table_columns, table_names
 
 TEMPLATE_KEY = "ARCHIVE"
 OPTIONAL_KEY = "chanwatch_optional_queries"
@@ -146,11 +147,7 @@ def command(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        type=archive_target,
-        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
-    )
+    add_db_option(parser)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8001, help="port (8001; 0 picks a free one)")
     parser.add_argument(

@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from loguru import logger
 
 from bot.alerts.policy import Policy
+from bot.cli.options import add_db_option
 from bot.cli.progress import progress_bar
 from bot.pipeline import Pipeline
 from bot.pool import DetectionPool
@@ -36,7 +37,7 @@ from config.settings import Settings
 from storage import archive
 from storage import media as media_rows
 from storage.archive import Archived
-from storage.db import ArchiveTarget, Database, archive_target, open_database
+from storage.db import ArchiveTarget, Database, open_database
 from storage.models import Forward, Media, Post
 
 CHANNEL_TYPES = frozenset(
@@ -526,11 +527,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "path", type=Path, metavar="PATH", help="export folder (with result.json) or the file"
     )
-    parser.add_argument(
-        "--db",
-        type=archive_target,
-        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
-    )
+    add_db_option(parser)
     parser.add_argument(
         "--timezone",
         default="UTC",

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.alerts import incident_format as ifmt
+from bot.cli.options import add_db_option
 from bot.cli.search import open_archive, require_archive
 from storage import incidents
-from storage.db import ArchiveTarget, Database, archive_target
+from storage.db import ArchiveTarget, Database
 from storage.incidents import Incident, Member
 from storage.search import QueryError, parse_when, resolve_channels
 
@@ -21,11 +22,7 @@ FORMATS = ("table", "json", "csv")
 
 
 def add_list_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        type=archive_target,
-        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
-    )
+    add_db_option(parser)
     parser.add_argument("--since", metavar="D", help="incidents active on or after D (YYYY-MM-DD)")
     parser.add_argument("--channel", metavar="C", help="only incidents this channel is part of")
     parser.add_argument("--limit", type=int, default=50, help="at most N incidents (50)")
@@ -34,11 +31,7 @@ def add_list_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_show_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("number", type=int, metavar="N", help="the incident's number")
-    parser.add_argument(
-        "--db",
-        type=archive_target,
-        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
-    )
+    add_db_option(parser)
     parser.add_argument("--format", choices=("table", "json"), default="table", help="(table)")
 
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from loguru import logger
 
+from bot.cli.options import add_db_option
 from bot.pipeline import detect_chunk
 from bot.pool import DetectionPool
 from storage import archive
-from storage.db import ArchiveTarget, Database, archive_target, open_database
+from storage.db import ArchiveTarget, Database, open_database
 from storage.models import iso, utcnow
 
 BATCH = 500
@@ -91,11 +92,7 @@ async def redetect(
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        type=archive_target,
-        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
-    )
+    add_db_option(parser)
     parser.add_argument(
         "--since-id", type=int, default=0, help="only posts with a larger id (resume a run)"
     )

@@ -14,8 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from bot.cli.options import add_db_option
 from bot.query import compile_query, search
-from storage.db import ArchiveTarget, Database, StorageError, archive_target, open_database
+from storage.db import ArchiveTarget, Database, StorageError, open_database
 from storage.search import (
     MARK_END,
     MARK_START,
@@ -41,11 +42,7 @@ HIT_FIELDS = (
 
 
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        type=archive_target,
-        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
-    )
+    add_db_option(parser)
     parser.add_argument(
         "--channel",
         action="append",

@@ -10,19 +10,16 @@ import time
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from bot.cli.options import add_db_option
 from bot.cli.search import open_archive, require_archive
 from bot.watch.shares import key_of
 from config.settings import Settings
 from storage import shares, watchlist
-from storage.db import Database, archive_target
+from storage.db import Database
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--db",
-        type=archive_target,
-        help="archive file or postgresql:// URL (default: CHANWATCH_DB)",
-    )
+    add_db_option(parser)
     parser.add_argument(
         "--channels", action="store_true", help="list every channel and who holds it"
     )
