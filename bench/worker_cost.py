@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import corpus, figure  # noqa: E402
 from bench.detect import build_rules, frequent_lemmas  # noqa: E402
-from bot.detection import analyze, compile_rules, load, text  # noqa: E402
+from bot.detection import Matcher, analyze, compile_rules, load, text  # noqa: E402
 from bot.detection.claims import detect_claim  # noqa: E402
 from bot.incidents.features import text_features  # noqa: E402
 from bot.pipeline import detect_chunk, pickled_rules  # noqa: E402
@@ -41,7 +41,7 @@ def _ms_per_post(n: int, step: Callable[[], Any]) -> float:
     return (time.process_time() - started) * 1000 / n
 
 
-def _steps(posts: Sequence[str], rules: bytes, matcher: Any, when: str) -> dict[str, Any]:
+def _steps(posts: Sequence[str], rules: bytes, matcher: Matcher, when: str) -> dict[str, Any]:
     n = len(posts)
     items = [(post, (1,)) for post in posts]
     out: dict[str, Any] = {}
