@@ -86,7 +86,7 @@ def _parses(norm: str, lang: str) -> tuple[tuple[str, frozenset[str], str | None
     if lang not in ("ru", "uk"):
         lang = "ru"
     out = []
-    for p in morphology.morph(lang).parse(norm):
+    for p in morphology.parses(norm, lang):
         out.append((p.normal_form.replace("ё", "е"), frozenset(p.tag.grammemes), p.tag.POS))
     return tuple(out)
 

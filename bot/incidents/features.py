@@ -160,7 +160,7 @@ def _is_name_word(lemma: str) -> bool:
     """A noun, a name or a word the dictionary does not know (Latin words too)."""
     if not any("\u0400" <= ch <= "\u04ff" for ch in lemma):
         return lemma.isalpha()
-    parse = morphology.morph("ru").parse(lemma)
+    parse = morphology.parses(lemma, "ru")
     return (
         not parse or parse[0].tag.POS == "NOUN" or not morphology.morph("ru").word_is_known(lemma)
     )

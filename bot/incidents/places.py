@@ -129,7 +129,7 @@ def _is_place(tokens: tuple[Token, ...], i: int, text: str) -> bool:
 @lru_cache(maxsize=100_000)
 def place_lemma(norm: str, fallback: str) -> str:
     """The normal form of the place reading (`Работино`, not the adjective `работин`)."""
-    for parse in morphology.morph("ru").parse(norm)[:4]:
+    for parse in morphology.parses(norm, "ru")[:4]:
         if "Geox" in parse.tag.grammemes:
             return parse.normal_form.replace("ё", "е")
     return fallback
