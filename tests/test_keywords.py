@@ -84,6 +84,25 @@ def test_substrings_never_match(keyword: str, text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("keyword", "text"),
+    [
+        ("стать", "Читайте в статье"),  # статья, not a Ukrainian guess at "статье"
+        ("больший", "Сбили больше двадцати"),
+    ],
+)
+def test_a_word_one_dictionary_knows_takes_no_guesses_from_the_other(
+    keyword: str, text: str
+) -> None:
+    # neither sentence has a letter only one language uses, so both dictionaries are asked
+    assert matched([keyword], text) == {}
+
+
+def test_a_word_only_the_other_dictionary_knows_takes_its_lemma_first() -> None:
+    drones = next(t for t in analyze("Сбили два БПЛА над городом").tokens if t.norm == "бпла")
+    assert drones.lemmas == ("бпла",)  # known to the Ukrainian dictionary only
+
+
+@pytest.mark.parametrize(
     ("keyword", "text", "words"),
     [
         ("Белгород", "В Белгородской области белгородцы", ["Белгородской", "белгородцы"]),
