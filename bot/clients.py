@@ -14,8 +14,10 @@ from typing import Any
 
 from loguru import logger
 from telethon import TelegramClient, errors, utils
+from telethon._updates import MessageBox
 from telethon.crypto import rsa
 from telethon.sessions import Session, SQLiteSession
+from telethon.tl import types
 from telethon.tl.tlobject import TLRequest
 
 from bot.floodgate import FloodGate
@@ -65,6 +67,40 @@ def _chat_of(request: TLRequest) -> int | None:
         return None
 
 
+# What a channel difference may carry that the service handles.
+_CHANNEL_UPDATES = (
+    types.UpdateNewChannelMessage,
+    types.UpdateEditChannelMessage,
+    types.UpdateDeleteChannelMessages,
+)
+
+
+class _WholeDifferenceBox(MessageBox):
+    """Telethon's update box, handing the event handlers the edits and deletions of
+    every channel difference.
+
+    Telethon 1.45 fills a gap in a channel's updates with `updates.getChannelDifference`,
+    then takes the difference's pts *before* it goes through the updates the difference
+    carries (`other_updates`), so it skips each of them as already seen ("Skipping update
+    since local pts 9 > pts=9"): only the difference's new messages reached the handlers,
+    and its edits and deletions waited for the next reconcile. The server sends them in
+    order and once, so they are passed on after the new messages, as if pushed. An
+    update Telethon did pass on is not passed twice."""
+
+    __slots__ = ()
+
+    def apply_channel_difference(self, request: Any, diff: Any, chat_hashes: Any) -> Any:
+        updates, users, chats = super().apply_channel_difference(request, diff, chat_hashes)
+        if isinstance(diff, types.updates.ChannelDifference):
+            passed = {id(update) for update in updates}
+            updates.extend(
+                update
+                for update in diff.other_updates
+                if isinstance(update, _CHANNEL_UPDATES) and id(update) not in passed
+            )
+        return updates, users, chats
+
+
 class MonitorClient(TelegramClient):
     """A TelegramClient that tells us when Telethon has reconnected by itself, and that
     never sends a request Telegram asked it to hold back.
@@ -88,6 +124,8 @@ class MonitorClient(TelegramClient):
         self.flood_sleep_limit = flood_sleep_threshold
         self.flood_gate = FloodGate()
         self.reconnect_callbacks: list[ReconnectCallback] = []
+        # still empty: it is filled from the session on connect
+        self._message_box = _WholeDifferenceBox(self._log["messagebox"])
 
     async def _call(  # Telethon's one way out for every request (downloads too), 1.45.x
         self,
