@@ -140,8 +140,18 @@ async def test_idle_workers_stop_and_start_again_when_needed() -> None:
         pool.close()
 
 
+_LATIN = str.maketrans("абвгдежзик", "abcdefghik")
+
+
 def test_the_cache_budget_bounds_the_word_cache_and_changes_no_result() -> None:
-    from bot.detection import analyze, cache_forms, morphology, set_cache_budget, text
+    from bot.detection import (
+        MEMOS_PER_FORM,
+        analyze,
+        cache_forms,
+        morphology,
+        set_cache_budget,
+        text,
+    )
     from config.settings import Settings
 
     text_ = "Бойцы РДК взяли в плен двоих военнослужащих у Козинки, Белгородская область."
@@ -150,11 +160,17 @@ def test_the_cache_budget_bounds_the_word_cache_and_changes_no_result() -> None:
     try:
         set_cache_budget(8)
         assert text._WORD_CACHE_LIMIT == forms == 8 * 1024**2 // 660
+        memos_emptied = 0
         for i in range(forms + 500):  # the bound is checked at each sentence
-            analyze(f"Слово{i} осталось. Word{i} stays.")
+            # a new Russian and a new English word each time: new forms for every cache
+            tail = "".join("абвгдежзик"[int(d)] for d in str(i))
+            stored = morphology._stored
+            analyze(f"Слово{tail} были. Word{tail.translate(_LATIN)} stays.")
             # every lemma key's cache counts towards the one bound
             assert sum(map(len, text._WORD_CACHE.values())) <= forms + 4
-            assert morphology._stored <= 2 * forms
+            assert morphology._stored <= MEMOS_PER_FORM * forms
+            memos_emptied += morphology._stored < stored
+        assert memos_emptied >= 1  # the memos met their bound
         assert analyze(text_) == before
     finally:
         set_cache_budget(Settings.__dataclass_fields__["cache_mb"].default)
