@@ -1,5 +1,6 @@
 """Building the Telethon clients: session file (mode 0600), custom server, reconnect hook,
-and the FloodWait gate every request of the user client passes."""
+the FloodWait gate every request of the user client passes, and its update box, which
+hands on what a channel difference carries."""
 
 from __future__ import annotations
 
