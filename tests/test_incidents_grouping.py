@@ -113,6 +113,23 @@ def test_text_similarity_is_datasketchs_minhash_bit_for_bit() -> None:
         assert resemblance(signature(a), signature(b)) == reference(a).jaccard(reference(b))
 
 
+def test_word_hashes_are_kept_within_their_bound_and_change_no_signature(monkeypatch) -> None:
+    from bot.incidents import minhash
+
+    def hashed_afresh(words: frozenset[str]) -> int:
+        minhash._HASHES.clear()  # the words of one set are distinct: none from the cache
+        return minhash.signature(words)
+
+    words = [frozenset(f"слово{i + k}" for k in range(30)) for i in range(0, 300, 7)]
+    fresh = [hashed_afresh(w) for w in words]
+    monkeypatch.setattr(minhash, "_HASHES_LIMIT", 16)
+    minhash._HASHES.clear()
+    for w, expected in zip(words, fresh, strict=True):  # overlapping sets: many from it
+        assert minhash.signature(w) == expected
+        assert len(minhash._HASHES) <= 16
+    assert set(minhash._HASHES) <= set().union(*words[-1:])  # emptied on the way
+
+
 def test_equal_lanes_counts_equal_32_bit_values_whatever_their_bits() -> None:
     import random
 
