@@ -117,7 +117,7 @@ def _dictionary_reader(lang: str) -> Callable[[str], list[_Reading] | None]:
     units that a known word never reaches (~11 µs for a Russian word instead of ~26).
     None for a word the dictionary does not know, or a single letter (pymorphy3 also
     reads it as an initial): those take the full parse. tests/test_morphology.py
-    compares both over the corpus's whole vocabulary."""
+    compares both."""
     analyzer = morph(lang)
     try:
         dictionary = analyzer.dictionary
@@ -273,13 +273,12 @@ def _lemmas(word: str, key: str) -> tuple[str, ...]:
         # unknown to that dictionary; its guessed lemmas would be noise.
         other = UK if key == RU else RU
         if not morph(key).word_is_known(word) and morph(other).word_is_known(word):
-            key = f"{key}+{other}"
-        else:
-            return _pymorphy_lemmas(word, key)
+            return _pymorphy_lemmas(word, other)
+        return _pymorphy_lemmas(word, key)
     # Both dictionaries, as the sentence's language is uncertain. A word only one of
     # them knows takes only its lemmas: the other's guesses would be noise again
     # ("статье" would lemmatize to the verb "стать" through a Ukrainian guess), and
-    # guessing costs ~90 µs a new word, three times a dictionary reading.
+    # guessing costs ~90 µs a new word, several times a dictionary reading.
     first, second = key.split("+")
     known_first = morph(first).word_is_known(word)
     if known_first != morph(second).word_is_known(word):

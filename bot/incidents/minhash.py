@@ -100,7 +100,7 @@ _HASHES_LIMIT = 8_192
 def _hash_of(word: str) -> int:
     if len(_HASHES) >= _HASHES_LIMIT:
         _HASHES.clear()
-    h = _HASHES[word] = _word_hash(word)
+    _HASHES[word] = h = _word_hash(word)
     return h
 
 
