@@ -21,6 +21,8 @@ from storage.db import Database, rows_for_ids
 from storage.incidents import Incident
 from storage.models import iso, utcnow
 
+OUTBOX_CHANNEL = "chanwatch_outbox"  # storage.pg listens on it (PostgreSQL only)
+
 Status = Literal["pending", "sent", "digest", "digested", "muted", "skipped", "failed"]
 _CHUNK = 500
 
@@ -142,7 +144,11 @@ async def add_in(conn: aiosqlite.Connection, alerts: Iterable[NewAlert]) -> int:
         # the same rows in the same order, each skipped if it is already planned
         columns = [list(column) for column in zip(*rows, strict=True)]
         async with conn.execute(_ADD_ALL, columns) as cursor:
-            return max(cursor.rowcount, 0)
+            added = max(cursor.rowcount, 0)
+        if added:
+            # delivered at commit, to the watcher that delivers if it is another process
+            await conn.execute("SELECT pg_notify(?, '')", [OUTBOX_CHANNEL])
+        return added
     before = conn.total_changes
     await conn.executemany(
         """INSERT OR IGNORE INTO alerts (chat_id, post_id, reason, story, payload, not_before,

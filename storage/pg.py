@@ -327,6 +327,34 @@ async def connect(
     )
 
 
+LISTEN_RETRY_S = 2.0
+
+
+async def listen(url: str, channel: str, on_notice: Callable[[], None]) -> None:
+    """Call `on_notice` at each NOTIFY on `channel` (another process's committed work),
+    until cancelled. A lost connection is made again every LISTEN_RETRY_S; `on_notice`
+    is also called once listening (re)starts, for what was notified meanwhile."""
+    log = logger.bind(channel=channel)
+    while True:
+        try:
+            conn = await connect(url)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            log.debug("cannot listen for {channel}: {error}", channel=channel, error=exc)
+            await asyncio.sleep(LISTEN_RETRY_S)
+            continue
+        lost = asyncio.Event()
+        conn.add_termination_listener(lambda _conn, ended=lost: ended.set())
+        try:
+            await conn.add_listener(channel, lambda *_notice: on_notice())
+            on_notice()
+            await lost.wait()
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.debug("stopped listening for {channel}: {error}", channel=channel, error=exc)
+        finally:
+            conn.terminate()  # at once, cancelled or not; nothing is in flight on it
+        await asyncio.sleep(LISTEN_RETRY_S)
+
+
 def _where(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or "the local socket"

@@ -15,7 +15,7 @@ import pytest
 from bot.cli import parser as cli
 from bot.cli.doctor import check_postgres
 from bot.query import search
-from storage import archive, pg
+from storage import archive, outbox, pg
 from storage.db import (
     DB_ERRORS,
     SCHEMA_VERSION,
@@ -264,3 +264,32 @@ def test_numbered_placeholders_keep_their_numbers() -> None:
     assert translate("UPDATE t SET a = ?2 WHERE id = ?1 AND b = ?1") == (
         "UPDATE t SET a = $2 WHERE id = $1 AND b = $1"
     )
+
+
+async def test_outbox_notices_reach_the_listener_again_after_its_connection_drops(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.create_database()
+    notices: asyncio.Queue[None] = asyncio.Queue()
+    listening = asyncio.create_task(
+        pg.listen(url, outbox.OUTBOX_CHANNEL, lambda: notices.put_nowait(None))
+    )
+    sender = await pg.connect(url)
+    try:
+        async with asyncio.timeout(15):
+            await notices.get()  # listening: told once, for what came before
+            await sender.execute("SELECT pg_notify($1, '')", outbox.OUTBOX_CHANNEL)
+            await notices.get()
+            # the server drops the listener's connection (a restart, a proxy timeout)
+            await sender.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            await notices.get()  # listening again: told once more
+            await sender.execute("SELECT pg_notify($1, '')", outbox.OUTBOX_CHANNEL)
+            await notices.get()
+        assert notices.empty()
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await sender.close()

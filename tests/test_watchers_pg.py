@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from bot.alerts.notifier import NotifierOptions
 from bot.cli.doctor import check_postgres
 from bot.simulator import Simulator
 from storage import leases
@@ -25,14 +26,26 @@ async def _deliverer(app) -> str:
             await asyncio.sleep(0.05)  # polling the server's lock table, bounded above
 
 
-async def _team(stack, sim: Simulator, monitors, bot, admin, tmp_path: Path, url: str) -> dict:
-    """Watchers a and b (one account each) on `url`, watching rdk_channel, 2 s leases."""
+async def _team(
+    stack,
+    sim: Simulator,
+    monitors,
+    bot,
+    admin,
+    tmp_path: Path,
+    url: str,
+    channels: tuple[str, ...] = ("rdk_channel",),
+    notifier: NotifierOptions | None = None,
+) -> dict:
+    """Watchers a and b (one account each) on `url`, watching `channels`, 2 s leases."""
     apps = {}
     for name, monitor in zip("ab", monitors, strict=True):
         settings = bot_settings(
-            tmp_path / name, bot, [admin], "rdk_channel", db_path=url, watcher=name, lease_seconds=2
+            tmp_path / name, bot, [admin], *channels, db_path=url, watcher=name, lease_seconds=2
         )
-        apps[name] = await stack.enter_async_context(service(sim, monitor, bot, settings))
+        apps[name] = await stack.enter_async_context(
+            service(sim, monitor, bot, settings, notifier=notifier)
+        )
     return apps
 
 
@@ -70,6 +83,36 @@ async def test_one_delivers_and_the_other_takes_over(
         assert len(sim.messages_to(ann, from_=bot)) == 2
         planned = await apps[survivor].db.fetchall("SELECT count(*) FROM alerts")
         assert planned[0][0] == 2
+
+
+async def test_an_alert_the_other_watcher_plans_wakes_the_deliverer(
+    sim: Simulator, bot, admin, ann, rdk, tmp_path: Path, pg_server: PgServer
+) -> None:
+    # The deliverer's notifier looks at the outbox on its own only once an hour here:
+    # the alert reaches the analyst because the planning watcher's commit notifies it.
+    url = pg_server.create_database()
+    legion = sim.add_channel(username="legion", title="Легион")
+    monitors = [sim.add_user(phone=f"+1555007{i}", first_name=f"Monitor {i}") for i in (1, 2)]
+    hourly = NotifierOptions(idle_check=3600)
+    async with contextlib.AsyncExitStack() as stack:
+        apps = await _team(
+            stack, sim, monitors, bot, admin, tmp_path, url, ("rdk_channel", "legion"), hourly
+        )
+        leader = await _deliverer(apps["a"])
+        other = apps["b" if leader == "a" else "a"]
+        await _until(lambda: _one_each(apps), "each watcher holds one channel")
+        await make_analyst(apps[leader], ann, "Ann")
+        await add_rule(apps[leader], ann, "Белгород")
+        other.pipeline.audience_changed()
+        channel = rdk if rdk.id in other.watcher.channels else legion
+        post = sim.post(channel, "Обстрел Белгорода утром")
+        (alert,) = await received(sim, ann, bot, 1)
+        assert f"https://t.me/{channel.username}/{post}" in alert.text
+        assert channel.id in other.watcher.channels  # planned by the one that does not deliver
+
+
+async def _one_each(apps) -> bool:
+    return all(len(app.watcher.channels) == 1 for app in apps.values())
 
 
 async def test_watch_and_unwatch_from_the_bot_reach_the_whole_team(

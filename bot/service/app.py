@@ -151,11 +151,15 @@ class App:
         """Deliver alerts while this process holds the delivery lease; try to take it
         every few seconds while another watcher holds it (or the server is away)."""
         from storage.leases import DELIVER, Lease  # PostgreSQL only: SQLite needs no asyncpg
+        from storage.pg import listen
 
         assert isinstance(self.settings.db_path, str)
-        lease = Lease(self.settings.db_path, DELIVER, self.settings.watcher)
+        url = self.settings.db_path
+        lease = Lease(url, DELIVER, self.settings.watcher)
         log = logger.bind(watcher=self.settings.watcher)
         failing = False  # warned once per outage; the retries every 2 s are quiet
+        # alerts the other watchers plan wake the notifier at once, not at its next check
+        listening: asyncio.Task[None] | None = None
         try:
             while not self.stopping.is_set():
                 try:
@@ -177,13 +181,20 @@ class App:
                         log.exception("the bot cannot log in; alerts wait in the outbox")
                         await lease.release()
                         return
+                    assert self.bot is not None and self.bot.notifier is not None
+                    listening = asyncio.create_task(
+                        listen(url, outbox.OUTBOX_CHANNEL, self.bot.notifier.wake),
+                        name="outbox-notices",
+                    )
                 elif not held and self.bot is not None:
                     log.warning("lost the delivery lease; another watcher delivers")
+                    listening = await _cancelled(listening)
                     bot, self.bot = self.bot, None
                     await bot.stop(graceful=False)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), LEASE_POLL)
         finally:
+            await _cancelled(listening)
             await lease.release()
 
     async def _serve(self) -> None:
@@ -341,14 +352,8 @@ class App:
         if self.bot is not None:
             # a stop (signal, stop()) lets alerts being sent be recorded; a crash does not
             await self.bot.stop(graceful=self.stopping.is_set())
-        if self._leading is not None:  # the lease goes only once nothing is being sent
-            self._leading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._leading
-        if self._sharing_task is not None:
-            self._sharing_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sharing_task
+        await _cancelled(self._leading)  # the lease goes only once nothing is being sent
+        await _cancelled(self._sharing_task)
         if self.sharing is not None and self.stopping.is_set():
             await self.sharing.leave()  # a crash leaves them to expire instead
         if self.watcher is not None:
@@ -361,3 +366,11 @@ class App:
             self.pool.close()
         if self.db is not None:
             await self.db.close()
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    """Cancel the task (if any) and wait for it to end; None, to forget it by."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
