@@ -338,7 +338,7 @@ async def listen(url: str, channel: str, on_notice: Callable[[], None]) -> None:
     while True:
         try:
             conn = await connect(url)
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             log.debug("cannot listen for {channel}: {error}", channel=channel, error=exc)
             await asyncio.sleep(LISTEN_RETRY_S)
             continue
@@ -348,7 +348,7 @@ async def listen(url: str, channel: str, on_notice: Callable[[], None]) -> None:
             await conn.add_listener(channel, lambda *_notice: on_notice())
             on_notice()
             await lost.wait()
-        except (OSError, asyncpg.PostgresError) as exc:
+        except (*_CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
             log.debug("stopped listening for {channel}: {error}", channel=channel, error=exc)
         finally:
             conn.terminate()  # at once, cancelled or not; nothing is in flight on it

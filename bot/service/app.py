@@ -188,7 +188,8 @@ class App:
                     )
                 elif not held and self.bot is not None:
                     log.warning("lost the delivery lease; another watcher delivers")
-                    listening = await _cancelled(listening)
+                    await _cancelled(listening)
+                    listening = None
                     bot, self.bot = self.bot, None
                     await bot.stop(graceful=False)
                 with contextlib.suppress(TimeoutError):
@@ -369,7 +370,7 @@ class App:
 
 
 async def _cancelled(task: asyncio.Task[None] | None) -> None:
-    """Cancel the task (if any) and wait for it to end; None, to forget it by."""
+    """Cancel the task (if any) and wait for it to end."""
     if task is not None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
