@@ -77,6 +77,9 @@ def _worker_start(parent: int, setup: Callable[[], None] | None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     with contextlib.suppress(OSError):
         _close_sockets()
+    # numpy (MinHash signatures) does no linear algebra here: no BLAS thread pool
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
     if setup is not None:
         setup()
 

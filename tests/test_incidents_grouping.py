@@ -113,6 +113,43 @@ def test_text_similarity_is_datasketchs_minhash_bit_for_bit() -> None:
         assert resemblance(signature(a), signature(b)) == reference(a).jaccard(reference(b))
 
 
+def test_signatures_made_together_are_each_sets_own_signature(monkeypatch) -> None:
+    import random
+
+    from bot.incidents import minhash
+
+    rng = random.Random(11)
+    vocabulary = [f"слово{i}" for i in range(400)] + ["пленные", "курская", "ё"]
+    sets = [frozenset(rng.sample(vocabulary, rng.randint(0, 40))) for _ in range(60)]
+    sets += [frozenset(), frozenset(vocabulary[:120]), frozenset({"один"})]
+    rng.shuffle(sets)
+    expected = [minhash.signature(s) for s in sets]
+    assert minhash.signatures(sets) == expected
+    assert expected.count(0) == sum(1 for s in sets if not s)
+    monkeypatch.setattr(minhash, "_WORDS_PER_PASS", 50)  # many passes, one set above it
+    assert minhash.signatures(sets) == expected
+    assert minhash.signatures([]) == []
+
+
+def test_a_workers_chunk_carries_each_texts_signature() -> None:
+    from bot.incidents.minhash import signature
+    from bot.pipeline import detect_chunk
+
+    texts = [
+        "Бойцы РДК взяли в плен военнослужащих ВС РФ в Козинке",
+        "",
+        "Обстрел Шебекино, повреждены дома",
+        "Бойцы РДК взяли в плен военнослужащих ВС РФ в Козинке",
+    ]
+    found = detect_chunk([(t, (1,)) for t in texts], 1, b"", grouped=True)
+    features = [d.features for d in found]
+    assert all(f is not None for f in features)
+    assert [f.signature for f in features] == [signature(f.words) for f in features]
+    assert features[0].signature and features[0].signature == features[3].signature
+    assert features[1].signature == 0  # no words
+    assert features[0].signature != features[2].signature
+
+
 def test_word_hashes_are_kept_within_their_bound_and_change_no_signature(monkeypatch) -> None:
     from bot.incidents import minhash
 

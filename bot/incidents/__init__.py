@@ -14,6 +14,7 @@ from bot.incidents.features import (
     Features,
     TextFeatures,
     features_of,
+    signed,
     text_features,
 )
 from bot.incidents.grouping import JOIN_AT, WINDOW, Candidate, Decision, Tie, assess, decide
@@ -31,6 +32,7 @@ __all__ = [
     "assess",
     "decide",
     "features_of",
+    "signed",
     "text_features",
     "title_of",
 ]

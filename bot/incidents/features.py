@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from bot.detection import morphology
 from bot.detection.text import Analysis, analyze
-from bot.incidents.minhash import signature
+from bot.incidents.minhash import signature, signatures
 from bot.incidents.places import (
     Place,
     adjective_stems,
@@ -239,6 +239,13 @@ def text_features(analysis: Analysis, *, signed: bool = False) -> TextFeatures:
         names=proper_words(analysis),
         signature=signature(words) if signed else None,
     )
+
+
+def signed(found: Sequence[TextFeatures]) -> list[TextFeatures]:
+    """The features with their signatures, computed together (a detection worker's
+    share of a bulk batch)."""
+    marks = signatures([f.words for f in found])
+    return [f._replace(signature=mark) for f, mark in zip(found, marks, strict=True)]
 
 
 def features_of(
