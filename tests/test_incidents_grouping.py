@@ -51,6 +51,42 @@ def test_an_adjective_meets_the_place_it_is_built_on() -> None:
     ]
 
 
+def test_a_place_ties_to_the_first_member_naming_it_and_weighs_by_who_named_it() -> None:
+    summary = feat(  # a claim naming many villages: its places tie weakly
+        1, LEGION, "Взяли в плен бойцов у Шебекино, у Козинки, у Глотово и у Новой Таволжанки."
+    )
+    claim = feat(2, LEGION, "Легион взял в плен двоих у Козинки.", minutes=10)
+    answer = feat(3, GOV, "В Козинке обстрел, есть раненые.", minutes=20)
+    members = [summary, claim, answer]
+    candidate = Candidate(10, members, {1: LEGION, 2: GOV})
+
+    def place_ties(text: str, minutes: int) -> list[tuple[str, float]]:
+        post = feat(9, NEWS, text, minutes)
+        return [(t.detail, t.score) for t in assess(post, NEWS, candidate) if t.kind == "place"]
+
+    # named by a claim within a day: the strongest; the place as that claim names it
+    assert place_ties("Бой у Козинки продолжается.", 60) == [("Козинка", 0.8)]
+    assert place_ties("Бой у Козинки продолжается.", 60 * 30) == [("Козинка", 0.6)]
+    # named only by the summary and by no claim of two places or fewer: a plain place tie
+    assert place_ties("Обстрел Глотово.", 60) == [("Глотово", 0.3)]
+    assert place_ties("Погода в Москве.", 60) == []
+    assert place_ties("Новости дня.", 60) == []  # no place, no adjective: nothing asked
+
+
+def test_mentions_are_found_only_where_their_marks_are() -> None:
+    from bot.incidents.features import mentions
+
+    handles, links = mentions(
+        "Источник: @legion_ru и https://t.me/rdk_news/123, не t.me/joinchat/xyz; "
+        "почта press@mail.ru",
+        ["https://telegram.me/s/gladkov_vv/77"],
+    )
+    assert handles == {"legion_ru", "rdk_news", "gladkov_vv"}
+    assert links == {"rdk_news/123", "gladkov_vv/77"}
+    assert mentions("Без ссылок и имён.") == (frozenset(), frozenset())
+    assert mentions("Ссылка в описании", ["https://t.me/c/1234/5"]) == (frozenset(), frozenset())
+
+
 def test_decisions_say_why() -> None:
     claim = feat(1, LEGION, "Легион взял в плен двух военнослужащих у Новой Таволжанки.")
     assert decide(claim, LEGION, []).action == "open"

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from bot.detection import morphology
 from bot.detection.text import Analysis, analyze
-from bot.incidents.minhash import signature, signatures
+from bot.incidents.minhash import signature, signature_of, signatures
 from bot.incidents.places import (
     Place,
     adjective_stems,
@@ -134,24 +134,29 @@ class Features:
     def from_json(
         cls, post_id: int, channel_id: int, msg_id: int, date: datetime, data: Mapping[str, Any]
     ) -> Features:
+        """A stored member's features; a claim, denial or exchange with its signature
+        (new posts' text is compared with theirs, each member with many posts)."""
+        label = data.get("label") or "none"
+        words = frozenset(data.get("words", ()))
         return cls(
             post_id=post_id,
             channel_id=channel_id,
             msg_id=msg_id,
             date=date,
-            label=data.get("label") or "none",
+            label=label,
             count=data.get("count"),
             places=tuple(Place(k, frozenset(s), n, bool(b)) for k, s, n, b in data["places"]),
             adjectives=frozenset(data.get("adjectives", ())),
             people=frozenset(data.get("people", ())),
             handles=frozenset(data.get("handles", ())),
             links=frozenset(data.get("links", ())),
-            words=frozenset(data.get("words", ())),
+            words=words,
             names=frozenset(data.get("names", ())),
             fwd_key=data.get("fwd_key"),
             reply_to=data.get("reply_to"),
             grouped_id=data.get("grouped_id"),
             media=dict(data.get("media", {})),
+            signature=signature_of(words) if label in CLAIMISH else None,
         )
 
 
@@ -203,9 +208,12 @@ def proper_words(analysis: Analysis) -> frozenset[str]:
 
 def mentions(text: str, entity_urls: Iterable[str] = ()) -> tuple[frozenset[str], frozenset[str]]:
     """(@names and t.me names, quoted posts as "name/msg id") in the text and its links."""
-    handles = {m.group(1).lower() for m in _HANDLE.finditer(text)}
+    # each pattern needs its literal: a text without it is not scanned (most are not)
+    handles = {m.group(1).lower() for m in _HANDLE.finditer(text)} if "@" in text else set()
     links: set[str] = set()
     for source in (text, *entity_urls):
+        if ".me/" not in source:
+            continue
         for m in _TME.finditer(source):
             name = m.group(1).lower()
             if name in ("joinchat", "c", "addlist", "share"):

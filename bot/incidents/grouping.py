@@ -96,7 +96,7 @@ def _decisive(post: Features, members: Sequence[Features], channels: Mapping) ->
         if m.reply_to is not None and m.channel_id == post.channel_id:
             if m.reply_to == post.msg_id:
                 return Tie("reply", DECISIVE, f"answered by post {m.msg_id}", m.post_id)
-        info = channels.get(m.channel_id)
+        info = channels.get(m.channel_id) if post.links else None
         if info is not None and info.username:
             link = f"{info.username.lower()}/{m.msg_id}"
             if link in post.links:
@@ -111,20 +111,32 @@ def _decisive(post: Features, members: Sequence[Features], channels: Mapping) ->
 
 
 def _place_ties(post: Features, members: Sequence[Features]) -> list[Tie]:
+    # only the stems of the post's places and adjectives are looked up below: the
+    # members' other stems (~13 a member) are not indexed
+    asked = post.adjectives.union(*[p.stems for p in post.places])
+    if not asked:
+        return []
     core: dict[str, str] = {}  # stem -> place name, from claims/denials/exchanges
     near: set[str] = set()  # stems of core places named within NEAR of the post
     other: dict[str, str] = {}
     adjectives: set[str] = set()
     for m in members:
-        specific = sum(1 for p in m.places if not p.broad)
-        # a claim listing many villages (a daily summary) says little about each
-        target = core if m.claimish and specific <= MAX_CORE_PLACES else other
-        for place in m.places:
-            for stem in place.stems:
-                target.setdefault(stem, place.name)
-                if target is core and abs(m.date - post.date) <= NEAR:
-                    near.add(stem)
         adjectives.update(m.adjectives)
+        target: dict[str, str] | None = None
+        close = False
+        for place in m.places:
+            if asked.isdisjoint(place.stems):
+                continue
+            if target is None:
+                specific = sum(1 for p in m.places if not p.broad)
+                # a claim listing many villages (a daily summary) says little about each
+                target = core if m.claimish and specific <= MAX_CORE_PLACES else other
+                close = target is core and abs(m.date - post.date) <= NEAR
+            stems = asked.intersection(place.stems)
+            for stem in stems:
+                target.setdefault(stem, place.name)
+            if close:
+                near.update(stems)
     best_specific: Tie | None = None
     best_broad: Tie | None = None
     for place in post.places:
@@ -212,8 +224,10 @@ def assess(post: Features, channel: ChannelInfo, candidate: Candidate) -> list[T
         if any(m.channel_id == post.channel_id for m in members):
             ties.append(Tie("channel", SAME_CHANNEL, "a channel already in the incident"))
     ties.extend(_mention_ties(post, channel, members, candidate.channels))
-    named = {person for m in members if m.fwd_key is None for person in m.people}
-    shared = sorted((post.people & named) - BROAD_PEOPLE)
+    shared = []
+    if post.people:
+        named = {person for m in members if m.fwd_key is None for person in m.people}
+        shared = sorted((post.people & named) - BROAD_PEOPLE)
     if shared:
         ties.append(Tie("person", PERSON, f"names {', '.join(shared[:3]).title()} too"))
     best, best_member = 0.0, None
@@ -223,7 +237,8 @@ def assess(post: Features, channel: ChannelInfo, candidate: Candidate) -> list[T
             continue  # text ties anchor on the story's claims, not on what joined them
         if mine is None:
             mine = post.signature if post.signature is not None else signature_of(post.words)
-        score = resemblance(mine, signature_of(m.words))
+        theirs = m.signature if m.signature is not None else signature_of(m.words)
+        score = resemblance(mine, theirs)
         if score > best:
             best, best_member = score, m.post_id
     if best >= TEXT_MIN:
