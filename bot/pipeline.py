@@ -123,6 +123,8 @@ class Detected(NamedTuple):
     analysis_error: str | None = None  # traceback: archived without lemmas or detection
     claim_error: str | None = None  # traceback: archived without a verdict or alerts
     features: TextFeatures | None = None  # for incident grouping, from a worker
+    # in-process: kept for grouping, which takes its features only if the post is compared
+    analysis: Analysis | None = None
 
 
 def detect_text(
@@ -131,9 +133,11 @@ def detect_text(
     channel: Sequence[str | int] = (),
     *,
     grouped: bool = False,
+    keep_analysis: bool = False,
 ) -> Detected:
     """Detection of one text; `grouped`: with what incident grouping takes from it
-    (a worker does that work beside the rest; in-process it is done only if needed)."""
+    (a worker does that work beside the rest); `keep_analysis`: with the analysis
+    (in-process, where grouping takes its features only if needed)."""
     try:
         analysis = analyze(text)
     except Exception:
@@ -152,16 +156,21 @@ def detect_text(
         # detect_chunk signs them, all of its chunk's at once
         with contextlib.suppress(Exception):
             features = text_features(analysis)
-    return Detected(lemmas, analysis.lang, verdict, matches, features=features)
+    kept = analysis if keep_analysis else None
+    return Detected(lemmas, analysis.lang, verdict, matches, features=features, analysis=kept)
 
 
 def _features_given(found: TextFeatures) -> TextFeatures:
     return found
 
 
-def _features_of_text(text: str) -> TextFeatures:
+def _features_of(analysis: Analysis) -> TextFeatures:
     # signed here, once, rather than per incident the post is compared with
-    return text_features(analyze(text), signed=True)
+    return text_features(analysis, signed=True)
+
+
+def _features_of_text(text: str) -> TextFeatures:
+    return _features_of(analyze(text))
 
 
 # In a worker process: the last rule set it was sent, compiled once.
@@ -408,7 +417,10 @@ class Pipeline:
                 self._pickled_rules = {who.version: (rules := pickled_rules(who.rules))}
             results = await pool.map(detect_chunk, pool.chunks(items), who.version, rules, True)
         else:
-            results = [detect_text(text, who.matcher, channel) for text, channel in items]
+            results = [
+                detect_text(text, who.matcher, channel, keep_analysis=True)
+                for text, channel in items
+            ]
         return dict(zip(todo, results, strict=True))
 
     async def _detect_and_plan(
@@ -450,13 +462,14 @@ class Pipeline:
                 continue
             if item.status == "edited":  # a new post's row was written with them
                 rows.append(verdict.row(detected.lang, stamp, item.post_id))
-            # analysed again only if grouping needs it (a claim, or a post near an incident)
-            # and no worker did it
-            features = (
-                partial(_features_given, detected.features)
-                if detected.features is not None
-                else partial(_features_of_text, item.post.text)
-            )
+            # computed only if grouping needs them (a claim, or a post near an incident)
+            # and no worker did: from the analysis detection kept, else analysed again
+            if detected.features is not None:
+                features = partial(_features_given, detected.features)
+            elif detected.analysis is not None:
+                features = partial(_features_of, detected.analysis)
+            else:
+                features = partial(_features_of_text, item.post.text)
             grouping.append((item.post_id, item.post, features, verdict))
             if not planning:
                 continue

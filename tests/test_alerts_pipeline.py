@@ -157,3 +157,25 @@ async def test_an_alert_shows_the_text_it_was_planned_on_after_later_edits(db) -
     ]
     (view,) = await outbox.views(db, [fresh])
     assert fresh.payload["rev"] == 0 and view.text == "Шебекино утром"
+
+
+async def test_a_post_grouped_in_process_is_analysed_once(db, monkeypatch) -> None:
+    import bot.pipeline
+
+    analysed: list[str] = []
+    real = bot.pipeline.analyze
+
+    def counted(text: str):
+        analysed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(bot.pipeline, "analyze", counted)
+    pipeline = Pipeline(db)
+    await pipeline.ingest([post(10, 5, CLAIM)], "live")
+    answer = "Губернатор: у Козинки бойцы РДК взяли в плен двоих военнослужащих"
+    await pipeline.ingest([post(11, 6, answer, date=NOW)], "live")
+    # both were compared by grouping (a claim opens an incident; the second joins it)
+    # from the analysis detection made, not from a second one
+    assert analysed == [CLAIM, answer]
+    members = await db.fetchall("SELECT incident_id FROM incident_posts ORDER BY post_id")
+    assert len(members) == 2 and members[0][0] is not None
