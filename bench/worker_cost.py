@@ -30,7 +30,7 @@ from bench.common import corpus, figure  # noqa: E402
 from bench.detect import build_rules, frequent_lemmas  # noqa: E402
 from bot.detection import Matcher, analyze, compile_rules, load, text  # noqa: E402
 from bot.detection.claims import detect_claim  # noqa: E402
-from bot.incidents.features import signed, text_features  # noqa: E402
+from bot.incidents.features import text_features, with_signatures  # noqa: E402
 from bot.pipeline import detect_chunk, pickled_rules  # noqa: E402
 
 BATCH = 100
@@ -55,7 +55,8 @@ def _steps(posts: Sequence[str], rules: bytes, matcher: Matcher, when: str) -> d
     out[f"features_ms_per_post_{when}"] = _ms_per_post(
         n,
         lambda: [
-            signed([text_features(a) for a in analyses[i : i + BATCH]]) for i in range(0, n, BATCH)
+            with_signatures([text_features(a) for a in analyses[i : i + BATCH]])
+            for i in range(0, n, BATCH)
         ],
     )
     results: list[Any] = []

@@ -30,7 +30,7 @@ from bot.detection import Analysis, analyze
 from bot.detection import load as load_dictionaries
 from bot.detection.claims import ClaimResult, detect_claim
 from bot.detection.keywords import KeywordMatch, Matcher, Rule, compile_rules
-from bot.incidents import TextFeatures, signed, text_features
+from bot.incidents import TextFeatures, text_features, with_signatures
 from bot.pool import DetectionPool
 from storage import archive, outbox
 from storage.archive import Archived
@@ -199,7 +199,7 @@ def _signed(found: list[Detected]) -> list[Detected]:
     the cost of one signature at a time); left for grouping to compute on failure."""
     todo = {i: d.features for i, d in enumerate(found) if d.features is not None}
     with contextlib.suppress(Exception):
-        for i, features in zip(todo, signed(list(todo.values())), strict=True):
+        for i, features in zip(todo, with_signatures(list(todo.values())), strict=True):
             found[i] = found[i]._replace(features=features)
     return found
 

@@ -14,8 +14,8 @@ from bot.incidents.features import (
     Features,
     TextFeatures,
     features_of,
-    signed,
     text_features,
+    with_signatures,
 )
 from bot.incidents.grouping import JOIN_AT, WINDOW, Candidate, Decision, Tie, assess, decide
 
@@ -32,9 +32,9 @@ __all__ = [
     "assess",
     "decide",
     "features_of",
-    "signed",
     "text_features",
     "title_of",
+    "with_signatures",
 ]
 
 

@@ -249,7 +249,7 @@ def text_features(analysis: Analysis, *, signed: bool = False) -> TextFeatures:
     )
 
 
-def signed(found: Sequence[TextFeatures]) -> list[TextFeatures]:
+def with_signatures(found: Sequence[TextFeatures]) -> list[TextFeatures]:
     """The features with their signatures, computed together (a detection worker's
     share of a bulk batch)."""
     marks = signatures([f.words for f in found])
