@@ -21,7 +21,7 @@ from storage.db import Database, rows_for_ids
 from storage.incidents import Incident
 from storage.models import iso, utcnow
 
-OUTBOX_CHANNEL = "chanwatch_outbox"  # storage.pg listens on it (PostgreSQL only)
+OUTBOX_CHANNEL = "chanwatch_outbox"  # PostgreSQL only: the delivering watcher listens on it
 
 Status = Literal["pending", "sent", "digest", "digested", "muted", "skipped", "failed"]
 _CHUNK = 500

@@ -5,7 +5,8 @@ plain Python: datasketch pulls in numpy and scipy (~54 MiB, ~0.5 s to import) fo
 what is a few lines of arithmetic here. Signatures are bit for bit datasketch's
 (tests/test_incidents_grouping.py compares them), so similarity scores are too.
 `signatures()` computes many at once with numpy: a detection worker signs a bulk
-batch's posts together at a third of the cost, and only the workers load numpy.
+batch's posts together at a third of the cost; the service, signing one live post at
+a time, does not load numpy for it.
 
 A signature is kept as one integer, permutation k in bits 32k..32k+31: it pickles
 small (a detection worker computes a new post's signature and sends it back), and
@@ -154,19 +155,17 @@ def signatures(sets: Sequence[frozenset[str]]) -> list[int]:
     """signature() of each set, bit for bit, computed in numpy passes over many sets:
     a_k * h + b_k < 2**64 is exact in uint64, and its low 32 bits are kept as above."""
     out: list[int] = []
-    start = 0
-    while start < len(sets):
-        end, words = start, 0
-        while end < len(sets) and (end == start or words + len(sets[end]) <= _WORDS_PER_PASS):
-            words += len(sets[end])
-            end += 1
-        out.extend(_signatures_pass(sets[start:end]))
-        start = end
+    start = words = 0
+    for end, one in enumerate(sets):
+        if words and words + len(one) > _WORDS_PER_PASS:
+            out.extend(_signatures_pass(sets[start:end]))
+            start, words = end, 0
+        words += len(one)
+    out.extend(_signatures_pass(sets[start:]))
     return out
 
 
 def _signatures_pass(sets: Sequence[frozenset[str]]) -> list[int]:
-    np, a, b = _numpy_perms()
     known = _HASHES.get
     hashes: list[int] = []
     starts: list[int] = []
@@ -176,6 +175,7 @@ def _signatures_pass(sets: Sequence[frozenset[str]]) -> list[int]:
             hashes.extend(h if (h := known(w)) is not None else _hash_of(w) for w in words)
     if not starts:
         return [0] * len(sets)
+    np, a, b = _numpy_perms()
     permuted = (a * np.array(hashes, dtype=np.uint64) + b) & np.uint64(_MASK)
     least = np.minimum.reduceat(permuted, starts, axis=1).astype(np.uint32)
     raw = least.T.tobytes()  # each set's 128 values in a row, little-endian as signature()
