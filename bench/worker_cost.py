@@ -6,12 +6,11 @@ A bulk batch's detection (bot.pipeline.detect_chunk, what each detection worker 
 does, for every post: analysis (tokens, lemmas, sentence languages), matching
 against 1,000 keyword rules (the ingest benchmark's worst case), claim detection,
 grouping's text features with their MinHash signatures (signed a batch at a time,
-as a worker does), and pickling the results back
-to the service. Each step is timed alone over the same posts (CPU time of this
-process, ms a post), first with empty word caches (`_cold`, as a worker meets a new
-archive's words), then again (`_warm`). `worker_ms_per_post_*` is detect_chunk
-itself over the posts in batches of 100 (its `_cold` figure with the word caches
-emptied again first).
+as a worker does), and pickling the results back to the service. Each step is
+timed alone over the same posts (CPU time of this process, ms a post), first with
+empty word caches (`_cold`, as a worker meets a new archive's words), then again
+(`_warm`). `worker_ms_per_post_*` is detect_chunk itself over the posts in batches
+of 100 (its `_cold` figure with the word caches emptied again first).
 """
 
 from __future__ import annotations
