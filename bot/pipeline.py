@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import pickle
 import traceback
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,6 +51,30 @@ Source = Literal["live", "catchup", "reconcile", "poll", "import"]
 BULK_SOURCES = frozenset({"catchup", "reconcile", "import"})
 POOL_MIN_TEXTS = 32
 Clock = Callable[[], datetime]
+# While a bulk stream runs, the garbage collector's youngest generation waits for this
+# many new containers instead of Python's 700: a batch makes tens of thousands of them
+# (detection results, alert payloads, rows), and with 700 the collector ran dozens of
+# times a batch, moving what the batch still held into older generations to walk again.
+BULK_GC_THRESHOLD = 50_000
+_bulk_streams = 0
+_saved_gc_threshold = gc.get_threshold()
+
+
+@contextlib.contextmanager
+def fewer_collections() -> Iterator[None]:
+    """Raise the collector's first threshold while any bulk stream runs (process-wide:
+    restored when the last one ends)."""
+    global _bulk_streams, _saved_gc_threshold
+    if _bulk_streams == 0:
+        _saved_gc_threshold = first, *older = gc.get_threshold()
+        gc.set_threshold(max(first, BULK_GC_THRESHOLD), *older)
+    _bulk_streams += 1
+    try:
+        yield
+    finally:
+        _bulk_streams -= 1
+        if _bulk_streams == 0:
+            gc.set_threshold(*_saved_gc_threshold)
 
 
 def lemma_text(analysis: Analysis) -> str:
@@ -301,6 +333,16 @@ class Pipeline:
         `batches` is pulled meanwhile) while the previous one is written. Each batch is
         still one transaction, committed in order. `done` is called with each batch and
         its result. Returns the number of posts ingested."""
+        with fewer_collections():
+            return await self._stream(batches, source, alert, done)
+
+    async def _stream(
+        self,
+        batches: AsyncIterable[Sequence[Post]],
+        source: Source,
+        alert: bool | None,
+        done: Callable[[Sequence[Post], list[Archived]], None] | None,
+    ) -> int:
         writing: asyncio.Task[list[Archived]] | None = None
         written: Sequence[Post] = ()
         count = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,7 +13,7 @@ import pytest
 from loguru import logger
 
 from bot.alerts.policy import Policy
-from bot.pipeline import POOL_MIN_TEXTS, Pipeline
+from bot.pipeline import BULK_GC_THRESHOLD, POOL_MIN_TEXTS, Pipeline
 from bot.pool import DetectionPool
 from storage import archive, subscribers
 from storage.db import Database, open_database
@@ -203,3 +204,39 @@ async def test_workers_take_a_wider_word_cache_budget_than_the_service() -> None
     finally:
         pool.close()
         set_cache_budget(Settings.__dataclass_fields__["cache_mb"].default)
+
+
+async def test_bulk_streams_raise_the_collectors_threshold_until_the_last_one_ends(
+    tmp_path: Path,
+) -> None:
+    """Two streams overlap, the second ends with an error: the collector's first
+    threshold is raised while either runs and Python's own is back after both."""
+    before = gc.get_threshold()
+    db = await open_database(tmp_path / "a.db")
+    await archive.save_channel(db, Channel(10, 1, "rdk_channel", "РДК"))
+    pipeline = Pipeline(db, policy=Policy(max_age=None))
+    seen: list[int] = []
+    first_done = asyncio.Event()
+
+    async def pages(batch: list[Post], fail: bool) -> AsyncIterator[list[Post]]:
+        yield batch
+        seen.append(gc.get_threshold()[0])
+        if fail:
+            await asyncio.wait_for(first_done.wait(), timeout=10)
+            seen.append(gc.get_threshold()[0])
+            raise ConnectionError("the page could not be fetched")
+
+    try:
+        batch = posts(10, 4)
+        second = asyncio.create_task(pipeline.ingest_stream(pages(batch[2:], True), "catchup"))
+        await pipeline.ingest_stream(pages(batch[:2], False), "catchup")
+        first_done.set()
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(second, timeout=10)
+        assert seen == [BULK_GC_THRESHOLD] * 3
+        assert gc.get_threshold() == before
+        # what the failing stream had read was still archived
+        assert (await db.fetchone("SELECT count(*) FROM posts"))[0] == 4
+    finally:
+        gc.set_threshold(*before)
+        await db.close()
