@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import aiosqlite
+import orjson
 
 from storage import incidents
 from storage.db import Database, rows_for_ids
@@ -118,9 +119,19 @@ def _queued(row: sqlite3.Row) -> Queued:
 # --- planning (inside the archiving transaction) --------------------------------
 
 
-# json.dumps with these options builds an encoder per call; a planned batch can hold
-# thousands of rows (the same text as json.dumps(payload, ensure_ascii=False, ...)).
-_payload_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# the same text as json.dumps(payload, ensure_ascii=False, separators=(",", ":")), built
+# once: json.dumps with options builds an encoder per call
+_json_payload = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def payload_json(payload: dict[str, Any]) -> str:
+    """A row's payload as compact JSON. A batch can plan thousands of rows, and orjson
+    encodes one several times faster than json; what orjson refuses (an integer past
+    64 bits, say) goes through json."""
+    try:
+        return orjson.dumps(payload).decode()
+    except orjson.JSONEncodeError:
+        return _json_payload(payload)
 
 
 async def add_in(conn: aiosqlite.Connection, alerts: Iterable[NewAlert]) -> int:
@@ -133,7 +144,7 @@ async def add_in(conn: aiosqlite.Connection, alerts: Iterable[NewAlert]) -> int:
     for a in alerts:
         seen = encoded.get(id(a.payload))
         if seen is None:
-            seen = encoded[id(a.payload)] = (a.payload, _payload_json(a.payload))
+            seen = encoded[id(a.payload)] = (a.payload, payload_json(a.payload))
         text = seen[1]
         not_before = iso(a.not_before) if a.not_before else None
         rows.append((a.chat_id, a.post_id, a.reason, a.story, text, not_before, now))

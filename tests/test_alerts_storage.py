@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -177,6 +178,34 @@ async def test_rows_planned_one_at_a_time_keep_their_own_payloads(db) -> None:
         assert await outbox.add_in(conn, both) == 2
     rows = await db.fetchall("SELECT payload FROM alerts ORDER BY id")
     assert [r["payload"] for r in rows] == [f'{{"n":{n}}}' for n in range(40)] + ['{"claim":1}'] * 2
+
+
+def test_payloads_are_stored_as_json_would_write_them() -> None:
+    """orjson writes what json.dumps(ensure_ascii=False, compact) writes for every kind
+    of value a payload holds; an integer orjson refuses goes through json instead."""
+    payloads = [
+        {
+            "rules": [{"id": 7, "rule": "взять в плен", "words": ["взяли", "плен"]}],
+            "claim": {"label": "claim", "score": 0.87, "count": None, "unverified": True},
+            "spans": [(0, 5), [10, 14]],
+            "rev": 0,
+            "source": "catchup",
+            "delayed": True,
+        },
+        {"text": 'Цитата "в кавычках"\n\tи \\ обратная черта \u2028 😀 \x01', "matches": False},
+        {"thread": 12, "incident": 3, "score": 0.1, "tiny": 1e-7, "big": 1e17},
+        {"id": 2**70},
+    ]
+    for payload in payloads:
+        expected = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+        assert json.loads(outbox.payload_json(payload)) == json.loads(expected)
+    assert outbox.payload_json(payloads[0]) == json.dumps(
+        payloads[0], ensure_ascii=False, separators=(",", ":")
+    )
+    assert outbox.payload_json(payloads[1]) == json.dumps(
+        payloads[1], ensure_ascii=False, separators=(",", ":")
+    )
+    assert outbox.payload_json(payloads[3]) == '{"id":1180591620717411303424}'
 
 
 async def test_album_media_is_summarised_from_every_part(db) -> None:
