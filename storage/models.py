@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import orjson
+
 
 @dataclass(frozen=True, slots=True)
 class Media:
@@ -78,8 +80,17 @@ class Channel:
 
 
 def canonical_json(value: Any) -> str:
-    """Stable JSON (sorted keys, no spaces) so equal records hash equally."""
-    return _canonical(value)
+    """Stable JSON (sorted keys, no spaces) so equal records hash equally.
+
+    orjson writes it (a catch-up encodes each post's raw record, ~2 kB, and json took
+    ~5 times as long); its text is json's for every value but floats under 1e-4 or
+    from 1e16, which it writes 1e-5 where json writes 1e-05 (no Telegram record holds
+    one). What orjson refuses (keys that are not strings, integers past 64 bits) goes
+    through json."""
+    try:
+        return orjson.dumps(value, default=_json_default, option=_ORJSON_CANONICAL).decode()
+    except orjson.JSONEncodeError:
+        return _canonical(value)
 
 
 def _json_default(value: Any) -> Any:
@@ -97,6 +108,10 @@ def _json_default(value: Any) -> Any:
 _canonical = json.JSONEncoder(
     ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=_json_default
 ).encode
+# dates and dataclasses go to _json_default, as with json
+_ORJSON_CANONICAL = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
 
 
 def iso(moment: datetime) -> str:

@@ -1,10 +1,13 @@
 """to_post(): Telethon types in, plain Post out."""
 
+import json
 from datetime import UTC, datetime
 
+import pytest
 from telethon.tl import types
 
 from bot.watch.telegram import to_post
+from storage.models import canonical_json, iso
 
 DATE = datetime(2023, 6, 1, 9, 30, tzinfo=UTC)
 PEER = types.PeerChannel(1001)
@@ -108,3 +111,53 @@ def test_empty_and_service_messages() -> None:
 def test_message_outside_a_channel_is_not_a_post() -> None:
     message = types.Message(id=1, peer_id=types.PeerUser(5), date=DATE, message="hi")
     assert to_post(message) is None
+
+
+def test_raw_records_are_written_as_jsons_canonical_text() -> None:
+    """A raw record's text (and so its SHA-256, compared when a post is seen again) is
+    what json.dumps(sort_keys, compact, ensure_ascii off) writes, though orjson writes
+    it; what orjson refuses goes through json, and what neither takes is refused."""
+    video = types.Document(
+        id=3,
+        access_hash=-4_611_686_018_427_387_904,
+        file_reference=b"\x00\xff",
+        date=DATE,
+        mime_type="video/mp4",
+        size=10_000_000,
+        dc_id=2,
+        attributes=[types.DocumentAttributeVideo(duration=31.5, w=1920, h=1080)],
+    )
+    geo = types.GeoPoint(long=36.58, lat=50.595414, access_hash=1, accuracy_radius=20)
+    records = [
+        to_post(
+            types.Message(
+                id=7,
+                peer_id=PEER,
+                date=DATE,
+                message='Бойцы "РДК"\n\tвзяли в плен \\ двоих 😀 \u2028 \x01',
+                entities=[types.MessageEntityTextUrl(offset=0, length=5, url="https://t.me/x")],
+                media=media,
+                edit_date=DATE,
+                views=1500,
+            )
+        )
+        for media in (types.MessageMediaDocument(document=video), types.MessageMediaGeo(geo))
+    ]
+    values: list[object] = [post.raw for post in records if post is not None]
+    values += [
+        {"b": [0.1, 0.5, 1.25, 123456.789, 1e15, -0.0001], "a": {"z": None, "é": True}},
+        {"when": DATE, "key": b"\x01\x02", "tags": frozenset({"x"}), "pair": (1, 2)},
+    ]
+    for value in values:
+        assert canonical_json(value) == json.dumps(
+            value,
+            ensure_ascii=False,
+            sort_keys=True,
+            separators=(",", ":"),
+            default=lambda v: v.hex() if isinstance(v, bytes) else iso(v)
+            if isinstance(v, datetime) else sorted(v),
+        )  # fmt: skip
+    assert canonical_json({2: "b", 1: "a"}) == '{"1":"a","2":"b"}'
+    assert canonical_json({"id": 2**70}) == '{"id":1180591620717411303424}'
+    with pytest.raises(TypeError, match="cannot serialise object"):
+        canonical_json({"x": object()})
