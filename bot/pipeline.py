@@ -37,7 +37,7 @@ from bot.alerts.policy import Claim, Hit, Policy, Subject
 from bot.detection import Analysis, analyze
 from bot.detection import load as load_dictionaries
 from bot.detection.claims import ClaimResult, detect_claim
-from bot.detection.keywords import KeywordMatch, Matcher, Rule, compile_rules
+from bot.detection.keywords import Matcher, Rule, WordsMatch, compile_rules
 from bot.incidents import TextFeatures, text_features, with_signatures
 from bot.pool import DetectionPool
 from storage import archive, outbox
@@ -130,20 +130,6 @@ class Verdict(NamedTuple):
                 post_id)  # fmt: skip
 
 
-# A keyword match as (rule id, its distinct words, (start, end) of each occurrence):
-# plain values, see Verdict; shaped as alerts use them, so that work is the workers'.
-Match = tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]]
-
-
-def match_of(match: KeywordMatch) -> Match:
-    words = match.words
-    return (
-        match.rule_id,
-        tuple(dict.fromkeys([w.text for w in words])),
-        tuple([(w.start, w.end) for w in words]),
-    )
-
-
 class Detected(NamedTuple):
     """What detection found in one text, computed once per distinct text (and
     channel, when some rule is limited to channels) of a batch."""
@@ -151,7 +137,7 @@ class Detected(NamedTuple):
     lemmas: str = ""
     lang: str = "other"
     verdict: Verdict | None = None
-    matches: tuple[Match, ...] = ()
+    matches: tuple[WordsMatch, ...] = ()
     analysis_error: str | None = None  # traceback: archived without lemmas or detection
     claim_error: str | None = None  # traceback: archived without a verdict or alerts
     features: TextFeatures | None = None  # for incident grouping, from a worker
@@ -179,9 +165,9 @@ def detect_text(
         verdict = Verdict.of(detect_claim(analysis))
     except Exception:
         return Detected(lemmas, analysis.lang, claim_error=traceback.format_exc())
-    matches: tuple[Match, ...] = ()
+    matches: tuple[WordsMatch, ...] = ()
     if matcher is not None:
-        matches = tuple([match_of(m) for m in matcher.match(analysis, channel=channel)])
+        matches = tuple(matcher.match_words(analysis, channel=channel))
     features = None
     if grouped:
         # on failure grouping computes them again in its own error boundary, which logs;

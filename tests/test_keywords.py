@@ -237,6 +237,49 @@ def test_results_follow_rule_order_and_each_rule_reports_once() -> None:
     assert [w.text for w in result[1].words] == ["пленный", "пленные"]
 
 
+def test_matches_as_words_and_spans_say_what_match_says() -> None:
+    """match_words() (what the pipeline keeps) gives each rule's distinct words and
+    every occurrence's span, as match() does, for words, phrases, exclusions, places,
+    regexes and channel scopes."""
+    rules = [
+        "плен",
+        "пленный",
+        '"взять в плен" -not учения',
+        "Белгород",
+        r"re:/ЧВК\s+«?\w+/i",
+        "пленный in @rybar",
+        "сдаться в плен",
+    ]
+    matcher = compile_rules(parse_rule(r) for r in rules)
+    texts = [
+        "пленный в плену, пленные. Взяли в плен двоих под Белгородом, белгородские власти",
+        "Бойцы чвк «Вагнер» и ЧВК Редут взяли в плен; учения",
+        "Сдались в плен двое. Потом сдался в плен третий, пленных в Белгород",
+        "Ничего не случилось",
+    ]
+    checked = 0
+    for text in texts:
+        for channel in (None, "rybar"):
+            analysis = analyze(text)
+            expected = [
+                (
+                    m.rule_id,
+                    tuple(dict.fromkeys(w.text for w in m.words)),
+                    tuple((w.start, w.end) for w in m.words),
+                )
+                for m in matcher.match(analysis, channel)
+            ]
+            assert matcher.match_words(analysis, channel) == expected
+            checked += len(expected)
+    assert checked > 15
+    words = matcher.match_words(analyze("Сдались в плен двое. Потом сдался в плен третий"))
+    assert words[-1] == (
+        "сдаться в плен",
+        ("Сдались", "в", "плен", "сдался"),
+        ((0, 7), (8, 9), (10, 14), (27, 33), (34, 35), (36, 40)),
+    )
+
+
 class CountingDict(dict[str, Any]):
     lookups = 0
 

@@ -14,7 +14,7 @@ from loguru import logger
 
 from bot.alerts.policy import Hit
 from bot.detection import Analysis
-from bot.detection.keywords import Matcher, Rule, compile_rules, parse_rule
+from bot.detection.keywords import Matcher, Rule, WordsMatch, compile_rules, parse_rule
 from storage import subscribers
 from storage.db import Database
 from storage.subscribers import Subscriber
@@ -43,19 +43,9 @@ class Audience:
         """The rules of each chat that match a post of `channel` (its id and username)."""
         if self.matcher is None:
             return {}
-        return self.hits_of(
-            (
-                m.rule_id,
-                tuple(dict.fromkeys([w.text for w in m.words])),
-                tuple([(w.start, w.end) for w in m.words]),
-            )
-            for m in self.matcher.match(analysis, channel=channel)
-        )
+        return self.hits_of(self.matcher.match_words(analysis, channel=channel))
 
-    def hits_of(
-        self,
-        matches: Iterable[tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]]],
-    ) -> dict[int, list[Hit]]:
+    def hits_of(self, matches: Iterable[WordsMatch]) -> dict[int, list[Hit]]:
         """Matches of the compiled rules as (rule id, distinct words, (start, end) of
         each occurrence), grouped by the chat that owns each rule."""
         found: dict[int, list[Hit]] = {}

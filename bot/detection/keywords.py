@@ -92,6 +92,10 @@ class MatchedWord:
         return {"text": self.text, "start": self.start, "end": self.end}
 
 
+# A match as alerts keep it: (rule id, its distinct words, (start, end) of each occurrence)
+WordsMatch = tuple[str, tuple[str, ...], tuple[tuple[int, int], ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class KeywordMatch:
     """A rule that matched a post, with every word it matched (all occurrences)."""
@@ -281,6 +285,43 @@ class Matcher:
         """Rules that match the post, in rule order. `channel`: the post's
         channel id and/or username, for rules limited to some channels."""
         tokens = analysis.tokens
+        text = analysis.text
+        out: list[KeywordMatch] = []
+        for rule_index, where, spans in self._matched(analysis, channel):
+            if where is not None:
+                picked = map(tokens.__getitem__, where)
+                words = tuple(MatchedWord(t.text, t.start, t.end) for t in picked)
+            else:
+                words = tuple(MatchedWord(text[a:b], a, b) for a, b in spans)
+            out.append(KeywordMatch(self.rules[rule_index].id, words))
+        return out
+
+    def match_words(
+        self, analysis: Analysis, channel: str | int | Sequence[str | int] | None = None
+    ) -> list[WordsMatch]:
+        """match() with each match as (rule id, its distinct words, (start, end) of each
+        occurrence): plain tuples, as alerts use them, without a MatchedWord a word
+        (in the worst case a post matches ~20 rules)."""
+        tokens = analysis.tokens
+        text = analysis.text
+        rules = self.rules
+        out: list[WordsMatch] = []
+        for rule_index, where, spans in self._matched(analysis, channel):
+            if where is not None:
+                picked = [tokens[i] for i in where]
+                words = tuple(dict.fromkeys([t.text for t in picked]))
+                spans = [(t.start, t.end) for t in picked]
+            else:
+                words = tuple(dict.fromkeys([text[a:b] for a, b in spans]))
+            out.append((rules[rule_index].id, words, tuple(spans)))
+        return out
+
+    def _matched(
+        self, analysis: Analysis, channel: str | int | Sequence[str | int] | None
+    ) -> list[tuple[int, list[int] | None, list[tuple[int, int]]]]:
+        """(rule index, token indexes, or else the regex's spans) of each matching rule,
+        in rule order."""
+        tokens = analysis.tokens
         singles, phrases = self._hits(tokens)
         patterns = self.patterns
         scoped = self.scoped
@@ -313,17 +354,10 @@ class Matcher:
             spans = [m.span() for m in regex.finditer(analysis.text)]
             if spans:
                 by_regex[rule_index] = spans
-        out: list[KeywordMatch] = []
-        text = analysis.text
-        for rule_index in sorted((found.keys() | by_regex.keys()) - excluded):
-            where = found.get(rule_index)
-            if where is not None:
-                picked = map(tokens.__getitem__, where)
-                words = tuple(MatchedWord(t.text, t.start, t.end) for t in picked)
-            else:
-                words = tuple(MatchedWord(text[a:b], a, b) for a, b in by_regex[rule_index])
-            out.append(KeywordMatch(self.rules[rule_index].id, words))
-        return out
+        return [
+            (rule_index, found.get(rule_index), by_regex.get(rule_index, []))
+            for rule_index in sorted((found.keys() | by_regex.keys()) - excluded)
+        ]
 
     def _hits(
         self, tokens: Sequence[Token]
