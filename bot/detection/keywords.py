@@ -287,12 +287,12 @@ class Matcher:
         tokens = analysis.tokens
         text = analysis.text
         out: list[KeywordMatch] = []
-        for rule_index, where, spans in self._matched(analysis, channel):
+        for rule_index, where, regex_spans in self._matched(analysis, channel):
             if where is not None:
                 picked = map(tokens.__getitem__, where)
                 words = tuple(MatchedWord(t.text, t.start, t.end) for t in picked)
             else:
-                words = tuple(MatchedWord(text[a:b], a, b) for a, b in spans)
+                words = tuple(MatchedWord(text[a:b], a, b) for a, b in regex_spans)
             out.append(KeywordMatch(self.rules[rule_index].id, words))
         return out
 
@@ -306,14 +306,15 @@ class Matcher:
         text = analysis.text
         rules = self.rules
         out: list[WordsMatch] = []
-        for rule_index, where, spans in self._matched(analysis, channel):
+        for rule_index, where, regex_spans in self._matched(analysis, channel):
             if where is not None:
                 picked = [tokens[i] for i in where]
                 words = tuple(dict.fromkeys([t.text for t in picked]))
-                spans = [(t.start, t.end) for t in picked]
+                spans = tuple([(t.start, t.end) for t in picked])
             else:
-                words = tuple(dict.fromkeys([text[a:b] for a, b in spans]))
-            out.append((rules[rule_index].id, words, tuple(spans)))
+                words = tuple(dict.fromkeys([text[a:b] for a, b in regex_spans]))
+                spans = tuple(regex_spans)
+            out.append((rules[rule_index].id, words, spans))
         return out
 
     def _matched(
