@@ -83,10 +83,10 @@ def canonical_json(value: Any) -> str:
     """Stable JSON (sorted keys, no spaces) so equal records hash equally.
 
     orjson writes it (a catch-up encodes each post's raw record, ~2 kB, and json took
-    ~5 times as long); its text is json's for every value but floats under 1e-4 or
-    from 1e16, which it writes 1e-5 where json writes 1e-05 (no Telegram record holds
-    one). What orjson refuses (keys that are not strings, integers past 64 bits) goes
-    through json."""
+    ~5 times as long); its text is json's for every value but floats of magnitude
+    under 1e-4 or from 1e16 (1e-5 where json writes 1e-05) and NaN or infinities
+    (null where json writes NaN), which no Telegram record holds. What orjson refuses
+    (keys that are not strings, integers past 64 bits) goes through json."""
     try:
         return orjson.dumps(value, default=_json_default, option=_ORJSON_CANONICAL).decode()
     except orjson.JSONEncodeError:
