@@ -42,6 +42,25 @@ def test_places_are_lemmatized_names_and_villages_after_a_preposition() -> None:
     assert places_in(analyze("Сообщили в Минобороны. Встреча у Марии Захаровой.")) == ()
 
 
+def test_a_posts_words_names_and_adjective_stems() -> None:
+    found = text_features(
+        analyze(
+            "РДК сообщает: бойцы взяли в плен двоих у Шебекино. Белгородский губернатор "
+            "Гладков и NATO молчат, это было 2 июня."
+        )
+    )
+    # content words: no numbers, stop words (это, быть), words under three letters or
+    # words the dictionary tags as no noun, verb, adjective or numeral; Latin words count
+    assert found.words == {
+        "nato", "белгородский", "боец", "взять", "гладков", "губернатор", "двое", "июнь",
+        "молчать", "плен", "сообщать", "шебекино",
+    }  # fmt: skip
+    # names: capitalized inside a sentence, or all capitals (РДК) at its start; not
+    # "Белгородский", which only starts its sentence
+    assert found.names == {"nato", "гладков", "рдк", "шебекино"}
+    assert found.adjectives == {"белгород", "белгородс", "белгородск"}
+
+
 def test_an_adjective_meets_the_place_it_is_built_on() -> None:
     claim = feat(1, LEGION, "Бойцы взяли в плен двоих военнослужащих у Шебекино.")
     later = feat(2, NEWS, "Шебекинский округ: жители сообщают о бое.", minutes=60)

@@ -15,13 +15,13 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from bot.detection import morphology
-from bot.detection.text import Analysis, analyze
+from bot.detection.keywords import derived_stems
+from bot.detection.text import Analysis, Token, analyze
 from bot.incidents.minhash import signature, signature_of, signatures
 from bot.incidents.places import (
+    CYRILLIC_LETTER,
     Place,
-    adjective_stems,
     broad_names,
-    cyrillic,
     named_words,
     people_in,
     places_in,
@@ -41,6 +41,8 @@ _GENERIC_TITLE = frozenset(
     "news live channel online official telegram media today daily breaking russia ukraine "
     "новость канал лента сводка live онлайн официальный пресса медиа служба".split()
 )
+# Endings of adjectives and demonyms that may be built on a place name.
+_DERIVED_TAILS = ("ий", "ой", "ец", "янин", "чанин", "щина")
 _HANDLE = re.compile(r"(?<![\w@])@([A-Za-z][A-Za-z0-9_]{3,31})\b")
 _TME = re.compile(r"(?:https?://)?t(?:elegram)?\.me/(?:s/)?([A-Za-z][A-Za-z0-9_]{3,31})(?:/(\d+))?")
 
@@ -171,39 +173,42 @@ def _is_name_word(lemma: str) -> bool:
     )
 
 
-def _is_content(norm: str) -> bool:
-    tags = ru_tags(norm)
-    return bool(tags) and not tags[0].isdisjoint(_CONTENT)  # its part of speech
+def _word_features(
+    tokens: Sequence[Token],
+) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+    """(content words, names, adjective stems) of a post's tokens, in one pass (a post
+    has ~55 tokens, and each pass over them costs more than most of its checks).
 
-
-def content_words(analysis: Analysis) -> frozenset[str]:
-    out: set[str] = set()
-    for token in analysis.tokens:
-        if token.is_number or len(token.norm) < 3:
+    Content words: lemmas of Russian nouns, verbs, adjectives, participles and numerals,
+    and of every word not in Cyrillic; three letters or more, no stop word.
+    Names: lemmas of capitalized words inside a sentence, and abbreviations (РДК).
+    Adjective stems: of adjectives that may be built on a place name (`белгородский`
+    -> `белгород`): they count only when a place of the other post has that stem."""
+    words: set[str] = set()
+    names: set[str] = set()
+    stems: set[str] = set()
+    tags_of = ru_tags
+    has_cyrillic = CYRILLIC_LETTER.search
+    sentence = -1
+    for text, norm, _, _, index, lemmas, is_number in tokens:
+        first = index != sentence  # any word starts a sentence with a capital
+        sentence = index
+        if is_number:
             continue
-        lemma = token.lemmas[0] if token.lemmas else token.norm
-        if lemma in _STOP:
-            continue
-        if cyrillic(token.norm) and not _is_content(token.norm):
-            continue
-        out.add(lemma)
-    return frozenset(out)
-
-
-def proper_words(analysis: Analysis) -> frozenset[str]:
-    """Lemmas of names: capitalized words inside a sentence, and abbreviations (РДК)."""
-    out: set[str] = set()
-    previous = None
-    for token in analysis.tokens:
-        text = token.text
-        first = previous is None or previous.sentence != token.sentence
-        previous = token
-        if token.is_number or len(token.norm) < 2 or not text[:1].isupper():
-            continue
-        if first and not text.isupper():
-            continue  # any word starts a sentence with a capital
-        out.add(token.lemmas[0] if token.lemmas else token.norm)
-    return frozenset(out)
+        lemma = lemmas[0] if lemmas else norm
+        if lemma.endswith(_DERIVED_TAILS) and has_cyrillic(lemma):
+            stems.update(derived_stems(lemma))
+        size = len(norm)
+        if size >= 3 and lemma not in _STOP:
+            if has_cyrillic(norm) is None:
+                words.add(lemma)
+            else:
+                tags = tags_of(norm)
+                if tags and not tags[0].isdisjoint(_CONTENT):  # its part of speech
+                    words.add(lemma)
+        if size >= 2 and text[:1].isupper() and (not first or text.isupper()):
+            names.add(lemma)
+    return frozenset(words), frozenset(names), frozenset(stems)
 
 
 def mentions(text: str, entity_urls: Iterable[str] = ()) -> tuple[frozenset[str], frozenset[str]]:
@@ -237,14 +242,14 @@ class TextFeatures(NamedTuple):
 
 
 def text_features(analysis: Analysis, *, signed: bool = False) -> TextFeatures:
-    words = content_words(analysis)
+    words, names, adjectives = _word_features(analysis.tokens)
     named = named_words(analysis.tokens)
     return TextFeatures(
         places=places_in(analysis, named),
-        adjectives=adjective_stems(analysis),
+        adjectives=adjectives,
         people=people_in(analysis, named),
         words=words,
-        names=proper_words(analysis),
+        names=names,
         signature=signature(words) if signed else None,
     )
 

@@ -38,9 +38,6 @@ NOT_PLACES = frozenset(
 )
 
 
-_DERIVED_TAILS = ("ий", "ой", "ец", "янин", "чанин", "щина")
-
-
 @dataclass(frozen=True, slots=True)
 class Place:
     key: str  # the shortest name stem: what two mentions are compared by
@@ -73,11 +70,11 @@ def _is_capitalized(token: Token) -> bool:
     return text[:1].isupper() and not (len(text) > 1 and text.isupper()) and not token.is_number
 
 
-_CYRILLIC = re.compile("[\u0400-\u04ff]")
+CYRILLIC_LETTER = re.compile("[\u0400-\u04ff]")
 
 
 def cyrillic(norm: str) -> bool:
-    return _CYRILLIC.search(norm) is not None
+    return CYRILLIC_LETTER.search(norm) is not None
 
 
 def named_words(tokens: tuple[Token, ...]) -> list[int]:
@@ -191,17 +188,6 @@ def places_in(analysis: Analysis, named: Sequence[int] | None = None) -> tuple[P
             place = _place(lemma, _display(tokens, i))
             found.setdefault(place.key, place)
     return tuple(found.values())
-
-
-def adjective_stems(analysis: Analysis) -> frozenset[str]:
-    """Stems of adjectives that may be built on a place name (`белгородский` ->
-    `белгород`): they count only when a place of the other post has that stem."""
-    stems: set[str] = set()
-    for token in analysis.tokens:
-        lemma = token.lemmas[0] if token.lemmas else token.norm
-        if lemma.endswith(_DERIVED_TAILS) and cyrillic(lemma):
-            stems.update(derived_stems(lemma))
-    return frozenset(stems)
 
 
 def people_in(analysis: Analysis, named: Sequence[int] | None = None) -> frozenset[str]:
