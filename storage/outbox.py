@@ -18,7 +18,7 @@ import aiosqlite
 import orjson
 
 from storage import incidents
-from storage.db import Database, rows_for_ids
+from storage.db import Database, insert_rows, rows_for_ids
 from storage.incidents import Incident
 from storage.models import iso, utcnow
 
@@ -161,9 +161,10 @@ async def add_in(conn: aiosqlite.Connection, alerts: Iterable[NewAlert]) -> int:
             await conn.execute("SELECT pg_notify(?, '')", [OUTBOX_CHANNEL])
         return added
     before = conn.total_changes
-    await conn.executemany(
+    await insert_rows(
+        conn,
         """INSERT OR IGNORE INTO alerts (chat_id, post_id, reason, story, payload, not_before,
-                                         created_at) VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                                         created_at)""",
         rows,
     )
     return conn.total_changes - before
