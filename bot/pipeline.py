@@ -200,14 +200,16 @@ def detect_chunk(
     version: int,
     rules: bytes,
     grouped: bool = False,
+    matching: bool = True,
 ) -> list[Detected]:
     """detect_text over (text, channel) pairs, run in a worker process. `rules` is the
-    pickled rule set `version`: unpickled and compiled only when the version changes."""
+    pickled rule set `version`: unpickled and compiled only when the version changes.
+    `matching` False: the texts are not matched against it (nor is it compiled)."""
     global _worker_matcher
-    if _worker_matcher[0] != version:
+    if matching and _worker_matcher[0] != version:
         compiled: tuple[Rule, ...] = pickle.loads(rules) if rules else ()
         _worker_matcher = (version, compile_rules(compiled) if compiled else None)
-    matcher = _worker_matcher[1]
+    matcher = _worker_matcher[1] if matching else None
     found = [detect_text(text, matcher, channel, grouped=grouped) for text, channel in items]
     return _signed(found) if grouped else found
 
@@ -305,7 +307,7 @@ class Pipeline:
         imports too (marked delayed, subject to the maximum age); False never."""
         if not posts:
             return []
-        return await self._write(posts, source, alert, await self._prepare(posts, source))
+        return await self._write(posts, source, alert, await self._prepare(posts, source, alert))
 
     async def ingest_stream(
         self,
@@ -341,7 +343,7 @@ class Pipeline:
             async for posts in batches:
                 if not posts:
                     continue
-                prepared = await self._prepare(posts, source)
+                prepared = await self._prepare(posts, source, alert)
                 if writing is not None:
                     previous, writing = writing, None
                     report(await previous)
@@ -359,10 +361,15 @@ class Pipeline:
             report(await writing)
         return count
 
-    async def _prepare(self, posts: Sequence[Post], source: Source) -> _Prepared:
+    async def _prepare(
+        self, posts: Sequence[Post], source: Source, alert: bool | None
+    ) -> _Prepared:
         who = await self.audience()
-        channels = await self._channel_names(posts) if who.scoped else {}
-        return _Prepared(who, channels, await self._detect(posts, source, who, channels))
+        # keyword matches only serve alerts: a silent batch (an import) is not matched
+        matching = who.matcher is not None and not _silent(source, alert)
+        channels = await self._channel_names(posts) if who.scoped and matching else {}
+        found = await self._detect(posts, source, who, channels, matching)
+        return _Prepared(who, channels, found)
 
     async def _write(
         self, posts: Sequence[Post], source: Source, alert: bool | None, prepared: _Prepared
@@ -418,8 +425,10 @@ class Pipeline:
         source: Source,
         who: Audience,
         channels: dict[int, tuple[str | int, ...]],
+        matching: bool,
     ) -> dict[object, Detected]:
-        """Detection once per distinct text of the batch; a bulk batch in the workers."""
+        """Detection once per distinct text of the batch; a bulk batch in the workers.
+        `matching`: whether the audience's keyword rules are matched too."""
         todo: dict[object, tuple[str, tuple[str | int, ...]]] = {}
         for post in posts:
             key = _key(post, channels)
@@ -443,11 +452,13 @@ class Pipeline:
             rules = self._pickled_rules.get(who.version)
             if rules is None:
                 self._pickled_rules = {who.version: (rules := pickled_rules(who.rules))}
-            results = await pool.map(detect_chunk, pool.chunks(items), who.version, rules, True)
+            results = await pool.map(
+                detect_chunk, pool.chunks(items), who.version, rules, True, matching
+            )
         else:
+            matcher = who.matcher if matching else None
             results = [
-                detect_text(text, who.matcher, channel, keep_analysis=True)
-                for text, channel in items
+                detect_text(text, matcher, channel, keep_analysis=True) for text, channel in items
             ]
         return dict(zip(todo, results, strict=True))
 
@@ -469,8 +480,7 @@ class Pipeline:
         edited = [a.post_id for a in touched if a.status == "edited"]
         alerted = await outbox.alerted_in(conn, edited) if edited else {}
         revisions = await outbox.revision_counts_in(conn, edited) if edited else {}
-        silent = source in alerts.SILENT_SOURCES if alert is None else not alert
-        planning = bool(who.subscribers) and not silent
+        planning = bool(who.subscribers) and not _silent(source, alert)
         hits: dict[object, dict[int, list[Hit]]] = {}
         rows = []
         planned = []
@@ -594,6 +604,11 @@ class _Prepared(NamedTuple):
     who: Audience
     channels: dict[int, tuple[str | int, ...]]
     found: dict[object, Detected]
+
+
+def _silent(source: Source, alert: bool | None) -> bool:
+    """Whether a batch plans no alerts: `alert` None leaves it to the source."""
+    return source in alerts.SILENT_SOURCES if alert is None else not alert
 
 
 def _key(post: Post, channels: dict[int, tuple[str | int, ...]]) -> object:

@@ -15,6 +15,7 @@ import pytest
 from bot.alerts.policy import Policy
 from bot.cli import importer
 from bot.cli import parser as cli
+from bot.detection.keywords import Matcher
 from bot.query import search
 from storage import archive, subscribers
 from storage.db import Database, open_database
@@ -245,9 +246,21 @@ async def _alerts(db: Database) -> list[tuple[int, int]]:
     return [(row[0], row[1]) for row in rows]
 
 
-async def test_imports_alert_only_when_asked(tmp_path: Path) -> None:
+async def test_imports_alert_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # keyword matches only serve alerts: an import that plans none matches nothing
+    matched: list[str] = []
+    match_words = Matcher.match_words
+
+    def counted(self: Matcher, analysis: Any, channel: Any = None) -> Any:
+        matched.append(analysis.text)
+        return match_words(self, analysis, channel)
+
+    monkeypatch.setattr(Matcher, "match_words", counted)
     export = desktop_export(tmp_path / "export")
     for alert, expected in ((False, []), (True, [(7, 2)])):
+        matched.clear()
         db = await open_database(tmp_path / f"alert-{alert}.db")
         await subscribers.upsert(db, 7, "analyst", name="Ann")
         await subscribers.set_preferences(db, 7, claims=False)
@@ -256,6 +269,10 @@ async def test_imports_alert_only_when_asked(tmp_path: Path) -> None:
         # the export is older than any maximum alert age: lift it to see alerts planned
         await importer.ingest(db, plan, alert=alert, policy=Policy(max_age=None))
         assert await _alerts(db) == expected
+        assert any("Работино" in text for text in matched) is alert
+        # the claim verdict is stored either way
+        label = await db.fetchone("SELECT claim_label FROM posts WHERE msg_id = 2")
+        assert label[0] == "claim"
         await db.close()
 
 

@@ -13,7 +13,15 @@ import pytest
 from loguru import logger
 
 from bot.alerts.policy import Policy
-from bot.pipeline import BULK_GC_THRESHOLD, POOL_MIN_TEXTS, Pipeline
+from bot.detection.keywords import parse_rule
+from bot.pipeline import (
+    BULK_GC_THRESHOLD,
+    POOL_MIN_TEXTS,
+    Pipeline,
+    Source,
+    detect_chunk,
+    pickled_rules,
+)
 from bot.pool import DetectionPool
 from storage import archive, subscribers
 from storage.db import Database, open_database
@@ -37,7 +45,9 @@ def posts(channel: int, n: int) -> list[Post]:
     ]
 
 
-async def archive_with(path: Path, pool: DetectionPool | None, batch: list[Post]) -> Database:
+async def archive_with(
+    path: Path, pool: DetectionPool | None, batch: list[Post], source: Source = "catchup"
+) -> Database:
     db = await open_database(path)
     await archive.save_channel(db, Channel(10, 1, "rdk_channel", "РДК"))
     await archive.save_channel(db, Channel(11, 2, "news_agg", "Новости"))
@@ -52,7 +62,7 @@ async def archive_with(path: Path, pool: DetectionPool | None, batch: list[Post]
         for i in range(0, len(batch), 50):
             yield batch[i : i + 50]
 
-    await pipeline.ingest_stream(pages(), "catchup")
+    await pipeline.ingest_stream(pages(), source)
     return db
 
 
@@ -119,6 +129,40 @@ async def test_bulk_batches_in_workers_store_what_in_process_detection_does(
     finally:
         await in_workers.close()
         await in_process.close()
+
+
+async def test_an_import_in_workers_stores_all_but_alerts_and_matches_nothing(
+    tmp_path: Path,
+) -> None:
+    batch = posts(10, 2 * POOL_MIN_TEXTS)
+    pool = DetectionPool(2)
+    if not pool.enabled:
+        pytest.skip("no fork on this platform")
+    try:
+        imported = await archive_with(tmp_path / "import.db", pool, batch, "import")
+        caught_up = await archive_with(tmp_path / "catchup.db", pool, batch)
+    finally:
+        pool.close()
+    try:
+        (rows, alerts, grouped), (want_rows, want_alerts, want_grouped) = (
+            await stored(imported),
+            await stored(caught_up),
+        )
+        assert (rows, grouped) == (want_rows, want_grouped)  # lemmas, verdicts, incidents
+        assert alerts == [] and want_alerts != []
+    finally:
+        await imported.close()
+        await caught_up.close()
+
+
+def test_a_chunk_left_unmatched_keeps_every_other_result() -> None:
+    items = [(text, (10, "rdk_channel")) for text in TEXTS]
+    rules = pickled_rules((parse_rule("плен", rule_id="1"), parse_rule("Шебекино", rule_id="2")))
+    matched = detect_chunk(items, 1, rules, True)
+    unmatched = detect_chunk(items, 1, rules, True, False)
+    assert [len(d.matches) for d in matched] == [1, 1, 0, 0, 0, 0]
+    assert [d.matches for d in unmatched] == [()] * len(items)
+    assert [d._replace(matches=()) for d in matched] == unmatched
 
 
 def doubled(chunk: list[int]) -> list[int]:
