@@ -1,6 +1,6 @@
 """Soak: the real service, as its own process, under sustained load and faults.
 
-    python bench/soak.py [--short] [--minutes M] [--seconds S] [--json FILE]
+    python bench/soak.py [--short] [--minutes M] [--seconds S] [--json FILE] [--keep DIR]
 
 `chanwatch run` (a subprocess, with file sessions and CHANWATCH_* settings, as
 under systemd) watches 500 channels of the loopback simulator, which runs in
@@ -413,11 +413,7 @@ async def soak(plan: Plan, *, seed: int = 1, keep: Path | None = None) -> dict[s
             expected = world.expected_alerts()
             integrity = _query(world.db, "PRAGMA integrity_check")
             lines = log.read_text(errors="replace").splitlines()
-            errors = [
-                line
-                for line in lines
-                if " ERROR " in line or " CRITICAL " in line or "Traceback" in line
-            ]
+            errors = error_records(lines)
             refused = sum(1 for line in lines if "was already delivered" in line)
             doubtful = [k for k, n in alerted.items() if n > 1 or k not in expected]
             explained = world.explain(doubtful[:5])
@@ -475,6 +471,30 @@ async def soak(plan: Plan, *, seed: int = 1, keep: Path | None = None) -> dict[s
     return result
 
 
+_RECORD_START = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
+ERROR_LINES = 40  # of one record kept in the figures
+
+
+def error_records(lines: Iterable[str]) -> list[str]:
+    """The service log's error records, each with its traceback: a record begins at a
+    line with a timestamp and takes the lines up to the next one. An error is an
+    ERROR or CRITICAL record, or any record that carries a traceback (a warning that
+    logged its exception, or Python's own report of an exception nobody caught)."""
+    records: list[list[str]] = []
+    for line in lines:
+        if not records or _RECORD_START.match(line):
+            records.append([line])
+        else:
+            records[-1].append(line)
+    return [
+        "\n".join(record[:ERROR_LINES])
+        for record in records
+        if " ERROR " in record[0]
+        or " CRITICAL " in record[0]
+        or any(line.startswith("Traceback") for line in record)
+    ]
+
+
 def _quiet() -> None:
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
@@ -506,11 +526,16 @@ def main() -> int:
     parser.add_argument("--drop-every", type=float, help="seconds between connection drops")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    parser.add_argument(
+        "--keep", metavar="DIR", type=Path, help="keep the state (archive, sessions, log) in DIR"
+    )
     args = parser.parse_args()
     seconds = args.seconds or (args.minutes or (2 if args.short else 10)) * 60
     drop_every = args.drop_every or (30.0 if args.short else None)
     _quiet()
-    figures = asyncio.run(soak(Plan.of(seconds, drop_every), seed=args.seed))
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        parser.error(f"--keep {args.keep}: not empty (the soak starts from a fresh archive)")
+    figures = asyncio.run(soak(Plan.of(seconds, drop_every), seed=args.seed, keep=args.keep))
     width = max(len(k) for k in figures)
     for key, value in figures.items():
         print(f"{key:<{width}}  {value}")

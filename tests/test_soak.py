@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bench.soak import CHANNELS, Plan, alerts_in, soak
+from bench.soak import CHANNELS, Plan, alerts_in, error_records, soak
 from bot.simulator.world import SimMessage
 
 
@@ -31,6 +31,25 @@ def test_the_soak_counts_alerts_on_its_own_channels_posts_only() -> None:
     counted = alerts_in(messages, {"soak_155", "soak_027"})
     assert counted == {("soak_155", 7): 1, ("soak_027", 38): 1}
     assert alerts_in(messages)[("goproglib", 3760)] == 2  # what it counted before
+
+
+def test_the_soak_reports_each_error_with_its_traceback() -> None:
+    log = [
+        "2026-12-07 22:40:01 WARNING bot.watch.watcher soak_001: FloodWait of 1 s {}",
+        "2026-12-07 22:40:02 WARNING bot.watch.watcher could not read soak_002 {}",
+        "Traceback (most recent call last):",
+        '  File "bot/watch/watcher.py", line 1, in read',
+        "ConnectionError: Connection to Telegram failed 5 time(s)",
+        "2026-12-07 22:40:03 INFO    bot.pipeline archived 3 posts {}",
+        "2026-12-07 22:40:04 ERROR   bot.alerts.notifier could not send alert 7 {}",
+        "Task exception was never retrieved",
+        "Traceback (most recent call last):",
+        "RuntimeError: boom",
+    ]
+    first, second = error_records(log)
+    assert first.splitlines() == log[1:5]  # the warning that carried a traceback, whole
+    assert second.splitlines() == log[6:]
+    assert error_records(log[:1] + log[5:6]) == []
 
 
 @pytest.mark.slow
