@@ -9,7 +9,6 @@ rather than not at all.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import datetime
 from typing import Protocol
@@ -187,7 +186,7 @@ def thread_alerts(
             out.append(row)
             continue
         payload = {**row.payload, "thread": root, "incident": incident_id}
-        out.append(dataclasses.replace(row, reason="incident", payload=payload))
+        out.append(row._replace(reason="incident", payload=payload))
     return out
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import aiosqlite
 import orjson
@@ -28,15 +28,15 @@ Status = Literal["pending", "sent", "digest", "digested", "muted", "skipped", "f
 _CHUNK = 500
 
 
-@dataclass(frozen=True, slots=True)
-class NewAlert:
-    """One planned row; `reason` is 'alert', 'edited:<revision>' or 'deleted'."""
+class NewAlert(NamedTuple):
+    """One planned row; `reason` is 'alert', 'edited:<revision>' or 'deleted'. A tuple:
+    a batch can plan thousands (a frozen dataclass costs several times more to make)."""
 
     chat_id: int
     post_id: int
     reason: str
     story: str
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any]
     not_before: datetime | None = None
 
 

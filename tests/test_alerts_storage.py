@@ -119,8 +119,8 @@ async def test_outbox_ignores_replans_and_forwarded_copies(db) -> None:
     async with db.transaction() as conn:
         first = await outbox.add_in(conn, [NewAlert(50, original, "alert", "10/5", {"a": 1})])
         again = await outbox.add_in(conn, [NewAlert(50, original, "alert", "10/5", {"a": 2})])
-        forward = await outbox.add_in(conn, [NewAlert(50, copy, "alert", "10/5")])
-        follow = await outbox.add_in(conn, [NewAlert(50, original, "edited:1", "10/5")])
+        forward = await outbox.add_in(conn, [NewAlert(50, copy, "alert", "10/5", {})])
+        follow = await outbox.add_in(conn, [NewAlert(50, original, "edited:1", "10/5", {})])
         assert await outbox.alerted_in(conn, [original, copy]) == {original: {50: "pending"}}
     assert (first, again, forward, follow) == (1, 0, 0, 1)
     queued = await outbox.due(db)
@@ -217,7 +217,7 @@ async def test_album_media_is_summarised_from_every_part(db) -> None:
     )
     await subscribers.upsert(db, 50, "analyst")
     async with db.transaction() as conn:
-        await outbox.add_in(conn, [NewAlert(50, ids[0], "alert", "10/1")])
+        await outbox.add_in(conn, [NewAlert(50, ids[0], "alert", "10/1", {})])
     (view,) = await outbox.views(db, await outbox.due(db))
     assert view.media == ("photo", "photo", "video") and view.grouped_id == 7
 
@@ -226,7 +226,7 @@ async def test_deferral_skip_and_stats(db) -> None:
     await subscribers.upsert(db, 50, "analyst")
     (pid,) = await _archive(db, post(10, 5))
     async with db.transaction() as conn:
-        await outbox.add_in(conn, [NewAlert(50, pid, "alert", "10/5")])
+        await outbox.add_in(conn, [NewAlert(50, pid, "alert", "10/5", {})])
     (row,) = await outbox.due(db)
     await outbox.defer(db, [row.id], T0 + timedelta(seconds=30), "FLOOD_WAIT")
     assert await outbox.next_wakeup(db, T0) == T0 + timedelta(seconds=30)

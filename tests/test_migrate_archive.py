@@ -26,7 +26,7 @@ async def _source(path: Path) -> None:
     await subscribers.add_rule(db, 7, "пленный", None)
     first = await archive.get_post(db, 100, 1)
     async with db.transaction() as conn:
-        await outbox.add_in(conn, [outbox.NewAlert(7, first["id"], "alert", "100/1")])
+        await outbox.add_in(conn, [outbox.NewAlert(7, first["id"], "alert", "100/1", {})])
     await db.close()
 
 

@@ -20,6 +20,7 @@ from storage.db import Database
 from storage.subscribers import Subscriber
 
 _versions = itertools.count(1)
+_new_hit = tuple.__new__  # Hit(...) without the generated __new__
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,7 @@ class Audience:
         owners = self.owners
         for match_id, words, spans in matches:
             chat_id, rule_id, text = owners[match_id]
-            hit = Hit(rule_id, text, words, spans)
+            hit = _new_hit(Hit, (rule_id, text, words, spans))
             chat = found.get(chat_id)
             if chat is None:
                 found[chat_id] = [hit]

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from enum import Enum
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from storage.models import Post
@@ -28,9 +28,9 @@ SILENT_SOURCES = frozenset({"import"})
 HIGHLIGHT_EVIDENCE = frozenset({"cue", "count", "hedge"})
 
 
-@dataclass(frozen=True, slots=True)
-class Hit:
-    """One keyword rule of a chat that matched, with the words and where they are."""
+class Hit(NamedTuple):
+    """One keyword rule of a chat that matched, with the words and where they are (a
+    tuple: a worst-case batch makes tens of thousands)."""
 
     rule_id: int
     rule: str
