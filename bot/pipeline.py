@@ -368,32 +368,60 @@ class Pipeline:
         # keyword matches only serve alerts: a silent batch (an import) is not matched
         matching = who.matcher is not None and not _silent(source, alert)
         channels = await self._channel_names(posts) if who.scoped and matching else {}
-        found = await self._detect(posts, source, who, channels, matching)
-        return _Prepared(who, channels, found)
+        # a post re-read as it was archived is archived again without being analysed
+        # (its row keeps its lemmas and verdict); live posts are new or edited
+        same = await archive.unchanged(self.db, posts) if source != "live" else set()
+        todo = [post for post in posts if _ident(post) not in same] if same else posts
+        found = await self._detect(todo, source, who, channels, matching) if todo else {}
+        return _Prepared(who, channels, found, same, matching)
+
+    async def _confirmed(
+        self, conn: Connection, posts: Sequence[Post], prepared: _Prepared
+    ) -> dict[object, Detected]:
+        """What detection found, with the posts that were not analysed as unchanged
+        and have changed since (archived or edited meanwhile) analysed here."""
+        found = prepared.found
+        skipped = [post for post in posts if _ident(post) in prepared.same]
+        if not skipped:
+            return found
+        still = await archive.unchanged_in(conn, skipped)
+        matcher = prepared.who.matcher if prepared.matching else None
+        found = dict(found)
+        for post in skipped:
+            key = _key(post, prepared.channels)
+            if _ident(post) not in still and key not in found:
+                channel = prepared.channels.get(post.channel_id, ())
+                found[key] = detect_text(post.text, matcher, channel, keep_analysis=True)
+        return found
 
     async def _write(
         self, posts: Sequence[Post], source: Source, alert: bool | None, prepared: _Prepared
     ) -> list[Archived]:
-        who, channels, found = prepared
-        items = []
-        for post in posts:
-            detected = found[_key(post, channels)]
-            if detected.analysis_error is not None:
-                logger.bind(channel=post.channel_id, msg_id=post.msg_id).error(
-                    "could not analyse a post's text; archived without lemmas, detection or "
-                    "alerts\n{error}",
-                    error=detected.analysis_error,
-                )
-            items.append((post, detected.lemmas))
+        who, channels = prepared.who, prepared.channels
         now = self.clock()
         stamp = iso(now)
-        # stored in the row of a new post (an edited one gets them in _detect_and_plan)
-        detections = [
-            verdict.row(detected.lang, stamp, 0)[:-1] if (verdict := detected.verdict) else None
-            for detected in (found[_key(post, channels)] for post in posts)
-        ]
         try:
             async with self._tracked(), self.db.transaction() as conn:
+                found = await self._confirmed(conn, posts, prepared)
+                items = []
+                detections = []  # stored in a new post's row (an edited one's in _detect_and_plan)
+                for post in posts:
+                    detected = found.get(_key(post, channels))
+                    if detected is None:  # unchanged: its row keeps lemmas and verdict
+                        items.append((post, ""))
+                        detections.append(None)
+                        continue
+                    if detected.analysis_error is not None:
+                        logger.bind(channel=post.channel_id, msg_id=post.msg_id).error(
+                            "could not analyse a post's text; archived without lemmas, "
+                            "detection or alerts\n{error}",
+                            error=detected.analysis_error,
+                        )
+                    items.append((post, detected.lemmas))
+                    verdict = detected.verdict
+                    detections.append(
+                        verdict.row(detected.lang, stamp, 0)[:-1] if verdict else None
+                    )
                 result = await archive.archive_posts_in(conn, items, detections)
                 planned = await self._detect_and_plan(
                     conn, result, found, channels, source, who, alert, now
@@ -604,6 +632,12 @@ class _Prepared(NamedTuple):
     who: Audience
     channels: dict[int, tuple[str | int, ...]]
     found: dict[object, Detected]
+    same: set[tuple[int, int]]  # posts not analysed: archived with this very text
+    matching: bool
+
+
+def _ident(post: Post) -> tuple[int, int]:
+    return (post.channel_id, post.msg_id)
 
 
 def _silent(source: Source, alert: bool | None) -> bool:

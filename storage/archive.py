@@ -226,21 +226,71 @@ def _media_rows(post_id: int, media: Sequence[Media]) -> list[tuple[object, ...]
     ]
 
 
+def _existing_sql(n: int) -> str:
+    marks = ",".join("?" * n)
+    return (
+        "SELECT id, msg_id, text, entities, edit_date, raw_sha256 FROM posts "
+        f"WHERE channel_id = ? AND msg_id IN ({marks})"
+    )
+
+
 async def _existing(
     conn: aiosqlite.Connection, channel_id: int, msg_ids: Sequence[int]
 ) -> dict[int, sqlite3.Row]:
     found: dict[int, sqlite3.Row] = {}
     for i in range(0, len(msg_ids), _CHUNK):
         chunk = msg_ids[i : i + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        sql = (
-            "SELECT id, msg_id, text, entities, edit_date, raw_sha256 FROM posts "
-            f"WHERE channel_id = ? AND msg_id IN ({marks})"
-        )
-        async with conn.execute(sql, (channel_id, *chunk)) as cursor:
+        async with conn.execute(_existing_sql(len(chunk)), (channel_id, *chunk)) as cursor:
             for row in await cursor.fetchall():
                 found[row["msg_id"]] = row
     return found
+
+
+def _by_channel(posts: Iterable[Post]) -> dict[int, list[Post]]:
+    found: dict[int, list[Post]] = {}
+    for post in posts:
+        found.setdefault(post.channel_id, []).append(post)
+    return found
+
+
+def _same(rows: dict[int, sqlite3.Row], posts: Iterable[Post]) -> set[tuple[int, int]]:
+    same: set[tuple[int, int]] = set()
+    differ: set[tuple[int, int]] = set()  # a copy in the same batch with another text
+    for post in posts:
+        row = rows.get(post.msg_id)
+        ident = (post.channel_id, post.msg_id)
+        if row is not None and row["text"] == post.text and row["entities"] == _entities_json(post):
+            same.add(ident)
+        else:
+            differ.add(ident)
+    return same - differ
+
+
+async def unchanged(db: Database, posts: Iterable[Post]) -> set[tuple[int, int]]:
+    """(channel id, msg id) of the posts archived with this very text and these
+    entities: archiving them again changes at most their counters, so detection has
+    nothing new to say about them (reconcile, polling and metrics snapshots re-read
+    mostly such posts). Read outside any transaction: `unchanged_in` confirms it in
+    the one that archives them."""
+    same: set[tuple[int, int]] = set()
+    for channel_id, some in _by_channel(posts).items():
+        for i in range(0, len(some), _CHUNK):
+            chunk = some[i : i + _CHUNK]
+            sql = _existing_sql(len(chunk))
+            rows = await db.fetchall(sql, (channel_id, *(p.msg_id for p in chunk)))
+            same |= _same({row["msg_id"]: row for row in rows}, chunk)
+    return same
+
+
+async def unchanged_in(
+    conn: aiosqlite.Connection, posts: Iterable[Post]
+) -> set[tuple[int, int]]:
+    """`unchanged` inside the caller's transaction."""
+    same: set[tuple[int, int]] = set()
+    for channel_id, some in _by_channel(posts).items():
+        rows = await _existing(conn, channel_id, [p.msg_id for p in some])
+        same |= _same(rows, some)
+    return same
 
 
 async def _free_keys(conn: aiosqlite.Connection, wanted: list[int]) -> list[int]:
@@ -291,9 +341,10 @@ async def archive_posts_in(
     now = iso(utcnow())
     await lock_in(conn, "posts")  # several watchers on one PostgreSQL archive
     results: list[Archived] = []
-    by_channel: dict[int, list[int]] = {}
-    for post, _ in items:
-        by_channel.setdefault(post.channel_id, []).append(post.msg_id)
+    by_channel = {
+        channel_id: [p.msg_id for p in some]
+        for channel_id, some in _by_channel(post for post, _ in items).items()
+    }
     existing: dict[tuple[int, int], sqlite3.Row] = {}
     for channel_id, msg_ids in by_channel.items():
         for msg_id, row in (await _existing(conn, channel_id, msg_ids)).items():

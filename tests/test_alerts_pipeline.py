@@ -179,3 +179,67 @@ async def test_a_post_grouped_in_process_is_analysed_once(db, monkeypatch) -> No
     assert analysed == [CLAIM, answer]
     members = await db.fetchall("SELECT incident_id FROM incident_posts ORDER BY post_id")
     assert len(members) == 2 and members[0][0] is not None
+
+
+async def test_posts_re_read_as_archived_are_not_analysed_again(db, monkeypatch) -> None:
+    """Reconcile, polling and metrics snapshots re-read posts that are mostly as
+    archived: those are archived again (counters) without detection; a changed one in
+    the same batch is analysed, and so is one that changed after the pipeline looked
+    (its look said unchanged)."""
+    import bot.pipeline as pipeline_module
+
+    await subscribers.add_rule(db, 1, "пленный", None)
+    pipeline = Pipeline(db)
+    first = [
+        post(10, 1, CLAIM, views=5, raw={"views": 5}),
+        post(10, 2, "Обстрел Шебекино"),
+        post(10, 3, "Тихо"),
+    ]
+    await pipeline.ingest(first, "catchup")
+    before = {p.msg_id: await archive.get_post(db, 10, p.msg_id) for p in first}
+    analysed: list[str] = []
+    real = pipeline_module.analyze
+
+    def counting(text: str):
+        analysed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(pipeline_module, "analyze", counting)
+    again = [
+        post(10, 1, CLAIM, views=99, raw={"views": 99}),  # counted again, not analysed
+        post(10, 2, "Обстрел Шебекино"),
+        post(10, 3, "Тихо. Пленный сдался", edit_date=NOW),  # edited
+    ]
+    result = await pipeline.ingest(again, "reconcile")
+    assert [a.status for a in result] == ["unchanged", "unchanged", "edited"]
+    assert analysed == ["Тихо. Пленный сдался"]
+    kept = await archive.get_post(db, 10, 1)
+    assert kept["views"] == 99
+    for column in ("lemmas", "claim_label", "claim_score", "lang"):
+        assert kept[column] == before[1][column], column
+    assert (await archive.get_post(db, 10, 3))["lemmas"] != before[3]["lemmas"]
+    assert [(c, r) for c, _, r, _ in await rows(db)] == [(1, "alert"), (1, "alert")]
+
+    # the look before the transaction said unchanged, but the post changed: analysed
+    # inside the transaction after all, and archived as the edit it is
+    async def stale_look(_db, posts):
+        return {(p.channel_id, p.msg_id) for p in posts}
+
+    monkeypatch.setattr(archive, "unchanged", stale_look)
+    analysed.clear()
+    planned = len(await rows(db))
+    (late,) = await pipeline.ingest([post(10, 2, "Пленный в Шебекино", edit_date=NOW)], "poll")
+    assert late.status == "edited"
+    assert analysed == ["Пленный в Шебекино"]
+    assert "пленный" in (await archive.get_post(db, 10, 2))["lemmas"]
+    (chat, post_id, _, _) = (await rows(db))[planned]  # alerted as a new match
+    assert (chat, post_id) == (1, late.post_id)
+
+
+async def test_a_batch_with_two_texts_for_one_post_is_not_taken_as_unchanged(db) -> None:
+    await archive.archive_post(db, post(10, 7, "Первый текст"), "первый текст")
+    copies = [post(10, 7, "Первый текст"), post(10, 7, "Второй текст", edit_date=NOW)]
+    assert await archive.unchanged(db, copies) == set()
+    assert await archive.unchanged(db, copies[:1]) == {(10, 7)}
+    entities = post(10, 7, "Первый текст", entities=[{"type": "bold", "offset": 0, "length": 6}])
+    assert await archive.unchanged(db, [entities]) == set()
