@@ -285,7 +285,9 @@ async def unchanged(db: Database, posts: Iterable[Post]) -> set[tuple[int, int]]
 async def unchanged_in(
     conn: aiosqlite.Connection, posts: Iterable[Post]
 ) -> set[tuple[int, int]]:
-    """`unchanged` inside the caller's transaction."""
+    """`unchanged` inside the caller's transaction, under the lock that
+    `archive_posts_in` takes (another watcher must not change them in between)."""
+    await lock_in(conn, "posts")
     same: set[tuple[int, int]] = set()
     for channel_id, some in _by_channel(posts).items():
         rows = await _existing(conn, channel_id, [p.msg_id for p in some])
