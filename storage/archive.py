@@ -269,8 +269,8 @@ def _same(rows: dict[int, sqlite3.Row], posts: Iterable[Post]) -> set[tuple[int,
 async def unchanged(db: Database, posts: Iterable[Post]) -> set[tuple[int, int]]:
     """(channel id, msg id) of the posts archived with this very text and these
     entities: archiving them again changes at most their counters, so detection has
-    nothing new to say about them (reconcile, polling and metrics snapshots re-read
-    mostly such posts). Read outside any transaction: `unchanged_in` confirms it in
+    nothing new to say about them (reconcile and metrics snapshots re-read mostly
+    such posts). Read outside any transaction: `unchanged_in` confirms it in
     the one that archives them."""
     same: set[tuple[int, int]] = set()
     for channel_id, some in _by_channel(posts).items():

@@ -182,7 +182,7 @@ async def test_a_post_grouped_in_process_is_analysed_once(db, monkeypatch) -> No
 
 
 async def test_posts_re_read_as_archived_are_not_analysed_again(db, monkeypatch) -> None:
-    """Reconcile, polling and metrics snapshots re-read posts that are mostly as
+    """Reconcile and metrics snapshots re-read posts that are mostly as they were
     archived: those are archived again (counters) without detection; a changed one in
     the same batch is analysed, and so is one that changed after the pipeline looked
     (its look said unchanged)."""
