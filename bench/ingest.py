@@ -14,8 +14,8 @@ gives each of the 50 analysts 20 keywords drawn from rarer words (ranks 500 to
 3,000 of the corpus's content words), with claim alerts on. Catch-up batches
 go through the detection workers, as in the service.
 
-`reread_posts_per_s`: the same posts read again as reconcile, polling and metrics
-snapshots read them (each with a new view count), into the realistic archive.
+`reread_posts_per_s`: the same posts read again as reconcile and metrics snapshots
+read them (each with a new view count), into the realistic archive.
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import aiosqlite
 
@@ -226,23 +226,32 @@ def _media_rows(post_id: int, media: Sequence[Media]) -> list[tuple[object, ...]
     ]
 
 
-def _existing_sql(n: int) -> str:
-    marks = ",".join("?" * n)
-    return (
-        "SELECT id, msg_id, text, entities, edit_date, raw_sha256 FROM posts "
-        f"WHERE channel_id = ? AND msg_id IN ({marks})"
-    )
+Fetch = Callable[[str, Sequence[Any]], Awaitable[Sequence[sqlite3.Row]]]
+
+
+def _fetch_in(conn: aiosqlite.Connection) -> Fetch:
+    """Rows of a query on the caller's connection (inside its transaction)."""
+
+    async def fetch(sql: str, params: Sequence[Any]) -> Sequence[sqlite3.Row]:
+        async with conn.execute(sql, params) as cursor:
+            return await cursor.fetchall()
+
+    return fetch
 
 
 async def _existing(
-    conn: aiosqlite.Connection, channel_id: int, msg_ids: Sequence[int]
+    fetch: Fetch, channel_id: int, msg_ids: Sequence[int]
 ) -> dict[int, sqlite3.Row]:
     found: dict[int, sqlite3.Row] = {}
     for i in range(0, len(msg_ids), _CHUNK):
         chunk = msg_ids[i : i + _CHUNK]
-        async with conn.execute(_existing_sql(len(chunk)), (channel_id, *chunk)) as cursor:
-            for row in await cursor.fetchall():
-                found[row["msg_id"]] = row
+        marks = ",".join("?" * len(chunk))
+        sql = (
+            "SELECT id, msg_id, text, entities, edit_date, raw_sha256 FROM posts "
+            f"WHERE channel_id = ? AND msg_id IN ({marks})"
+        )
+        for row in await fetch(sql, (channel_id, *chunk)):
+            found[row["msg_id"]] = row
     return found
 
 
@@ -253,16 +262,21 @@ def _by_channel(posts: Iterable[Post]) -> dict[int, list[Post]]:
     return found
 
 
-def _same(rows: dict[int, sqlite3.Row], posts: Iterable[Post]) -> set[tuple[int, int]]:
+async def _unchanged(fetch: Fetch, posts: Iterable[Post]) -> set[tuple[int, int]]:
     same: set[tuple[int, int]] = set()
     differ: set[tuple[int, int]] = set()  # a copy in the same batch with another text
-    for post in posts:
-        row = rows.get(post.msg_id)
-        ident = (post.channel_id, post.msg_id)
-        if row is not None and row["text"] == post.text and row["entities"] == _entities_json(post):
-            same.add(ident)
-        else:
-            differ.add(ident)
+    for channel_id, some in _by_channel(posts).items():
+        rows = await _existing(fetch, channel_id, [p.msg_id for p in some])
+        for post in some:
+            row = rows.get(post.msg_id)
+            if (
+                row is not None
+                and row["text"] == post.text
+                and row["entities"] == _entities_json(post)
+            ):
+                same.add((channel_id, post.msg_id))
+            else:
+                differ.add((channel_id, post.msg_id))
     return same - differ
 
 
@@ -272,14 +286,7 @@ async def unchanged(db: Database, posts: Iterable[Post]) -> set[tuple[int, int]]
     nothing new to say about them (reconcile and metrics snapshots re-read mostly
     such posts). Read outside any transaction: `unchanged_in` confirms it in
     the one that archives them."""
-    same: set[tuple[int, int]] = set()
-    for channel_id, some in _by_channel(posts).items():
-        for i in range(0, len(some), _CHUNK):
-            chunk = some[i : i + _CHUNK]
-            sql = _existing_sql(len(chunk))
-            rows = await db.fetchall(sql, (channel_id, *(p.msg_id for p in chunk)))
-            same |= _same({row["msg_id"]: row for row in rows}, chunk)
-    return same
+    return await _unchanged(db.fetchall, posts)
 
 
 async def unchanged_in(
@@ -288,11 +295,7 @@ async def unchanged_in(
     """`unchanged` inside the caller's transaction, under the lock that
     `archive_posts_in` takes (another watcher must not change them in between)."""
     await lock_in(conn, "posts")
-    same: set[tuple[int, int]] = set()
-    for channel_id, some in _by_channel(posts).items():
-        rows = await _existing(conn, channel_id, [p.msg_id for p in some])
-        same |= _same(rows, some)
-    return same
+    return await _unchanged(_fetch_in(conn), posts)
 
 
 async def _free_keys(conn: aiosqlite.Connection, wanted: list[int]) -> list[int]:
@@ -347,9 +350,10 @@ async def archive_posts_in(
         channel_id: [p.msg_id for p in some]
         for channel_id, some in _by_channel(post for post, _ in items).items()
     }
+    fetch = _fetch_in(conn)
     existing: dict[tuple[int, int], sqlite3.Row] = {}
     for channel_id, msg_ids in by_channel.items():
-        for msg_id, row in (await _existing(conn, channel_id, msg_ids)).items():
+        for msg_id, row in (await _existing(fetch, channel_id, msg_ids)).items():
             existing[(channel_id, msg_id)] = row
 
     fresh: dict[tuple[int, int], tuple[Post, str]] = {}
