@@ -32,7 +32,6 @@ from storage.models import Channel, Post, utcnow
 
 BATCH = 100
 PAGE_WAIT = 0.0  # seconds between history pages (Telegram answers too fast with FLOOD_WAIT)
-READ_AHEAD = 1  # history pages waiting for the pipeline during a catch-up
 RECONCILE_DEPTH = 100
 HISTORY = "messages.GetHistoryRequest"  # the request a catch-up begins with (request_kind)
 EARLY_EVENTS_MAX = 10_000
@@ -514,51 +513,32 @@ class Watcher:
     async def _fetch_above(
         self, watched: Watched, min_id: int, source: Source, below: int = 0
     ) -> int:
-        async def read(into: asyncio.Queue[list[Post] | Exception | None]) -> None:
+        async def pages() -> AsyncIterator[list[Post]]:
             batch: list[Post] = []
-            try:
-                async for message in self.client.iter_messages(
-                    watched.entity,
-                    min_id=min_id,
-                    max_id=below,
-                    reverse=True,
-                    # Telethon's default sleeps 1 s before every page after the first, and
-                    # an ascending read always asks for a second page: 1 s per channel, 8
-                    # minutes for 500 channels after each reconnect. FloodWaits are handled
-                    # instead.
-                    wait_time=self.page_wait if self.page_wait is not None else PAGE_WAIT,
-                ):
-                    post = self._convert(message, watched.id)
-                    if post is not None:
-                        batch.append(post)
-                    if len(batch) >= BATCH:
-                        await into.put(batch)
-                        batch = []
-            except Exception as exc:  # raised by the pipeline's side, after the pages before
-                await into.put(exc)
-                return
+            async for message in self.client.iter_messages(
+                watched.entity,
+                min_id=min_id,
+                max_id=below,
+                reverse=True,
+                # Telethon's default sleeps 1 s before every page after the first, and
+                # an ascending read always asks for a second page: 1 s per channel, 8
+                # minutes for 500 channels after each reconnect. FloodWaits are handled
+                # instead.
+                wait_time=self.page_wait if self.page_wait is not None else PAGE_WAIT,
+            ):
+                post = self._convert(message, watched.id)
+                if post is not None:
+                    batch.append(post)
+                if len(batch) >= BATCH:
+                    yield batch
+                    batch = []
             if batch:
-                await into.put(batch)
-            await into.put(None)
+                yield batch
 
-        async def batches() -> AsyncIterator[list[Post]]:
-            # History is read ahead of the pipeline (READ_AHEAD pages waiting, one more
-            # being read), so the round trips for the next pages overlap detecting and
-            # writing this one instead of following it.
-            pages: asyncio.Queue[list[Post] | Exception | None] = asyncio.Queue(READ_AHEAD)
-            reader = asyncio.create_task(read(pages), name=f"history of {watched.id}")
-            try:
-                while (item := await pages.get()) is not None:
-                    if isinstance(item, Exception):
-                        raise item
-                    yield item
-            finally:
-                reader.cancel()  # the pipeline stopped early; its own cancellation still passes
-                await asyncio.wait([reader])
-
-        # the next page is fetched and detected while the previous one is written
-        async with contextlib.aclosing(batches()) as pages:
-            return await self.pipeline.ingest_stream(pages, source)
+        # the pipeline reads the next pages while it detects and writes this one, so
+        # their round trips overlap its work instead of following it
+        async with contextlib.aclosing(pages()) as read:
+            return await self.pipeline.ingest_stream(read, source)
 
     async def poll(self, watched: Watched) -> int:
         """Fetch a channel's posts above the archive head (source "poll"); returns how
