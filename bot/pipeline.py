@@ -364,10 +364,12 @@ class Pipeline:
         """ingest() each batch in order, detecting the next batch (and fetching it:
         `batches` is read ahead meanwhile) while the previous one is written. Each batch
         is one transaction, committed in order, joined with the batches already read
-        behind it (up to JOIN_POSTS posts). `done` is called with each written batch and
-        its result. Returns the number of posts ingested."""
+        behind it (up to JOIN_POSTS posts) on bulk paths. `done` is called with each
+        written batch and its result. Returns the number of posts ingested."""
+        # a polled stream stays in-process, for latency: its pages are not joined
+        limit = JOIN_POSTS if source in BULK_SOURCES else 0
         with fewer_collections():
-            async with contextlib.aclosing(_joined(batches, JOIN_POSTS)) as joined:
+            async with contextlib.aclosing(_joined(batches, limit)) as joined:
                 return await self._stream(joined, source, alert, done)
 
     async def _stream(

@@ -65,6 +65,23 @@ async def test_pages_waiting_behind_one_are_written_with_it(db: Database) -> Non
     assert total == 600 == await count(db)
 
 
+async def test_a_polled_stream_is_not_joined(db: Database) -> None:
+    """Polled posts are detected in-process, for latency: pages read ahead are still
+    written one by one."""
+    written: list[int] = []
+
+    async def pages() -> AsyncIterator[list[Post]]:
+        for i in range(3):
+            yield page(1 + 100 * i, 100)
+
+    pipeline = Pipeline(db, policy=Policy(max_age=None))
+    await asyncio.wait_for(
+        pipeline.ingest_stream(pages(), "poll", done=lambda p, r: written.append(len(p))), 60
+    )
+    assert written == [100, 100, 100]
+    assert await count(db) == 300
+
+
 async def test_a_source_slower_than_the_pipeline_has_each_page_written_alone(
     db: Database,
 ) -> None:
