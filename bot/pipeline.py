@@ -96,6 +96,13 @@ async def _joined(batches: AsyncIterable[Sequence[Post]], limit: int) -> AsyncIt
             async for posts in batches:
                 if posts:
                     await waiting.put(list(posts))
+        except asyncio.CancelledError:
+            if reader.cancelling():
+                raise  # the stream stopped reading
+            # something the source awaited was cancelled (Telethon cancels the requests
+            # in flight when its client disconnects): the stream must not wait forever
+            await waiting.put(ConnectionError("reading the stream was cancelled"))
+            return
         except Exception as exc:
             await waiting.put(exc)
             return

@@ -128,6 +128,28 @@ async def test_what_went_wrong_reading_comes_after_the_pages_read_before_it(
     assert await count(db) == 200
 
 
+async def test_a_source_cancelled_from_outside_ends_the_stream_with_an_error(
+    db: Database,
+) -> None:
+    """The source awaits something that is cancelled under it (as Telethon cancels the
+    requests in flight when its client disconnects): the stream does not wait forever
+    for the next page; it raises ConnectionError after archiving the page before."""
+    request: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def pages() -> AsyncIterator[list[Post]]:
+        yield page(1, 100)
+        await request  # the next page's request, cancelled below
+        yield page(101, 100)
+
+    pipeline = Pipeline(db, policy=Policy(max_age=None))
+    stream = asyncio.create_task(pipeline.ingest_stream(pages(), "catchup"))
+    await asyncio.wait_for(pipeline.wait_until(partial(has, db, 100)), 30)
+    request.cancel()
+    with pytest.raises(ConnectionError, match="cancelled"):
+        await asyncio.wait_for(stream, 30)
+    assert await count(db) == 100
+
+
 async def test_a_stream_stopped_early_stops_reading_its_source(db: Database) -> None:
     """A stream cancelled while its source still has pages: the task reading ahead is
     gone, the source was closed, and what was committed stays."""
