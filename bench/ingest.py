@@ -39,10 +39,10 @@ from bench.common import corpus, cycle, figure, plain_insert_seconds  # noqa: E4
 from bench.detect import build_rules, frequent_lemmas  # noqa: E402
 from bot.alerts.policy import Policy  # noqa: E402
 from bot.detection import analyze  # noqa: E402
-from bot.pipeline import Pipeline, lemma_text  # noqa: E402
+from bot.pipeline import Pipeline, Source, lemma_text  # noqa: E402
 from bot.pool import DetectionPool  # noqa: E402
 from storage import archive, subscribers  # noqa: E402
-from storage.db import open_database  # noqa: E402
+from storage.db import Database, open_database  # noqa: E402
 from storage.models import Channel, Post, iso  # noqa: E402
 
 BATCH = 100
@@ -82,6 +82,20 @@ async def _pipeline_on(
         await subscribers.set_preferences(db, chat, claims=1)
         for text in rules[analyst::ANALYSTS]:
             await subscribers.add_rule(db, chat, text, None)
+    return await _streamed(db, posts, "catchup", pool)  # as the catch-up reads pages
+
+
+async def _reread(target: Path, posts: list[Post], pool: DetectionPool) -> float:
+    """Seconds to archive `posts` again as re-read by reconcile: texts as archived,
+    the view counts moved (so every row is updated)."""
+    again = [replace(p, views=7, raw={**p.raw, "views": 7}) for p in posts]
+    return await _streamed(await open_database(target), again, "reconcile", pool)
+
+
+async def _streamed(
+    db: Database, posts: list[Post], source: Source, pool: DetectionPool | None
+) -> float:
+    """Seconds to ingest `posts` in pages of BATCH; closes `db`."""
     # old posts are archived only, like a deep catch-up; planning still runs
     pipeline = Pipeline(db, policy=Policy(max_age=timedelta(days=36500)), pool=pool)
 
@@ -90,25 +104,7 @@ async def _pipeline_on(
             yield posts[i : i + BATCH]
 
     started = time.perf_counter()
-    await pipeline.ingest_stream(batches(), "catchup")  # as the catch-up reads pages
-    elapsed = time.perf_counter() - started
-    await db.close()
-    return elapsed
-
-
-async def _reread(target: Path, posts: list[Post], pool: DetectionPool) -> float:
-    """Seconds to archive `posts` again as re-read by reconcile: texts as archived,
-    the view counts moved (so every row is updated)."""
-    again = [replace(p, views=7, raw={**p.raw, "views": 7}) for p in posts]
-    db = await open_database(target)
-    pipeline = Pipeline(db, policy=Policy(max_age=timedelta(days=36500)), pool=pool)
-
-    async def batches() -> AsyncIterator[list[Post]]:
-        for i in range(0, len(again), BATCH):
-            yield again[i : i + BATCH]
-
-    started = time.perf_counter()
-    await pipeline.ingest_stream(batches(), "reconcile")
+    await pipeline.ingest_stream(batches(), source)
     elapsed = time.perf_counter() - started
     await db.close()
     return elapsed

@@ -395,9 +395,7 @@ class Pipeline:
                 done(written, result)
 
         try:
-            async for posts in batches:
-                if not posts:
-                    continue
+            async for posts in batches:  # never empty: _joined drops empty batches
                 prepared = await self._prepare(posts, source, alert)
                 if writing is not None:
                     previous, writing = writing, None

@@ -166,7 +166,7 @@ async def test_a_stream_stopped_early_stops_reading_its_source(db: Database) -> 
 
     tasks_before = asyncio.all_tasks()
     stream = asyncio.create_task(pipeline.ingest_stream(pages(), "catchup"))
-    await asyncio.wait_for(pipeline.wait_until(lambda: has(db, 100)), 30)
+    await asyncio.wait_for(pipeline.wait_until(partial(has, db, 100)), 30)
     stream.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(stream, 30)
