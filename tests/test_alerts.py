@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from bot.alerts import format as fmt
@@ -19,7 +20,7 @@ from bot.alerts.policy import (
     story_of,
 )
 from storage.models import Forward, Post
-from storage.outbox import AlertView, Place, Queued
+from storage.outbox import AlertView, Place, Queued, payload_json
 from storage.subscribers import Subscriber
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -41,6 +42,11 @@ def hit(rule: str = "плен", start: int = 18, end: int = 22, rule_id: int = 1
 CLAIM = Claim("claim", 0.8, count=2, unverified=True, spans=((10, 22),))
 
 
+def stored(payload: dict) -> dict:
+    """A planned payload as the outbox stores it (JSON: a tuple is an array)."""
+    return json.loads(payload_json(payload))
+
+
 def subject(**kw: object) -> Subject:
     fields: dict = {"post_id": 77, "post": post(), "status": "new", "source": "live"}
     fields.update(kw)
@@ -51,7 +57,7 @@ def test_one_alert_per_chat_however_many_rules_and_the_claim_fire() -> None:
     hits = {1: [hit(), hit("взять", 10, 15, rule_id=2)]}
     rows = plan(subject(hits=hits, claim=CLAIM), {1: ANN, 2: BOB}, Policy(), NOW)
     assert [(r.chat_id, r.reason) for r in rows] == [(1, "alert")]
-    why = rows[0].payload
+    why = stored(rows[0].payload)
     assert [r["rule"] for r in why["rules"]] == ["плен", "взять"]
     assert why["claim"] == {"label": "claim", "score": 0.8, "count": 2, "unverified": True}
     assert why["spans"] == [[10, 15], [10, 22], [18, 22]]
@@ -74,7 +80,7 @@ def test_chats_alerted_for_the_claim_alone_get_the_same_payload() -> None:
     rows = plan(
         subject(hits={3: [hit()]}, claim=CLAIM, source="catchup"), {1: ANN, 3: cat}, Policy(), NOW
     )
-    assert rows[0].payload == {
+    assert stored(rows[0].payload) == {
         "claim": {"label": "claim", "score": 0.8, "count": 2, "unverified": True},
         "spans": [[10, 22]],
         "rev": 0,
@@ -82,7 +88,7 @@ def test_chats_alerted_for_the_claim_alone_get_the_same_payload() -> None:
         "delayed": True,
     }
     assert [r["rule"] for r in rows[1].payload["rules"]] == ["плен"]
-    assert rows[1].payload["spans"] == [[10, 22], [18, 22]]
+    assert stored(rows[1].payload)["spans"] == [[10, 22], [18, 22]]
     dan = Subscriber(chat_id=4, role="analyst", name="Dan")
     rows = plan(subject(claim=CLAIM), {1: ANN, 4: dan}, Policy(), NOW)
     assert [r.chat_id for r in rows] == [1, 4] and rows[0].payload == rows[1].payload
