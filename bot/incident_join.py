@@ -9,12 +9,13 @@ rather than not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from datetime import datetime
 from typing import Protocol
 
 from loguru import logger
 
+from bot.detection import analyze
 from bot.incidents import (
     CLAIMISH,
     ChannelInfo,
@@ -22,9 +23,10 @@ from bot.incidents import (
     TextFeatures,
     decide,
     features_of,
+    text_features,
     title_of,
 )
-from bot.incidents.grouping import WINDOW, Candidate
+from bot.incidents.grouping import WINDOW, Candidate, reach
 from storage import incidents as store
 from storage.db import Connection, savepoint
 from storage.incidents import NewMember
@@ -107,6 +109,19 @@ async def _join_in(conn: Connection, items: Sequence[Item]) -> None:
         # a post that cannot open an incident needs one near it to be worth comparing
         if item[3].label in CLAIMISH or _near(members, item[1].date)
     )
+    placed = await _place(conn, features, members, channels)
+    if placed:
+        await store.add_in(conn, placed)
+        await _pull_in(conn, placed, members, channels, skip=[i[0] for i in items])
+
+
+async def _place(
+    conn: Connection,
+    features: Iterable[Features],
+    members: dict[int, list[Features]],
+    channels: Mapping[int, ChannelInfo],
+) -> list[tuple[int | None, NewMember]]:
+    """Decide each post in turn (members grow as posts join); the posts placed."""
     placed: list[tuple[int | None, NewMember]] = []
     for post in features:
         channel = channels.get(post.channel_id, ChannelInfo(post.channel_id))
@@ -131,8 +146,57 @@ async def _join_in(conn: Connection, items: Sequence[Item]) -> None:
             await store.retitle_in(conn, incident_id, title, place or "")
         members[incident_id].append(post)
         placed.append((incident_id, member))
-    if placed:
-        await store.add_in(conn, placed)
+    return placed
+
+
+async def _pull_in(
+    conn: Connection,
+    placed: Sequence[tuple[int | None, NewMember]],
+    members: dict[int, list[Features]],
+    channels: Mapping[int, ChannelInfo],
+    skip: Sequence[int],
+) -> None:
+    """Decide again the posts dated after the members just placed but archived before
+    them, which were decided without them: the catch-ups of several channels run at
+    once, so a governor's answer may be archived before the claim it answers.
+
+    Only posts that share something a tie needs (`Reach`) are analysed again."""
+    since = min(m.date for _, m in placed)
+    until = max(m.date for _, m in placed) + WINDOW
+    touched = {incident_id for incident_id, _ in placed if incident_id is not None}
+    near = reach([m for i in touched for m in members.get(i, ())], channels)
+    rows = await store.ungrouped_between_in(
+        conn, since, until, skip=skip, words=near.words, keys=near.touches_keys
+    )
+    rows = [r for r in rows if near.touches(r)]
+    if not rows:
+        return
+    kinds = await store.media_kinds_in(conn, [r.post_id for r in rows])
+    features = (
+        features_of(
+            post_id=r.post_id,
+            channel_id=r.channel_id,
+            msg_id=r.msg_id,
+            date=r.date,
+            text=r.text,
+            found=text_features(analyze(r.text)),
+            label=r.label,
+            count=r.count,
+            fwd_key=r.fwd_key,
+            reply_to=r.reply_to,
+            grouped_id=r.grouped_id,
+            media_kinds=kinds.get(r.post_id, ()),
+            entity_urls=r.entity_urls,
+        )
+        for r in rows
+    )
+    again = await _place(conn, features, members, channels)
+    if again:
+        await store.add_in(conn, again)
+        logger.info(
+            "{n} posts archived before the posts that tie them joined their incidents",
+            n=len(again),
+        )
 
 
 def _near(members: dict[int, list[Features]], when: datetime) -> bool:

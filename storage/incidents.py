@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 
+from storage.archive import KEY_BITS
 from storage.db import Database, rows_for_ids
 from storage.models import iso, utcnow
+from storage.search import fts_lemma_prefixes
 
 _CHUNK = 500
 
@@ -121,6 +123,110 @@ async def members_in(
     async with conn.execute(sql, (iso(since), iso(until))) as cursor:
         rows = await cursor.fetchall()
     return [MemberRow(r[0], r[1], r[2], r[3], _dt(r[4]), json.loads(r[5])) for r in rows]
+
+
+class UngroupedKeys(NamedTuple):
+    """What of an ungrouped post is read before deciding whether to read the rest."""
+
+    post_id: int
+    channel_id: int
+    msg_id: int
+    fwd_key: str | None
+    reply_to: int | None
+    grouped_id: int | None
+    links: bool  # a t.me link in its text or its entities
+
+
+@dataclass(frozen=True, slots=True)
+class UngroupedRow:
+    """An archived post grouping has not placed: what deciding it again needs."""
+
+    post_id: int
+    channel_id: int
+    msg_id: int
+    date: datetime
+    text: str
+    lemmas: str
+    fwd_key: str | None
+    reply_to: int | None
+    grouped_id: int | None
+    label: str | None
+    count: int | None
+    entity_urls: tuple[str, ...]
+
+
+async def ungrouped_between_in(
+    conn: aiosqlite.Connection,
+    since: datetime,
+    until: datetime,
+    *,
+    skip: Iterable[int],
+    words: Sequence[str],
+    keys: Callable[[UngroupedKeys], bool],
+) -> list[UngroupedRow]:
+    """Posts dated in [since, until] (to the second) that grouping has not placed, not
+    in `skip`, with a lemma starting with one of `words`, a link, or `keys` true of
+    them; oldest first. Post ids follow post time (`storage.archive.post_key`), so the
+    dates are a range of ids, and only the posts chosen are read whole."""
+    low = int(since.timestamp()) << KEY_BITS
+    high = (int(until.timestamp()) + 1) << KEY_BITS
+    async with conn.execute(
+        """SELECT p.id, p.channel_id, p.msg_id, p.fwd_key, p.reply_to, p.grouped_id,
+                  (p.text LIKE '%.me/%' OR coalesce(p.entities, '') LIKE '%.me/%')
+           FROM posts p WHERE p.id >= ? AND p.id < ?
+             AND NOT EXISTS (SELECT 1 FROM incident_posts ip WHERE ip.post_id = p.id)""",
+        (low, high),
+    ) as cursor:
+        skipped = set(skip)
+        found = [
+            UngroupedKeys(*row[:6], bool(row[6]))
+            for row in await cursor.fetchall()
+            if row[0] not in skipped
+        ]
+    if not found:
+        return []
+    worded: set[int] = set()
+    words = [word for word in words if any(ch.isalnum() for ch in word)]
+    if words:
+        query = fts_lemma_prefixes(words)
+        if getattr(conn, "dialect", "sqlite") == "postgresql":
+            sql = "SELECT id FROM posts_fts WHERE tsv @@ ?::tsquery AND id >= ? AND id < ?"
+            params: tuple[Any, ...] = (query.ts, low, high)
+        else:
+            sql = "SELECT rowid FROM posts_fts WHERE posts_fts MATCH ? AND rowid >= ? AND rowid < ?"
+            params = (str(query), low, high)
+        async with conn.execute(sql, params) as cursor:
+            worded = {row[0] for row in await cursor.fetchall()}
+    ids = [k.post_id for k in found if k.post_id in worded or k.links or keys(k)]
+    if not ids:
+        return []
+    rows = await rows_for_ids(
+        conn,
+        """SELECT id, channel_id, msg_id, date, text, lemmas, fwd_key, reply_to, grouped_id,
+                  claim_label, claim_count, entities FROM posts WHERE id IN ({marks})""",
+        ids,
+    )
+    return sorted((_ungrouped(r) for r in rows), key=lambda r: r.post_id)
+
+
+def _ungrouped(row: Sequence[Any]) -> UngroupedRow:
+    entities = json.loads(row[11]) if row[11] else []
+    urls = tuple(
+        str(e["url"]) for e in entities if isinstance(e, dict) and isinstance(e.get("url"), str)
+    )
+    return UngroupedRow(*row[:3], _dt(row[3]), *row[4:11], urls)
+
+
+async def media_kinds_in(
+    conn: aiosqlite.Connection, post_ids: Sequence[int]
+) -> dict[int, list[str]]:
+    """Kinds of each post's media, in order."""
+    sql = "SELECT post_id, kind FROM media WHERE post_id IN ({marks}) ORDER BY post_id, idx"
+    rows = await rows_for_ids(conn, sql, post_ids)
+    out: dict[int, list[str]] = {}
+    for post_id, kind in rows:
+        out.setdefault(post_id, []).append(kind)
+    return out
 
 
 async def open_in(

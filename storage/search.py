@@ -138,6 +138,13 @@ def fts_prefix(words: Sequence[str]) -> FtsQuery:
     return FtsQuery(f"text : {_quote(text)} *", ts_phrase(text, "A", prefix=True))
 
 
+def fts_lemma_prefixes(words: Sequence[str]) -> FtsQuery:
+    """Posts with a lemma that starts with any of the words."""
+    fts = " OR ".join(f"{_quote(word)} *" for word in words)
+    ts = " | ".join(ts_phrase(word, "B", prefix=True) for word in words)
+    return FtsQuery(f"lemmas : ({fts})", f"({ts})")
+
+
 def fts_all(parts: Sequence[str]) -> FtsQuery | str:
     if len(parts) == 1:
         return parts[0]

@@ -6,8 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from storage import incidents
-from storage.models import utcnow
+import pytest
+
+from bot.alerts.policy import Policy
+from bot.pipeline import Pipeline
+from storage import archive, incidents
+from storage.db import open_database
+from storage.incidents import NewMember
+from storage.models import Channel, Post, utcnow
 from tests.bot_helpers import (
     add_rule,
     ask,
@@ -33,7 +39,13 @@ async def _incident_posts(app) -> dict[int, set[tuple[int, int]]]:
     return out
 
 
-async def test_story_is_one_incident_among_unrelated_posts(sim, monitor, bot, ann, tmp_path: Path):
+# Channels are caught up one at a time, in the order given, so that each order is tested
+# every time: the governor's channel first puts his answer in the archive before the
+# second claim that ties it to the incident (`incident_join._pull_in`).
+@pytest.mark.parametrize("first", ["legion_svoboda", "vvgladkov"], ids=["claims", "answer"])
+async def test_story_is_one_incident_among_unrelated_posts(
+    sim, monitor, bot, ann, tmp_path: Path, first: str
+):
     channels = {
         c["key"]: sim.add_channel(username=c["username"], title=c["title"])
         for c in STORY["channels"]
@@ -60,8 +72,9 @@ async def test_story_is_one_incident_among_unrelated_posts(sim, monitor, bot, an
         tmp_path,
         bot,
         [],
-        *[c["username"] for c in STORY["channels"]],
+        *sorted((c["username"] for c in STORY["channels"]), key=lambda name: name != first),
         *[c.username for c in noise],
+        catchup_concurrency=1,
     )
     async with service(sim, monitor, bot, settings) as app:
         await make_analyst(app, ann, "Ann")
@@ -119,3 +132,91 @@ async def test_story_is_one_incident_among_unrelated_posts(sim, monitor, bot, an
         assert f"#{story_id} · Новая Таволжанка" in listing
         shown = (await ask(sim, ann, bot, f"/incident {story_id}")).text
         assert "opened the incident" in shown and "place Новая Таволжанка 0.80" in shown
+
+
+async def test_an_answer_archived_before_the_claim_that_ties_it_joins_with_that_claim(
+    archive_target: Path | str,
+) -> None:
+    """Grouping decides a post when it is archived; a post archived before an earlier
+    post that ties it (another channel's catch-up ran first) is decided again when that
+    post joins (both archives: the posts are found by their lemmas in each one's FTS)."""
+    db = await open_database(archive_target)
+    try:
+        ids = {}
+        for n, c in enumerate(STORY["channels"], start=1):
+            await archive.save_channel(db, Channel(100 + n, n, c["username"], c["title"]))
+            ids[c["key"]] = 100 + n
+        story = {p["id"]: p for p in story_posts()}
+        start = utcnow() - timedelta(hours=20)
+
+        def post(entry: str, msg: int, text: str | None = None, minutes: int = 0) -> Post:
+            row = story[entry]
+            when = start + timedelta(minutes=row["minutes"] + minutes)
+            return Post(ids[row["channel"]], msg, when, text or row["text"])
+
+        pipeline = Pipeline(db, policy=Policy(max_age=None))
+        claim, _ = await pipeline.ingest([post("claim", 1), post("counter", 2)], "catchup")
+        opened = await incidents.of_post(db, claim.post_id)
+        assert opened is not None
+        # the governor's channel caught up before the second claim's
+        weather = post("reply", 2, "Погода в Белгороде: ясно, +25", minutes=10)
+        answer, stray = await pipeline.ingest([post("reply", 1), weather], "catchup")
+        for alone in (answer, stray):  # the incident names the governor: 0.4 of 0.8
+            assert await incidents.of_post(db, alone.post_id) is None
+        # deleted meanwhile: the archive keeps what was said, and grouping judges that
+        await archive.mark_deleted(db, answer.post.channel_id, [answer.post.msg_id])
+        (claim2,) = await pipeline.ingest([post("claim2", 1)], "catchup")
+        joined = await incidents.of_post(db, claim2.post_id)
+        assert joined is not None and joined.id == opened.id
+        # the answer names РДК, now a channel of the incident, as the claim names him
+        shown = {m.post_id: m for m in await incidents.timeline(db, opened.id)}
+        ties = [t["kind"] for t in shown[answer.post_id].ties]
+        assert ties.count("mention") == 2
+        # a post of the same channel whose ties stay under the bar stays alone
+        assert await incidents.of_post(db, stray.post_id) is None
+    finally:
+        await db.close()
+
+
+async def test_ungrouped_posts_are_chosen_by_their_dates_lemmas_keys_and_links(
+    archive_target: Path | str,
+) -> None:
+    """What deciding again reads back, in both archives: ungrouped posts dated in the
+    range whose lemmas start with a word (FTS), that have a t.me link, or whose keys the
+    caller wants; not a grouped, skipped or out-of-range one."""
+    db = await open_database(archive_target)
+    try:
+        await archive.save_channel(db, Channel(1, 1, "one", "Один"))
+        t0 = utcnow().replace(microsecond=0) - timedelta(hours=5)
+        rows = {
+            "place": ("Бой у Таволжанки", "бой у таволжанка"),
+            "keyed": ("Спокойно", "спокойно"),
+            "linked": ("См. t.me/legion/5", "смотреть"),
+            "other": ("Погода", "погода"),
+            "grouped": ("Таволжанка снова", "таволжанка снова"),
+            "skipped": ("Таволжанка опять", "таволжанка опять"),
+            "late": ("Таволжанка потом", "таволжанка потом"),
+        }
+        posts = {
+            name: Post(1, n, t0 + timedelta(hours=10 if name == "late" else n), text)
+            for n, (name, (text, _)) in enumerate(rows.items(), start=1)
+        }
+        archived = await archive.archive_posts(
+            db, [(posts[name], lemmas) for name, (_, lemmas) in rows.items()]
+        )
+        ids = {name: a.post_id for name, a in zip(rows, archived, strict=True)}
+        async with db.transaction() as conn:
+            member = NewMember(ids["grouped"], posts["grouped"].date, {}, 0.0, [])
+            await incidents.add_in(conn, [(None, member)])
+            found = await incidents.ungrouped_between_in(
+                conn,
+                t0,
+                t0 + timedelta(hours=8),
+                skip=[ids["skipped"]],
+                words=["таволжан", "«»"],
+                keys=lambda k: k.msg_id == posts["keyed"].msg_id,
+            )
+        assert [r.post_id for r in found] == [ids[n] for n in ("place", "keyed", "linked")]
+        assert found[0].text == "Бой у Таволжанки" and found[0].lemmas == "бой у таволжанка"
+    finally:
+        await db.close()
