@@ -165,9 +165,14 @@ async def _pull_in(
     until = max(m.date for _, m in placed) + WINDOW
     touched = {incident_id for incident_id, _ in placed if incident_id is not None}
     near = reach([m for i in touched for m in members.get(i, ())], channels)
-    rows = await store.ungrouped_between_in(
-        conn, since, until, skip=skip, words=near.words, keys=near.touches_keys
+    wanted = store.Wanted(
+        words=near.words,
+        quotes=sorted(near.quotes),
+        channels=near.channels,
+        keys=near.keys,
+        threads={channel_id for channel_id, _ in near.posts},
     )
+    rows = await store.ungrouped_between_in(conn, since, until, wanted, skip)
     rows = [r for r in rows if near.touches(r)]
     if not rows:
         return

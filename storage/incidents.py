@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -20,7 +20,7 @@ import aiosqlite
 from storage.archive import KEY_BITS
 from storage.db import Database, rows_for_ids
 from storage.models import iso, utcnow
-from storage.search import fts_lemma_prefixes
+from storage.search import fts_mentioning
 
 _CHUNK = 500
 
@@ -125,16 +125,14 @@ async def members_in(
     return [MemberRow(r[0], r[1], r[2], r[3], _dt(r[4]), json.loads(r[5])) for r in rows]
 
 
-class UngroupedKeys(NamedTuple):
-    """What of an ungrouped post is read before deciding whether to read the rest."""
+class Wanted(NamedTuple):
+    """Which ungrouped posts deciding again may want, each found through an index."""
 
-    post_id: int
-    channel_id: int
-    msg_id: int
-    fwd_key: str | None
-    reply_to: int | None
-    grouped_id: int | None
-    links: bool  # a t.me link in its text or its entities
+    words: Sequence[str]  # a lemma starting with one (FTS)
+    quotes: Sequence[str]  # "username/msg id" in the text (FTS)
+    channels: Collection[int]  # any post of these channels
+    keys: Collection[str]  # forwards of these "channel id/msg id"
+    threads: Collection[int]  # replies and album parts in these channels
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,52 +157,53 @@ async def ungrouped_between_in(
     conn: aiosqlite.Connection,
     since: datetime,
     until: datetime,
-    *,
-    skip: Iterable[int],
-    words: Sequence[str],
-    keys: Callable[[UngroupedKeys], bool],
+    wanted: Wanted,
+    skip: Iterable[int] = (),
 ) -> list[UngroupedRow]:
     """Posts dated in [since, until] (to the second) that grouping has not placed, not
-    in `skip`, with a lemma starting with one of `words`, a link, or `keys` true of
-    them; oldest first. Post ids follow post time (`storage.archive.post_key`), so the
-    dates are a range of ids, and only the posts chosen are read whole."""
+    in `skip`, and `wanted` may want; oldest first. Post ids follow post time
+    (`storage.archive.post_key`), so the dates are a range of ids; each kind of post
+    wanted is found through an index (FTS, channel, forward), not by reading every post
+    of the range, and only the posts found are read whole."""
     low = int(since.timestamp()) << KEY_BITS
     high = (int(until.timestamp()) + 1) << KEY_BITS
-    async with conn.execute(
-        """SELECT p.id, p.channel_id, p.msg_id, p.fwd_key, p.reply_to, p.grouped_id,
-                  (p.text LIKE '%.me/%' OR coalesce(p.entities, '') LIKE '%.me/%')
-           FROM posts p WHERE p.id >= ? AND p.id < ?
-             AND NOT EXISTS (SELECT 1 FROM incident_posts ip WHERE ip.post_id = p.id)""",
-        (low, high),
-    ) as cursor:
-        skipped = set(skip)
-        found = [
-            UngroupedKeys(*row[:6], bool(row[6]))
-            for row in await cursor.fetchall()
-            if row[0] not in skipped
-        ]
-    if not found:
-        return []
-    worded: set[int] = set()
-    words = [word for word in words if any(ch.isalnum() for ch in word)]
-    if words:
-        query = fts_lemma_prefixes(words)
+    found: set[int] = set()
+
+    async def add(sql: str, params: Sequence[Any]) -> None:
+        async with conn.execute(sql, [*params, low, high]) as cursor:
+            found.update(row[0] for row in await cursor.fetchall())
+
+    query = fts_mentioning(wanted.words, wanted.quotes)
+    if query is not None:
         if getattr(conn, "dialect", "sqlite") == "postgresql":
             sql = "SELECT id FROM posts_fts WHERE tsv @@ ?::tsquery AND id >= ? AND id < ?"
-            params: tuple[Any, ...] = (query.ts, low, high)
+            await add(sql, [query.ts])
         else:
             sql = "SELECT rowid FROM posts_fts WHERE posts_fts MATCH ? AND rowid >= ? AND rowid < ?"
-            params = (str(query), low, high)
-        async with conn.execute(sql, params) as cursor:
-            worded = {row[0] for row in await cursor.fetchall()}
-    ids = [k.post_id for k in found if k.post_id in worded or k.links or keys(k)]
-    if not ids:
+            await add(sql, [str(query)])
+    for column, values in (("channel_id", wanted.channels), ("fwd_key", wanted.keys)):
+        if values:
+            marks = ",".join("?" * len(values))
+            await add(
+                f"SELECT id FROM posts WHERE {column} IN ({marks}) AND id >= ? AND id < ?",
+                list(values),
+            )
+    if wanted.threads:
+        marks = ",".join("?" * len(wanted.threads))
+        await add(
+            f"""SELECT id FROM posts WHERE channel_id IN ({marks}) AND id >= ? AND id < ?
+                  AND (reply_to IS NOT NULL OR grouped_id IS NOT NULL)""",
+            list(wanted.threads),
+        )
+    found.difference_update(skip)
+    if not found:
         return []
     rows = await rows_for_ids(
         conn,
         """SELECT id, channel_id, msg_id, date, text, lemmas, fwd_key, reply_to, grouped_id,
-                  claim_label, claim_count, entities FROM posts WHERE id IN ({marks})""",
-        ids,
+                  claim_label, claim_count, entities FROM posts p WHERE id IN ({marks})
+             AND NOT EXISTS (SELECT 1 FROM incident_posts ip WHERE ip.post_id = p.id)""",
+        sorted(found),
     )
     return sorted((_ungrouped(r) for r in rows), key=lambda r: r.post_id)
 

@@ -13,7 +13,7 @@ from bot.pipeline import Pipeline
 from storage import archive, incidents
 from storage.db import open_database
 from storage.incidents import NewMember
-from storage.models import Channel, Post, utcnow
+from storage.models import Channel, Forward, Post, utcnow
 from tests.bot_helpers import (
     add_rule,
     ask,
@@ -178,45 +178,51 @@ async def test_an_answer_archived_before_the_claim_that_ties_it_joins_with_that_
         await db.close()
 
 
-async def test_ungrouped_posts_are_chosen_by_their_dates_lemmas_keys_and_links(
+async def test_ungrouped_posts_are_found_by_dates_lemmas_channels_keys_and_links(
     archive_target: Path | str,
 ) -> None:
     """What deciding again reads back, in both archives: ungrouped posts dated in the
-    range whose lemmas start with a word (FTS), that have a t.me link, or whose keys the
-    caller wants; not a grouped, skipped or out-of-range one."""
+    range with a lemma starting with a word or a quoted post in their text (FTS), of a
+    channel wanted, forwarding a post wanted, or replying in a member's channel; not a
+    grouped, skipped, unwanted or later one."""
     db = await open_database(archive_target)
     try:
-        await archive.save_channel(db, Channel(1, 1, "one", "Один"))
-        t0 = utcnow().replace(microsecond=0) - timedelta(hours=5)
+        for n in (1, 2, 3):
+            await archive.save_channel(db, Channel(n, n, f"c{n}", f"Канал {n}"))
+        t0 = utcnow().replace(microsecond=0) - timedelta(hours=10)
         rows = {
-            "place": ("Бой у Таволжанки", "бой у таволжанка"),
-            "keyed": ("Спокойно", "спокойно"),
-            "linked": ("См. t.me/legion/5", "смотреть"),
-            "other": ("Погода", "погода"),
-            "grouped": ("Таволжанка снова", "таволжанка снова"),
-            "skipped": ("Таволжанка опять", "таволжанка опять"),
-            "late": ("Таволжанка потом", "таволжанка потом"),
+            "place": (1, "Бой у Таволжанки", "бой у таволжанка", {}),
+            "named": (2, "Спокойно", "спокойно", {}),
+            "quote": (1, "См. t.me/legion/5", "смотреть", {}),
+            "forward": (1, "Копия", "копия", {"fwd_from": Forward(channel_id=9, msg_id=1)}),
+            "reply": (3, "Ответ", "ответ", {"reply_to": 7}),
+            "other": (1, "Погода", "погода", {}),
+            "unthreaded": (1, "Ответ", "ответ", {"reply_to": 7}),
+            "grouped": (1, "Таволжанка снова", "таволжанка снова", {}),
+            "skipped": (1, "Таволжанка опять", "таволжанка опять", {}),
+            "late": (1, "Таволжанка потом", "таволжанка потом", {}),
         }
         posts = {
-            name: Post(1, n, t0 + timedelta(hours=10 if name == "late" else n), text)
-            for n, (name, (text, _)) in enumerate(rows.items(), start=1)
+            name: Post(channel, n, t0 + timedelta(hours=20 if name == "late" else n), text, **kw)
+            for n, (name, (channel, text, _, kw)) in enumerate(rows.items(), start=1)
         }
         archived = await archive.archive_posts(
-            db, [(posts[name], lemmas) for name, (_, lemmas) in rows.items()]
+            db, [(posts[name], row[2]) for name, row in rows.items()]
         )
         ids = {name: a.post_id for name, a in zip(rows, archived, strict=True)}
+        wanted = incidents.Wanted(
+            words=["таволжан", "«»"], quotes=["legion/5"], channels={2}, keys={"9/1"}, threads={3}
+        )
         async with db.transaction() as conn:
             member = NewMember(ids["grouped"], posts["grouped"].date, {}, 0.0, [])
             await incidents.add_in(conn, [(None, member)])
+            until = t0 + timedelta(hours=15)
             found = await incidents.ungrouped_between_in(
-                conn,
-                t0,
-                t0 + timedelta(hours=8),
-                skip=[ids["skipped"]],
-                words=["таволжан", "«»"],
-                keys=lambda k: k.msg_id == posts["keyed"].msg_id,
+                conn, t0, until, wanted, skip=[ids["skipped"]]
             )
-        assert [r.post_id for r in found] == [ids[n] for n in ("place", "keyed", "linked")]
+        expected = ("place", "named", "quote", "forward", "reply")
+        assert [r.post_id for r in found] == [ids[name] for name in expected]
         assert found[0].text == "Бой у Таволжанки" and found[0].lemmas == "бой у таволжанка"
+        assert found[3].fwd_key == "9/1" and found[4].reply_to == 7
     finally:
         await db.close()

@@ -253,28 +253,23 @@ def assess(post: Features, channel: ChannelInfo, candidate: Candidate) -> list[T
     return ties
 
 
-class Keyed(Protocol):
-    """An archived post's keys, as stored."""
+class Stored(Protocol):
+    """An archived post as stored, before its text is analysed again."""
 
     @property
     def channel_id(self) -> int: ...
     @property
     def msg_id(self) -> int: ...
     @property
+    def text(self) -> str: ...
+    @property
+    def lemmas(self) -> str: ...  # its words' normal forms, space-separated
+    @property
     def fwd_key(self) -> str | None: ...
     @property
     def reply_to(self) -> int | None: ...
     @property
     def grouped_id(self) -> int | None: ...
-
-
-class Stored(Keyed, Protocol):
-    """An archived post as stored, before its text is analysed again."""
-
-    @property
-    def text(self) -> str: ...
-    @property
-    def lemmas(self) -> str: ...  # its words' normal forms, space-separated
     @property
     def entity_urls(self) -> Sequence[str]: ...  # the links of its text entities
 
@@ -293,17 +288,13 @@ class Reach:
     albums: frozenset[tuple[int, int]]  # (channel id, album id) of the members
     quotes: frozenset[str]  # "username/msg id" of the members
 
-    def touches_keys(self, post: Keyed) -> bool:
-        """A channel the members name, or a forward, reply or album of a member."""
+    def touches(self, post: Stored) -> bool:
         where = post.channel_id
         if where in self.channels or (post.fwd_key is not None and post.fwd_key in self.keys):
             return True
         if (where, post.msg_id) in self.replied or (where, post.reply_to) in self.posts:
             return True
-        return (where, post.grouped_id) in self.albums
-
-    def touches(self, post: Stored) -> bool:
-        if self.touches_keys(post):
+        if (where, post.grouped_id) in self.albums:
             return True
         words = self.words
         if any(lemma.startswith(words) for lemma in post.lemmas.split()):
