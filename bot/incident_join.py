@@ -9,7 +9,7 @@ rather than not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
 from datetime import datetime
 from typing import Protocol
 
@@ -43,6 +43,13 @@ class Verdict(Protocol):
 # from its text, on demand, verdict). Most posts are never compared, so unless a
 # detection worker already did it, their text is not analysed again.
 Item = tuple[int, Post, Callable[[], TextFeatures], Verdict]
+# Grouping's features of texts read back from the archive (the pipeline's runs them in
+# its detection workers when they are many).
+Analyse = Callable[[list[str]], Awaitable[list[TextFeatures]]]
+
+
+async def analysed_here(texts: list[str]) -> list[TextFeatures]:
+    return [text_features(analyze(text), signed=True) for text in texts]
 
 
 def _entity_urls(post: Post) -> list[str]:
@@ -69,21 +76,23 @@ def features_for(
     )
 
 
-async def join_in(conn: Connection, items: Sequence[Item]) -> dict[int, int]:
+async def join_in(
+    conn: Connection, items: Sequence[Item], analyse: Analyse = analysed_here
+) -> dict[int, int]:
     """Place each new post in an incident (or open one); post id -> incident id for
     every given post that has one, including posts placed earlier."""
     if not items:
         return {}
     try:
         async with savepoint(conn, "incidents"):
-            await _join_in(conn, items)
+            await _join_in(conn, items, analyse)
             return await store.incidents_of_in(conn, [i[0] for i in items])
     except Exception:
         logger.exception("could not group {n} posts into incidents; archived without", n=len(items))
         return {}
 
 
-async def _join_in(conn: Connection, items: Sequence[Item]) -> None:
+async def _join_in(conn: Connection, items: Sequence[Item], analyse: Analyse) -> None:
     done = await store.grouped_in(conn, [i[0] for i in items])
     fresh = [i for i in items if i[0] not in done]
     if not fresh:
@@ -112,7 +121,7 @@ async def _join_in(conn: Connection, items: Sequence[Item]) -> None:
     placed = await _place(conn, features, members, channels)
     if placed:
         await store.add_in(conn, placed)
-        await _pull_in(conn, placed, members, channels, skip=[i[0] for i in items])
+        await _pull_in(conn, placed, members, channels, [i[0] for i in items], analyse)
 
 
 async def _place(
@@ -155,6 +164,7 @@ async def _pull_in(
     members: dict[int, list[Features]],
     channels: Mapping[int, ChannelInfo],
     skip: Sequence[int],
+    analyse: Analyse,
 ) -> None:
     """Decide again the posts dated after the members just placed but archived before
     them, which were decided without them: the catch-ups of several channels run at
@@ -177,6 +187,7 @@ async def _pull_in(
     if not rows:
         return
     kinds = await store.media_kinds_in(conn, [r.post_id for r in rows])
+    found = await analyse([r.text for r in rows])
     features = (
         features_of(
             post_id=r.post_id,
@@ -184,7 +195,7 @@ async def _pull_in(
             msg_id=r.msg_id,
             date=r.date,
             text=r.text,
-            found=text_features(analyze(r.text)),
+            found=text,
             label=r.label,
             count=r.count,
             fwd_key=r.fwd_key,
@@ -193,7 +204,7 @@ async def _pull_in(
             media_kinds=kinds.get(r.post_id, ()),
             entity_urls=r.entity_urls,
         )
-        for r in rows
+        for r, text in zip(rows, found, strict=True)
     )
     again = await _place(conn, features, members, channels)
     if again:
