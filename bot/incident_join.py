@@ -9,13 +9,12 @@ rather than not at all.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import datetime
 from typing import Protocol
 
 from loguru import logger
 
-from bot.detection import analyze
 from bot.incidents import (
     CLAIMISH,
     ChannelInfo,
@@ -23,10 +22,9 @@ from bot.incidents import (
     TextFeatures,
     decide,
     features_of,
-    text_features,
     title_of,
 )
-from bot.incidents.grouping import WINDOW, Candidate, reach
+from bot.incidents.grouping import WINDOW, Candidate
 from storage import incidents as store
 from storage.db import Connection, savepoint
 from storage.incidents import NewMember
@@ -43,13 +41,6 @@ class Verdict(Protocol):
 # from its text, on demand, verdict). Most posts are never compared, so unless a
 # detection worker already did it, their text is not analysed again.
 Item = tuple[int, Post, Callable[[], TextFeatures], Verdict]
-# Grouping's features of texts read back from the archive (the pipeline's runs them in
-# its detection workers when they are many).
-Analyse = Callable[[list[str]], Awaitable[list[TextFeatures]]]
-
-
-async def analysed_here(texts: list[str]) -> list[TextFeatures]:
-    return [text_features(analyze(text), signed=True) for text in texts]
 
 
 def _entity_urls(post: Post) -> list[str]:
@@ -76,23 +67,21 @@ def features_for(
     )
 
 
-async def join_in(
-    conn: Connection, items: Sequence[Item], analyse: Analyse = analysed_here
-) -> dict[int, int]:
+async def join_in(conn: Connection, items: Sequence[Item]) -> dict[int, int]:
     """Place each new post in an incident (or open one); post id -> incident id for
     every given post that has one, including posts placed earlier."""
     if not items:
         return {}
     try:
         async with savepoint(conn, "incidents"):
-            await _join_in(conn, items, analyse)
+            await _join_in(conn, items)
             return await store.incidents_of_in(conn, [i[0] for i in items])
     except Exception:
         logger.exception("could not group {n} posts into incidents; archived without", n=len(items))
         return {}
 
 
-async def _join_in(conn: Connection, items: Sequence[Item], analyse: Analyse) -> None:
+async def _join_in(conn: Connection, items: Sequence[Item]) -> None:
     done = await store.grouped_in(conn, [i[0] for i in items])
     fresh = [i for i in items if i[0] not in done]
     if not fresh:
@@ -118,19 +107,6 @@ async def _join_in(conn: Connection, items: Sequence[Item], analyse: Analyse) ->
         # a post that cannot open an incident needs one near it to be worth comparing
         if item[3].label in CLAIMISH or _near(members, item[1].date)
     )
-    placed = await _place(conn, features, members, channels)
-    if placed:
-        await store.add_in(conn, placed)
-        await _pull_in(conn, placed, members, channels, [i[0] for i in items], analyse)
-
-
-async def _place(
-    conn: Connection,
-    features: Iterable[Features],
-    members: dict[int, list[Features]],
-    channels: Mapping[int, ChannelInfo],
-) -> list[tuple[int | None, NewMember]]:
-    """Decide each post in turn (members grow as posts join); the posts placed."""
     placed: list[tuple[int | None, NewMember]] = []
     for post in features:
         channel = channels.get(post.channel_id, ChannelInfo(post.channel_id))
@@ -155,64 +131,8 @@ async def _place(
             await store.retitle_in(conn, incident_id, title, place or "")
         members[incident_id].append(post)
         placed.append((incident_id, member))
-    return placed
-
-
-async def _pull_in(
-    conn: Connection,
-    placed: Sequence[tuple[int | None, NewMember]],
-    members: dict[int, list[Features]],
-    channels: Mapping[int, ChannelInfo],
-    skip: Sequence[int],
-    analyse: Analyse,
-) -> None:
-    """Decide again the posts dated after the members just placed but archived before
-    them, which were decided without them: the catch-ups of several channels run at
-    once, so a governor's answer may be archived before the claim it answers.
-
-    Only posts that share something a tie needs (`Reach`) are analysed again."""
-    since = min(m.date for _, m in placed)
-    until = max(m.date for _, m in placed) + WINDOW
-    touched = {incident_id for incident_id, _ in placed if incident_id is not None}
-    near = reach([m for i in touched for m in members.get(i, ())], channels)
-    wanted = store.Wanted(
-        words=near.words,
-        quotes=sorted(near.quotes),
-        channels=near.channels,
-        keys=near.keys,
-        threads={channel_id for channel_id, _ in near.posts},
-    )
-    rows = await store.ungrouped_between_in(conn, since, until, wanted, skip)
-    rows = [r for r in rows if near.touches(r)]
-    if not rows:
-        return
-    kinds = await store.media_kinds_in(conn, [r.post_id for r in rows])
-    found = await analyse([r.text for r in rows])
-    features = (
-        features_of(
-            post_id=r.post_id,
-            channel_id=r.channel_id,
-            msg_id=r.msg_id,
-            date=r.date,
-            text=r.text,
-            found=text,
-            label=r.label,
-            count=r.count,
-            fwd_key=r.fwd_key,
-            reply_to=r.reply_to,
-            grouped_id=r.grouped_id,
-            media_kinds=kinds.get(r.post_id, ()),
-            entity_urls=r.entity_urls,
-        )
-        for r, text in zip(rows, found, strict=True)
-    )
-    again = await _place(conn, features, members, channels)
-    if again:
-        await store.add_in(conn, again)
-        logger.info(
-            "{n} posts archived before the posts that tie them joined their incidents",
-            n=len(again),
-        )
+    if placed:
+        await store.add_in(conn, placed)
 
 
 def _near(members: dict[int, list[Features]], when: datetime) -> bool:

@@ -242,11 +242,6 @@ def _features_of_text(text: str) -> TextFeatures:
     return _features_of(analyze(text))
 
 
-def features_chunk(texts: Sequence[str]) -> list[TextFeatures]:
-    """Grouping's features of texts, signed together (in a worker process)."""
-    return with_signatures([text_features(analyze(text)) for text in texts])
-
-
 # In a worker process: the last rule set it was sent, compiled once.
 _worker_matcher: tuple[int, Matcher | None] = (0, None)
 
@@ -548,17 +543,6 @@ class Pipeline:
             ]
         return dict(zip(todo, results, strict=True))
 
-    async def _texts_features(self, texts: list[str]) -> list[TextFeatures]:
-        """Grouping's features of texts read back from the archive to be decided again:
-        in the workers when they are many (a deep catch-up of many channels), so that
-        neither the event loop nor this process's word caches carry them."""
-        pool = self.pool
-        if pool is not None and pool.enabled and len(texts) >= POOL_MIN_TEXTS:
-            if not pool.running:
-                load_dictionaries()
-            return await pool.map(features_chunk, pool.chunks(texts))
-        return [_features_of_text(text) for text in texts]
-
     async def _detect_and_plan(
         self,
         conn: Connection,
@@ -625,7 +609,7 @@ class Pipeline:
             planned.extend(alerts.plan(subject, who.subscribers, self.policy, now))
         if rows:
             await archive.save_detections_in(conn, rows)
-        incident_of = await incident_join.join_in(conn, grouping, self._texts_features)
+        incident_of = await incident_join.join_in(conn, grouping)
         forwarded = {i[0] for i in grouping if i[1].fwd_from is not None}
         planned = await incident_join.thread_in(conn, planned, incident_of, forwarded)
         return await outbox.add_in(conn, planned)

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import aiosqlite
 
-from storage.archive import KEY_BITS
 from storage.db import Database, rows_for_ids
 from storage.models import iso, utcnow
-from storage.search import fts_mentioning
 
 _CHUNK = 500
 
@@ -123,109 +121,6 @@ async def members_in(
     async with conn.execute(sql, (iso(since), iso(until))) as cursor:
         rows = await cursor.fetchall()
     return [MemberRow(r[0], r[1], r[2], r[3], _dt(r[4]), json.loads(r[5])) for r in rows]
-
-
-class Wanted(NamedTuple):
-    """Which ungrouped posts deciding again may want, each found through an index."""
-
-    words: Sequence[str]  # a lemma starting with one (FTS)
-    quotes: Sequence[str]  # "username/msg id" in the text (FTS)
-    channels: Collection[int]  # any post of these channels
-    keys: Collection[str]  # forwards of these "channel id/msg id"
-    threads: Collection[int]  # replies and album parts in these channels
-
-
-@dataclass(frozen=True, slots=True)
-class UngroupedRow:
-    """An archived post grouping has not placed: what deciding it again needs."""
-
-    post_id: int
-    channel_id: int
-    msg_id: int
-    date: datetime
-    text: str
-    lemmas: str
-    fwd_key: str | None
-    reply_to: int | None
-    grouped_id: int | None
-    label: str | None
-    count: int | None
-    entity_urls: tuple[str, ...]
-
-
-async def ungrouped_between_in(
-    conn: aiosqlite.Connection,
-    since: datetime,
-    until: datetime,
-    wanted: Wanted,
-    skip: Iterable[int] = (),
-) -> list[UngroupedRow]:
-    """Posts dated in [since, until] (to the second) that grouping has not placed, not
-    in `skip`, and `wanted` may want; oldest first. Post ids follow post time
-    (`storage.archive.post_key`), so the dates are a range of ids; each kind of post
-    wanted is found through an index (FTS, channel, forward), not by reading every post
-    of the range, and only the posts found are read whole."""
-    low = int(since.timestamp()) << KEY_BITS
-    high = (int(until.timestamp()) + 1) << KEY_BITS
-    found: set[int] = set()
-
-    async def add(sql: str, params: Sequence[Any]) -> None:
-        async with conn.execute(sql, [*params, low, high]) as cursor:
-            found.update(row[0] for row in await cursor.fetchall())
-
-    query = fts_mentioning(wanted.words, wanted.quotes)
-    if query is not None:
-        if getattr(conn, "dialect", "sqlite") == "postgresql":
-            sql = "SELECT id FROM posts_fts WHERE tsv @@ ?::tsquery AND id >= ? AND id < ?"
-            await add(sql, [query.ts])
-        else:
-            sql = "SELECT rowid FROM posts_fts WHERE posts_fts MATCH ? AND rowid >= ? AND rowid < ?"
-            await add(sql, [str(query)])
-    for column, values in (("channel_id", wanted.channels), ("fwd_key", wanted.keys)):
-        if values:
-            marks = ",".join("?" * len(values))
-            await add(
-                f"SELECT id FROM posts WHERE {column} IN ({marks}) AND id >= ? AND id < ?",
-                list(values),
-            )
-    if wanted.threads:
-        marks = ",".join("?" * len(wanted.threads))
-        await add(
-            f"""SELECT id FROM posts WHERE channel_id IN ({marks}) AND id >= ? AND id < ?
-                  AND (reply_to IS NOT NULL OR grouped_id IS NOT NULL)""",
-            list(wanted.threads),
-        )
-    found.difference_update(skip)
-    if not found:
-        return []
-    rows = await rows_for_ids(
-        conn,
-        """SELECT id, channel_id, msg_id, date, text, lemmas, fwd_key, reply_to, grouped_id,
-                  claim_label, claim_count, entities FROM posts p WHERE id IN ({marks})
-             AND NOT EXISTS (SELECT 1 FROM incident_posts ip WHERE ip.post_id = p.id)""",
-        sorted(found),
-    )
-    return sorted((_ungrouped(r) for r in rows), key=lambda r: r.post_id)
-
-
-def _ungrouped(row: Sequence[Any]) -> UngroupedRow:
-    entities = json.loads(row[11]) if row[11] else []
-    urls = tuple(
-        str(e["url"]) for e in entities if isinstance(e, dict) and isinstance(e.get("url"), str)
-    )
-    return UngroupedRow(*row[:3], _dt(row[3]), *row[4:11], urls)
-
-
-async def media_kinds_in(
-    conn: aiosqlite.Connection, post_ids: Sequence[int]
-) -> dict[int, list[str]]:
-    """Kinds of each post's media, in order."""
-    sql = "SELECT post_id, kind FROM media WHERE post_id IN ({marks}) ORDER BY post_id, idx"
-    rows = await rows_for_ids(conn, sql, post_ids)
-    out: dict[int, list[str]] = {}
-    for post_id, kind in rows:
-        out.setdefault(post_id, []).append(kind)
-    return out
 
 
 async def open_in(

@@ -138,23 +138,6 @@ def fts_prefix(words: Sequence[str]) -> FtsQuery:
     return FtsQuery(f"text : {_quote(text)} *", ts_phrase(text, "A", prefix=True))
 
 
-def fts_mentioning(words: Sequence[str], phrases: Sequence[str] = ()) -> FtsQuery | None:
-    """Posts with a lemma that starts with one of `words`, or with one of `phrases` in
-    their text; None when no word or phrase has a letter or digit."""
-    words = [word for word in words if _TOKEN.search(word)]
-    phrases = [phrase for phrase in phrases if _TOKEN.search(phrase)]
-    fts: list[str] = []
-    if words:
-        fts.append("lemmas : (" + " OR ".join(f"{_quote(word)} *" for word in words) + ")")
-    if phrases:
-        fts.append("text : (" + " OR ".join(_quote(phrase) for phrase in phrases) + ")")
-    if not fts:
-        return None
-    ts = [ts_phrase(word, "B", prefix=True) for word in words]
-    ts += [ts_phrase(phrase, "A") for phrase in phrases]
-    return FtsQuery(" OR ".join(fts), "(" + " | ".join(ts) + ")")
-
-
 def fts_all(parts: Sequence[str]) -> FtsQuery | str:
     if len(parts) == 1:
         return parts[0]

@@ -28,7 +28,7 @@ async def test_demo_plays_the_scenario_and_leaves_a_searchable_archive(tmp_path:
     # the Novaya Tavolzhanka story became one incident, told by five channels; Olena's
     # later alerts about it replied to the first
     assert "incident #2 · Новая Таволжанка" in received
-    assert "5 channels, 10 posts, 2 → 5 captives claimed" in received
+    assert "5 channels, 9 posts, 2 → 5 captives claimed" in received
     assert "mention the incident names this channel (гладков)" in received
     assert received.count("🧩 incident #2 · ") >= 4
     chart = tmp_path / "demo" / "chart.png"

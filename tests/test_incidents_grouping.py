@@ -3,13 +3,12 @@ and how an incident's later alerts are threaded."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.detection import analyze, detect_claim
 from bot.incident_join import thread_alerts
 from bot.incidents import ChannelInfo, Features, decide, features_of, text_features
-from bot.incidents.grouping import Candidate, assess, reach
+from bot.incidents.grouping import Candidate, assess
 from bot.incidents.places import places_in
 from storage.outbox import NewAlert
 
@@ -123,48 +122,6 @@ def test_decisions_say_why() -> None:
     assert decide(unrelated, NEWS, [Candidate(10, [claim], {1: LEGION})]).action == "alone"
     too_late = feat(5, NEWS, "Под Новой Таволжанкой идёт бой.", 60 * 24 * 4)
     assert assess(too_late, NEWS, Candidate(10, [claim], {1: LEGION})) == []  # out of window
-
-
-@dataclass
-class Stored:
-    channel_id: int
-    msg_id: int
-    text: str
-    lemmas: str = ""
-    fwd_key: str | None = None
-    reply_to: int | None = None
-    grouped_id: int | None = None
-    entity_urls: tuple[str, ...] = ()
-
-
-def test_reach_lets_through_the_posts_a_tie_could_join_and_no_other() -> None:
-    """Which archived posts are analysed again when an incident gains members: every
-    one a tie other than text could reach, found in its stored lemmas and keys."""
-    claim = feat(
-        10, LEGION, "Легион взял в плен двоих у Новой Таволжанки. Ждём губернатора Гладкова."
-    )
-    album = feat(11, LEGION, "Фото пленных", minutes=5, grouped_id=7)
-    channels = {c.id: c for c in (LEGION, GOV, NEWS)}
-    near = reach([claim, album], channels)
-    touching = {
-        "place stem": Stored(3, 1, "", lemmas="обстрел новый таволжанка"),
-        "the incident names its channel": Stored(GOV.id, 2, "Спокойно"),
-        "names the incident's channel": Stored(3, 3, "", lemmas="заявление легион"),
-        "a person": Stored(3, 4, "", lemmas="гладков приехать"),
-        "a forward": Stored(3, 5, "", fwd_key="1/10"),
-        "a reply": Stored(LEGION.id, 6, "", reply_to=10),
-        "the same album": Stored(LEGION.id, 12, "", grouped_id=7),
-        "a quote": Stored(3, 8, "", entity_urls=("https://t.me/Legion/11",)),
-    }
-    for why, post in touching.items():
-        assert near.touches(post), why
-    apart = [
-        Stored(3, 9, "Погода в Москве", lemmas="погода в москва"),
-        Stored(3, 10, "", reply_to=10),  # a reply to another channel's post 10
-        Stored(3, 11, "", grouped_id=7),  # another channel's album 7
-        Stored(3, 12, "t.me/legion/110", lemmas="ссылка"),
-    ]
-    assert not any(near.touches(post) for post in apart)
 
 
 def _row(chat: int, post: int, story: str = "") -> NewAlert:

@@ -6,14 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
-from bot.alerts.policy import Policy
-from bot.pipeline import Pipeline
-from storage import archive, incidents
-from storage.db import open_database
-from storage.incidents import NewMember
-from storage.models import Channel, Forward, Post, utcnow
+from storage import incidents
+from storage.models import utcnow
 from tests.bot_helpers import (
     add_rule,
     ask,
@@ -39,13 +33,7 @@ async def _incident_posts(app) -> dict[int, set[tuple[int, int]]]:
     return out
 
 
-# Channels are caught up one at a time, in the order given, so that each order is tested
-# every time: the governor's channel first puts his answer in the archive before the
-# second claim that ties it to the incident (`incident_join._pull_in`).
-@pytest.mark.parametrize("first", ["legion_svoboda", "vvgladkov"], ids=["claims", "answer"])
-async def test_story_is_one_incident_among_unrelated_posts(
-    sim, monitor, bot, ann, tmp_path: Path, first: str
-):
+async def test_story_is_one_incident_among_unrelated_posts(sim, monitor, bot, ann, tmp_path: Path):
     channels = {
         c["key"]: sim.add_channel(username=c["username"], title=c["title"])
         for c in STORY["channels"]
@@ -72,9 +60,8 @@ async def test_story_is_one_incident_among_unrelated_posts(
         tmp_path,
         bot,
         [],
-        *sorted((c["username"] for c in STORY["channels"]), key=lambda name: name != first),
+        *[c["username"] for c in STORY["channels"]],
         *[c.username for c in noise],
-        catchup_concurrency=1,
     )
     async with service(sim, monitor, bot, settings) as app:
         await make_analyst(app, ann, "Ann")
@@ -132,97 +119,3 @@ async def test_story_is_one_incident_among_unrelated_posts(
         assert f"#{story_id} · Новая Таволжанка" in listing
         shown = (await ask(sim, ann, bot, f"/incident {story_id}")).text
         assert "opened the incident" in shown and "place Новая Таволжанка 0.80" in shown
-
-
-async def test_an_answer_archived_before_the_claim_that_ties_it_joins_with_that_claim(
-    archive_target: Path | str,
-) -> None:
-    """Grouping decides a post when it is archived; a post archived before an earlier
-    post that ties it (another channel's catch-up ran first) is decided again when that
-    post joins (both archives: the posts are found by their lemmas in each one's FTS)."""
-    db = await open_database(archive_target)
-    try:
-        ids = {}
-        for n, c in enumerate(STORY["channels"], start=1):
-            await archive.save_channel(db, Channel(100 + n, n, c["username"], c["title"]))
-            ids[c["key"]] = 100 + n
-        story = {p["id"]: p for p in story_posts()}
-        start = utcnow() - timedelta(hours=20)
-
-        def post(entry: str, msg: int, text: str | None = None, minutes: int = 0) -> Post:
-            row = story[entry]
-            when = start + timedelta(minutes=row["minutes"] + minutes)
-            return Post(ids[row["channel"]], msg, when, text or row["text"])
-
-        pipeline = Pipeline(db, policy=Policy(max_age=None))
-        claim, _ = await pipeline.ingest([post("claim", 1), post("counter", 2)], "catchup")
-        opened = await incidents.of_post(db, claim.post_id)
-        assert opened is not None
-        # the governor's channel caught up before the second claim's
-        weather = post("reply", 2, "Погода в Белгороде: ясно, +25", minutes=10)
-        answer, stray = await pipeline.ingest([post("reply", 1), weather], "catchup")
-        for alone in (answer, stray):  # the incident names the governor: 0.4 of 0.8
-            assert await incidents.of_post(db, alone.post_id) is None
-        # deleted meanwhile: the archive keeps what was said, and grouping judges that
-        await archive.mark_deleted(db, answer.post.channel_id, [answer.post.msg_id])
-        (claim2,) = await pipeline.ingest([post("claim2", 1)], "catchup")
-        joined = await incidents.of_post(db, claim2.post_id)
-        assert joined is not None and joined.id == opened.id
-        # the answer names РДК, now a channel of the incident, as the claim names him
-        shown = {m.post_id: m for m in await incidents.timeline(db, opened.id)}
-        ties = [t["kind"] for t in shown[answer.post_id].ties]
-        assert ties.count("mention") == 2
-        # a post of the same channel whose ties stay under the bar stays alone
-        assert await incidents.of_post(db, stray.post_id) is None
-    finally:
-        await db.close()
-
-
-async def test_ungrouped_posts_are_found_by_dates_lemmas_channels_keys_and_links(
-    archive_target: Path | str,
-) -> None:
-    """What deciding again reads back, in both archives: ungrouped posts dated in the
-    range with a lemma starting with a word or a quoted post in their text (FTS), of a
-    channel wanted, forwarding a post wanted, or replying in a member's channel; not a
-    grouped, skipped, unwanted or later one."""
-    db = await open_database(archive_target)
-    try:
-        for n in (1, 2, 3):
-            await archive.save_channel(db, Channel(n, n, f"c{n}", f"Канал {n}"))
-        t0 = utcnow().replace(microsecond=0) - timedelta(hours=10)
-        rows = {
-            "place": (1, "Бой у Таволжанки", "бой у таволжанка", {}),
-            "named": (2, "Спокойно", "спокойно", {}),
-            "quote": (1, "См. t.me/legion/5", "смотреть", {}),
-            "forward": (1, "Копия", "копия", {"fwd_from": Forward(channel_id=9, msg_id=1)}),
-            "reply": (3, "Ответ", "ответ", {"reply_to": 7}),
-            "other": (1, "Погода", "погода", {}),
-            "unthreaded": (1, "Ответ", "ответ", {"reply_to": 7}),
-            "grouped": (1, "Таволжанка снова", "таволжанка снова", {}),
-            "skipped": (1, "Таволжанка опять", "таволжанка опять", {}),
-            "late": (1, "Таволжанка потом", "таволжанка потом", {}),
-        }
-        posts = {
-            name: Post(channel, n, t0 + timedelta(hours=20 if name == "late" else n), text, **kw)
-            for n, (name, (channel, text, _, kw)) in enumerate(rows.items(), start=1)
-        }
-        archived = await archive.archive_posts(
-            db, [(posts[name], row[2]) for name, row in rows.items()]
-        )
-        ids = {name: a.post_id for name, a in zip(rows, archived, strict=True)}
-        wanted = incidents.Wanted(
-            words=["таволжан", "«»"], quotes=["legion/5"], channels={2}, keys={"9/1"}, threads={3}
-        )
-        async with db.transaction() as conn:
-            member = NewMember(ids["grouped"], posts["grouped"].date, {}, 0.0, [])
-            await incidents.add_in(conn, [(None, member)])
-            until = t0 + timedelta(hours=15)
-            found = await incidents.ungrouped_between_in(
-                conn, t0, until, wanted, skip=[ids["skipped"]]
-            )
-        expected = ("place", "named", "quote", "forward", "reply")
-        assert [r.post_id for r in found] == [ids[name] for name in expected]
-        assert found[0].text == "Бой у Таволжанки" and found[0].lemmas == "бой у таволжанка"
-        assert found[3].fwd_key == "9/1" and found[4].reply_to == 7
-    finally:
-        await db.close()

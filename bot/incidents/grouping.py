@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from bot.incidents.features import ChannelInfo, Features, mentions
+from bot.incidents.features import ChannelInfo, Features
 from bot.incidents.minhash import resemblance, signature_of
 from bot.incidents.places import broad_stems
 
@@ -251,89 +251,6 @@ def assess(post: Features, channel: ChannelInfo, candidate: Candidate) -> list[T
             )
         )
     return ties
-
-
-class Stored(Protocol):
-    """An archived post as stored, before its text is analysed again."""
-
-    @property
-    def channel_id(self) -> int: ...
-    @property
-    def msg_id(self) -> int: ...
-    @property
-    def text(self) -> str: ...
-    @property
-    def lemmas(self) -> str: ...  # its words' normal forms, space-separated
-    @property
-    def fwd_key(self) -> str | None: ...
-    @property
-    def reply_to(self) -> int | None: ...
-    @property
-    def grouped_id(self) -> int | None: ...
-    @property
-    def entity_urls(self) -> Sequence[str]: ...  # the links of its text entities
-
-
-@dataclass(frozen=True, slots=True)
-class Reach:
-    """What an archived post must share with an incident's members to be tied to it
-    other than by text alone: a test on its stored lemmas and keys, so that only the
-    posts it passes are analysed again (`reach`)."""
-
-    words: tuple[str, ...]  # a lemma starting with one: place stems, people, channel names
-    channels: frozenset[int]  # channels a member names
-    keys: frozenset[str]  # "channel id/msg id" of the members and of their origins
-    posts: frozenset[tuple[int, int]]  # (channel id, msg id) of the members
-    replied: frozenset[tuple[int, int]]  # (channel id, msg id) the members reply to
-    albums: frozenset[tuple[int, int]]  # (channel id, album id) of the members
-    quotes: frozenset[str]  # "username/msg id" of the members
-
-    def touches(self, post: Stored) -> bool:
-        where = post.channel_id
-        if where in self.channels or (post.fwd_key is not None and post.fwd_key in self.keys):
-            return True
-        if (where, post.msg_id) in self.replied or (where, post.reply_to) in self.posts:
-            return True
-        if (where, post.grouped_id) in self.albums:
-            return True
-        words = self.words
-        if any(lemma.startswith(words) for lemma in post.lemmas.split()):
-            return True
-        return not self.quotes.isdisjoint(mentions(post.text, post.entity_urls)[1])
-
-
-def reach(members: Sequence[Features], channels: Mapping[int, ChannelInfo]) -> Reach:
-    """The `Reach` of an incident's members: every tie `assess` gives but text (a
-    place, a mention either way, a person, a forward, reply, quote or album) needs one
-    of these. A word is the start of a lemma, so a place stem finds its forms."""
-    words: set[str] = set()
-    for m in members:
-        words.update(p.key for p in m.places if not p.broad)
-        words.update(m.people - BROAD_PEOPLE)
-    own = {m.channel_id for m in members}
-    for channel_id in own:
-        info = channels.get(channel_id)
-        if info is not None:
-            words.update(info.names)
-    named = frozenset(
-        channel_id
-        for channel_id, info in channels.items()
-        if info.names and any(m.fwd_key is None and _named(info.names, m) for m in members)
-    )
-    quotes = frozenset(
-        f"{info.username.lower()}/{m.msg_id}"
-        for m in members
-        if (info := channels.get(m.channel_id)) is not None and info.username
-    )
-    return Reach(
-        words=tuple(sorted(w for w in words if w)),
-        channels=named,
-        keys=frozenset({m.key for m in members} | {m.fwd_key for m in members if m.fwd_key}),
-        posts=frozenset((m.channel_id, m.msg_id) for m in members),
-        replied=frozenset((m.channel_id, m.reply_to) for m in members if m.reply_to),
-        albums=frozenset((m.channel_id, m.grouped_id) for m in members if m.grouped_id),
-        quotes=quotes,
-    )
 
 
 def decide(post: Features, channel: ChannelInfo, candidates: Sequence[Candidate]) -> Decision:
