@@ -300,7 +300,7 @@ async def test_two_watchers_share_channels_survive_kills_and_lose_nothing(
     )
     assert {(r[0], r[1]) for r in gone} == team.deleted
     # the watchers left cleanly: nobody holds a channel any more
-    assert await team.held() == {}
+    assert await team.held() == {}, {n: log[-3000:] for n, log in logs.items()}
     await team.db.close()
     print(f"\ntakeovers after SIGKILL: {', '.join(f'{t:.1f} s' for t in takeovers)}"
           f" (lease {LEASE} s); {posted} posts under load; deletions all recorded"

@@ -114,8 +114,11 @@ class Sharing:
     async def leave(self) -> None:
         """Give the channels up at once when stopping (others need not wait the lease)."""
         await self._stop_adopting()
-        with contextlib.suppress(*DatabaseError, OSError, TimeoutError):
+        try:
             await shares.leave(self.db, self.name)
+        except (*DatabaseError, OSError, TimeoutError) as exc:
+            # the leases then expire by themselves: others wait out the lease instead
+            self.log.warning("could not give the channels up: {error}", error=str(exc))
 
     async def _round(self) -> dict[str, str]:
         specs = await watchlist.effective_specs(self.db, self.configured)
